@@ -1,0 +1,228 @@
+//! The node's settings: one struct with serde defaults, loaded from TOML and
+//! overridden by flags. The defaults live here and nowhere else.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lookup::LookupConfig;
+use crate::net::TcpLimits;
+use crate::node::NodeConfig;
+use crate::routing::RoutingConfig;
+use crate::store::StoreConfig;
+
+/// Every setting of a node. Field names are the TOML keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where sled, the block files and temp files live.
+    pub data_dir: PathBuf,
+    /// UDP (DHT) and TCP (blocks) listen on this one address.
+    pub listen: SocketAddr,
+    /// The IP put in our node object; by default the listen IP, or when that is
+    /// 0.0.0.0 the local IP that routes to the first bootstrap peer.
+    pub advertise_ip: Option<IpAddr>,
+    /// Peers to join through, as IP:PORT.
+    pub bootstrap: Vec<String>,
+    /// K: lookup width, nodes per answer, replicas per block.
+    pub k: usize,
+    /// α: lookup requests in flight.
+    pub alpha: usize,
+    /// Entries per k-bucket.
+    pub bucket_size: usize,
+    /// Newcomers remembered per full bucket.
+    pub replacement_cache: usize,
+    /// Failed requests in a row before a peer is dropped.
+    pub max_failures: u32,
+    /// How long a DHT request waits for an answer.
+    pub request_timeout_ms: u64,
+    /// How long a store_value waits for "saved".
+    pub store_timeout_ms: u64,
+    /// How long pulling one block may take.
+    pub pull_timeout_ms: u64,
+    /// Largest block stored (the chunk size).
+    pub max_block_size: u64,
+    /// Blocks up to this size live inside sled; larger ones in files.
+    pub inline_max: u64,
+    /// Most bytes of blocks stored; 0 means no limit.
+    pub quota_bytes: u64,
+    /// sled's page cache.
+    pub sled_cache_mb: u64,
+    /// store_value pulls at once.
+    pub max_concurrent_pulls: usize,
+    /// TCP connections served at once.
+    pub max_tcp_connections: usize,
+    /// Idle TCP connections close after this long.
+    pub tcp_idle_timeout_ms: u64,
+    /// Buckets with no lookup for this long are refreshed.
+    pub bucket_refresh_secs: u64,
+    /// The routing table is snapshotted to sled this often (and at shutdown).
+    pub snapshot_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./dhtfs-data"),
+            listen: SocketAddr::from(([0, 0, 0, 0], 7400)),
+            advertise_ip: None,
+            bootstrap: Vec::new(),
+            k: 7,
+            alpha: 3,
+            bucket_size: 20,
+            replacement_cache: 8,
+            max_failures: 3,
+            request_timeout_ms: 2_000,
+            store_timeout_ms: 30_000,
+            pull_timeout_ms: 20_000,
+            max_block_size: 1 << 20,
+            inline_max: 64 << 10,
+            quota_bytes: 0,
+            sled_cache_mb: 64,
+            max_concurrent_pulls: 16,
+            max_tcp_connections: 256,
+            tcp_idle_timeout_ms: 30_000,
+            bucket_refresh_secs: 3_600,
+            snapshot_interval_secs: 300,
+        }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("bad setting {field}: {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Loads a TOML file; settings it leaves out keep their defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the settings make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, problem: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                problem: problem.to_string(),
+            })
+        };
+        if self.k == 0 || self.k > 20 {
+            return invalid("k", "must be 1..20 (answers must fit one datagram)");
+        }
+        if self.alpha == 0 {
+            return invalid("alpha", "must be at least 1");
+        }
+        if self.bucket_size == 0 {
+            return invalid("bucket_size", "must be at least 1");
+        }
+        if self.max_block_size == 0 || self.max_block_size > u64::from(u32::MAX) {
+            return invalid("max_block_size", "must be 1..4294967295 (a 4-byte length)");
+        }
+        if self.inline_max > self.max_block_size {
+            return invalid("inline_max", "must not exceed max_block_size");
+        }
+        for (field, v) in [
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("store_timeout_ms", self.store_timeout_ms),
+            ("pull_timeout_ms", self.pull_timeout_ms),
+            ("tcp_idle_timeout_ms", self.tcp_idle_timeout_ms),
+        ] {
+            if v == 0 {
+                return invalid(field, "must be above 0");
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine's part of the settings.
+    pub fn node_config(&self) -> NodeConfig {
+        NodeConfig {
+            routing: RoutingConfig {
+                k: self.bucket_size,
+                replacement_cache: self.replacement_cache,
+                max_failures: self.max_failures,
+            },
+            lookup: LookupConfig {
+                k: self.k,
+                alpha: self.alpha,
+            },
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            store_timeout: Duration::from_millis(self.store_timeout_ms),
+            pull_timeout: Duration::from_millis(self.pull_timeout_ms),
+            max_block_size: self.max_block_size,
+            max_concurrent_pulls: self.max_concurrent_pulls.max(1),
+            max_pending: 4096,
+            is_holder: true,
+            bucket_refresh: Duration::from_secs(self.bucket_refresh_secs),
+        }
+    }
+
+    /// The store's part of the settings.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            inline_max: self.inline_max as usize,
+            cache_bytes: self.sled_cache_mb << 20,
+            max_block_size: self.max_block_size as usize,
+            quota_bytes: (self.quota_bytes > 0).then_some(self.quota_bytes),
+        }
+    }
+
+    /// The block server's part of the settings.
+    pub fn tcp_limits(&self) -> TcpLimits {
+        TcpLimits {
+            max_connections: self.max_tcp_connections.max(1),
+            idle_timeout: Duration::from_millis(self.tcp_idle_timeout_ms),
+            ..TcpLimits::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(toml::from_str::<Config>("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn defaults_serialize_and_load_back() {
+        let text = toml::to_string(&Config::default()).unwrap();
+        assert_eq!(toml::from_str::<Config>(&text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+        let cfg = Config {
+            k: 0,
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! A running storage node: opens the store, binds UDP and TCP on one port,
+//! wires the engine to them, joins, keeps the table fresh, and shuts down
+//! gracefully (stop accepting, finish in-flight work, snapshot, flush).
+
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::contact::Contact;
+use crate::net::{run_udp, serve_blocks, NetTransport, TcpClient};
+use crate::node::{Node, TokioClock};
+use crate::stats::Stats;
+use crate::store::{RepairReport, Store, StoreError};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {proto} {addr}: {source} (is another dhtfs node or program using that port? pass another --listen)")]
+    Bind {
+        proto: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("bootstrap address '{0}' is not IP:PORT")]
+    BadBootstrap(String),
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+/// A node that is up: its engine, store and address, and the tasks serving it.
+pub struct Daemon {
+    pub node: Node,
+    pub store: Store,
+    /// The address UDP and TCP are bound to (with the real port when 0 was asked).
+    pub local_addr: SocketAddr,
+    /// What opening the data dir had to repair.
+    pub repaired: RepairReport,
+    stats: Arc<Stats>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Daemon {
+    /// Opens the data dir and binds the ports; does not join yet.
+    pub async fn start(cfg: &Config) -> Result<Daemon, StartError> {
+        cfg.validate()
+            .map_err(|e| StartError::Task(e.to_string()))?;
+        let bootstrap = parse_bootstrap(&cfg.bootstrap)?;
+        let (dir, store_cfg) = (cfg.data_dir.clone(), cfg.store_config());
+        let (store, repaired) = tokio::task::spawn_blocking(move || Store::open(&dir, store_cfg))
+            .await
+            .map_err(|e| StartError::Task(e.to_string()))??;
+        if !repaired.is_clean() {
+            tracing::warn!(?repaired, "repaired the data dir after an unclean stop");
+        }
+        let (udp, tcp) = bind_pair(cfg.listen)?;
+        let local_addr = udp.local_addr().map_err(|source| StartError::Bind {
+            proto: "UDP",
+            addr: cfg.listen,
+            source,
+        })?;
+        let advertised =
+            SocketAddr::new(advertise_ip(cfg, local_addr, &bootstrap), local_addr.port());
+        let me = Contact::new(store.node_id(), advertised);
+
+        let stats = Arc::new(Stats::default());
+        let udp = Arc::new(udp);
+        let client = TcpClient::new(Duration::from_millis(cfg.pull_timeout_ms), stats.clone());
+        let transport = Arc::new(NetTransport::new(udp.clone(), client, stats.clone()));
+        let node = Node::new(
+            me,
+            cfg.node_config(),
+            transport,
+            Arc::new(TokioClock::new()),
+            Arc::new(store.clone()),
+            stats.clone(),
+        );
+        let (shutdown, stop) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(run_udp(udp, node.clone(), stop.clone()));
+        tasks.spawn(serve_blocks(
+            tcp,
+            Arc::new(store.clone()),
+            stats.clone(),
+            cfg.tcp_limits(),
+            stop.clone(),
+        ));
+        tasks.spawn(upkeep(
+            node.clone(),
+            store.clone(),
+            Duration::from_secs(cfg.snapshot_interval_secs.max(1)),
+            stop,
+        ));
+        tracing::info!(id = %me.id, addr = %local_addr, advertised = %advertised, blocks = store.block_count(), "node started");
+        Ok(Daemon {
+            node,
+            store,
+            local_addr,
+            repaired,
+            stats,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Joins through `bootstrap` peers, or, when there are none, through the
+    /// routing snapshot of the last run. Returns how many answered.
+    pub async fn join(&self, bootstrap: &[String]) -> Result<usize, StartError> {
+        let addrs = parse_bootstrap(bootstrap)?;
+        Ok(join_network(&self.node, &self.store, &addrs).await)
+    }
+
+    /// The node's counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Stops accepting, lets in-flight work finish, writes the routing
+    /// snapshot and flushes sled.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        let contacts = self.node.routing_contacts();
+        let store = self.store.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            store.save_routing(&contacts)?;
+            store.flush()
+        })
+        .await;
+        match saved {
+            Ok(Ok(())) => tracing::info!("node stopped cleanly"),
+            Ok(Err(e)) => tracing::error!(error = %e, "could not save state at shutdown"),
+            Err(e) => tracing::error!(error = %e, "shutdown task failed"),
+        }
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self.store.dir().to_path_buf()
+    }
+}
+
+/// Joins through `addrs`, or through the last routing snapshot when empty.
+pub async fn join_network(node: &Node, store: &Store, addrs: &[SocketAddr]) -> usize {
+    let known = if addrs.is_empty() {
+        store.load_routing().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the routing snapshot");
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
+    let answered = node.join(addrs, &known).await;
+    tracing::info!(answered, peers = node.table().len(), "joined");
+    answered
+}
+
+/// Periodic jobs: bucket refresh and routing snapshots.
+async fn upkeep(
+    node: Node,
+    store: Store,
+    snapshot_every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let refresh_age = node.config().bucket_refresh.as_millis() as u64;
+    // Check often enough that a bucket is never much older than its limit.
+    let tick = Duration::from_secs(60).min(snapshot_every);
+    let mut since_snapshot = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = node.clock().sleep(tick) => {}
+            _ = stop.changed() => return,
+        }
+        node.refresh_buckets(refresh_age).await;
+        since_snapshot += tick;
+        if since_snapshot >= snapshot_every {
+            since_snapshot = Duration::ZERO;
+            let contacts = node.routing_contacts();
+            let store = store.clone();
+            if let Ok(Err(e)) =
+                tokio::task::spawn_blocking(move || store.save_routing(&contacts)).await
+            {
+                tracing::warn!(error = %e, "routing snapshot failed");
+            }
+        }
+    }
+}
+
+pub fn parse_bootstrap(list: &[String]) -> Result<Vec<SocketAddr>, StartError> {
+    list.iter()
+        .map(|s| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| StartError::BadBootstrap(s.clone()))
+        })
+        .collect()
+}
+
+/// Binds UDP and TCP to the same port. With port 0 the OS picks the UDP port
+/// and TCP follows it; if TCP finds it taken we try again with a new one.
+fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), StartError> {
+    let bind_err = |proto, source| StartError::Bind {
+        proto,
+        addr: listen,
+        source,
+    };
+    let attempts = if listen.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = StdUdpSocket::bind(listen).map_err(|e| bind_err("UDP", e))?;
+        let port = udp.local_addr().map_err(|e| bind_err("UDP", e))?.port();
+        let tcp_addr = SocketAddr::new(listen.ip(), port);
+        match std::net::TcpListener::bind(tcp_addr) {
+            Ok(tcp) => {
+                udp.set_nonblocking(true).map_err(|e| bind_err("UDP", e))?;
+                tcp.set_nonblocking(true).map_err(|e| bind_err("TCP", e))?;
+                let udp = UdpSocket::from_std(udp).map_err(|e| bind_err("UDP", e))?;
+                let tcp = TcpListener::from_std(tcp).map_err(|e| bind_err("TCP", e))?;
+                return Ok((udp, tcp));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(bind_err(
+        "TCP",
+        last.unwrap_or_else(|| std::io::Error::other("no port found")),
+    ))
+}
+
+/// The IP we tell peers: configured, else the listen IP, else the local IP
+/// that routes to the first bootstrap peer (found without sending anything),
+/// else loopback.
+fn advertise_ip(cfg: &Config, local: SocketAddr, bootstrap: &[SocketAddr]) -> IpAddr {
+    if let Some(ip) = cfg.advertise_ip {
+        return ip;
+    }
+    if !local.ip().is_unspecified() {
+        return local.ip();
+    }
+    bootstrap
+        .first()
+        .and_then(|peer| {
+            let probe = StdUdpSocket::bind(SocketAddr::new(local.ip(), 0)).ok()?;
+            probe.connect(peer).ok()?;
+            probe.local_addr().ok().map(|a| a.ip())
+        })
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}

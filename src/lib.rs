@@ -1,0 +1,21 @@
+//! dhtfs: a storage node for a decentralized, content-addressed block store on a
+//! Kademlia DHT, wire-compatible with the original DHTFileStore.
+//!
+//! Layers, bottom to top (an import may point down, never up):
+//! - core, pure, no I/O or clocks: [`id`], [`contact`], [`wire`], [`routing`], [`lookup`]
+//! - shells: [`net`] (UDP and TCP sockets), [`store`] (sled and block files)
+//! - engine: [`node`], which reaches the network and time only through the
+//!   [`node::Transport`] and [`node::Clock`] it is given
+//! - binary: [`config`], [`daemon`], and `main.rs`
+
+pub mod config;
+pub mod contact;
+pub mod daemon;
+pub mod id;
+pub mod lookup;
+pub mod net;
+pub mod node;
+pub mod routing;
+pub mod stats;
+pub mod store;
+pub mod wire;

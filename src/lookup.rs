@@ -1,0 +1,657 @@
+//! The iterative Kademlia lookup as a pure state machine (after libp2p's
+//! `query/peers/closest.rs`): the caller sends the requests [`Lookup::next_peers`]
+//! asks for and reports each outcome; nothing here waits or keeps time, so
+//! timeouts are the caller's to detect and report as failures.
+//!
+//! Hops count sequential round trips: a seed is hop 1, a contact first learned
+//! from a peer at hop `h` is hop `h + 1` (the minimum over every peer that
+//! named it), and our own node is hop 0. [`LookupResult::hops`] is the largest
+//! hop among the peers in the result, so it is how many rounds a perfectly
+//! parallel lookup would have needed to reach them all.
+
+use std::collections::BTreeMap;
+
+use crate::contact::Contact;
+use crate::id::{Distance, Id};
+
+/// What a lookup is after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupKind {
+    /// The k nodes closest to the target.
+    FindNode,
+    /// Any node holding the target block; falls back to the k closest.
+    FindValue,
+}
+
+/// Lookup width (`k`) and parallelism (`alpha`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LookupConfig {
+    /// How many closest nodes to find; 0 is taken as 1.
+    pub k: usize,
+    /// Requests in flight at once; 0 is taken as 1.
+    pub alpha: usize,
+}
+
+impl Default for LookupConfig {
+    fn default() -> Self {
+        LookupConfig { k: 7, alpha: 3 }
+    }
+}
+
+/// What a lookup found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LookupResult {
+    /// Up to k peers that answered (ourselves included when given), closest first.
+    pub closest: Vec<Contact>,
+    /// Peers that said they hold the value, in the order they said so.
+    pub holders: Vec<Contact>,
+    /// Largest hop among `closest` and `holders` (see the module docs).
+    pub hops: u32,
+    /// Requests sent.
+    pub contacted: usize,
+    /// Requests that failed.
+    pub failed: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    NotContacted,
+    Waiting,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+struct Candidate {
+    contact: Contact,
+    state: State,
+    hop: u32,
+}
+
+/// One iterative lookup in progress.
+#[derive(Clone, Debug)]
+pub struct Lookup {
+    target: Id,
+    kind: LookupKind,
+    k: usize,
+    alpha: usize,
+    /// Failed peers stay so that hearing of them again does not revive them.
+    candidates: BTreeMap<Distance, Candidate>,
+    holders: Vec<Candidate>,
+    in_flight: usize,
+    contacted: usize,
+    failed: usize,
+    /// Latched, so late answers cannot reopen a lookup the caller has left.
+    finished: bool,
+}
+
+impl Lookup {
+    /// Starts a lookup from `seeds`. `local`, when given, counts as a peer that
+    /// already answered, so it can appear in the result: a storage node is a
+    /// candidate holder itself. Our own contact is never returned by `next_peers`.
+    pub fn new(
+        target: Id,
+        kind: LookupKind,
+        cfg: LookupConfig,
+        local: Option<Contact>,
+        seeds: Vec<Contact>,
+    ) -> Self {
+        let mut lookup = Lookup {
+            target,
+            kind,
+            k: cfg.k.max(1),
+            alpha: cfg.alpha.max(1),
+            candidates: BTreeMap::new(),
+            holders: Vec::new(),
+            in_flight: 0,
+            contacted: 0,
+            failed: 0,
+            finished: false,
+        };
+        if let Some(me) = local {
+            let me = Candidate {
+                contact: me,
+                state: State::Succeeded,
+                hop: 0,
+            };
+            lookup
+                .candidates
+                .insert(me.contact.id.distance(&target), me);
+        }
+        for seed in seeds {
+            lookup.learn(seed, 1);
+        }
+        lookup.prune();
+        lookup.update_finished();
+        lookup
+    }
+
+    /// The id being looked up.
+    pub fn target(&self) -> Id {
+        self.target
+    }
+
+    /// Peers to contact now, marked in flight: the closest not yet contacted
+    /// among the k closest live candidates, up to `alpha` minus those in flight.
+    /// Empty when waiting on answers or finished.
+    pub fn next_peers(&mut self) -> Vec<Contact> {
+        if self.finished {
+            return Vec::new();
+        }
+        let budget = self.alpha.saturating_sub(self.in_flight);
+        let mut out = Vec::new();
+        let live = self
+            .candidates
+            .values_mut()
+            .filter(|c| c.state != State::Failed);
+        for candidate in live.take(self.k) {
+            if out.len() >= budget {
+                break;
+            }
+            if candidate.state == State::NotContacted {
+                candidate.state = State::Waiting;
+                out.push(candidate.contact);
+            }
+        }
+        self.in_flight += out.len();
+        self.contacted += out.len();
+        out
+    }
+
+    /// `peer` answered with `closer` contacts; duplicates, the peer itself and
+    /// our own node among them are harmless. Ignored unless `peer` is in flight.
+    pub fn on_success(&mut self, peer: &Id, closer: Vec<Contact>) {
+        let Some(hop) = self.settle(peer, State::Succeeded).map(|c| c.hop) else {
+            return;
+        };
+        for contact in closer {
+            if contact.id != *peer {
+                self.learn(contact, hop.saturating_add(1));
+            }
+        }
+        self.prune();
+        self.update_finished();
+    }
+
+    /// `peer` said it holds the value; for a `FindValue` lookup that ends it.
+    /// Ignored unless `peer` is in flight.
+    pub fn on_value(&mut self, peer: &Id) {
+        let Some(holder) = self.settle(peer, State::Succeeded).cloned() else {
+            return;
+        };
+        self.holders.push(holder);
+        if self.kind == LookupKind::FindValue {
+            self.finished = true;
+        }
+        self.update_finished();
+    }
+
+    /// `peer` timed out or errored. Ignored unless `peer` is in flight.
+    pub fn on_failure(&mut self, peer: &Id) {
+        if self.settle(peer, State::Failed).is_some() {
+            self.failed += 1;
+            self.update_finished();
+        }
+    }
+
+    /// Whether the lookup is over: the k closest live candidates have all
+    /// answered, nobody is left to ask, or (`FindValue`) a holder is known.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Requests sent and not yet answered; once finished, their answers are ignored.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// What the lookup found so far; final once [`is_finished`](Self::is_finished).
+    pub fn result(&self) -> LookupResult {
+        let closest: Vec<&Candidate> = self
+            .candidates
+            .values()
+            .filter(|c| c.state == State::Succeeded)
+            .take(self.k)
+            .collect();
+        let hops = closest
+            .iter()
+            .copied()
+            .chain(&self.holders)
+            .map(|c| c.hop)
+            .max()
+            .unwrap_or(0);
+        LookupResult {
+            closest: closest.iter().map(|c| c.contact).collect(),
+            holders: self.holders.iter().map(|c| c.contact).collect(),
+            hops,
+            contacted: self.contacted,
+            failed: self.failed,
+        }
+    }
+
+    /// Records the answer of an in-flight `peer`; `None` for anyone else, as
+    /// late and duplicate answers must not count twice.
+    fn settle(&mut self, peer: &Id, to: State) -> Option<&Candidate> {
+        if self.finished {
+            return None;
+        }
+        let candidate = self.candidates.get_mut(&peer.distance(&self.target))?;
+        if candidate.state != State::Waiting {
+            return None;
+        }
+        candidate.state = to;
+        self.in_flight -= 1;
+        Some(candidate)
+    }
+
+    fn learn(&mut self, contact: Contact, hop: u32) {
+        self.candidates
+            .entry(contact.id.distance(&self.target))
+            .and_modify(|c| c.hop = c.hop.min(hop))
+            .or_insert(Candidate {
+                contact,
+                state: State::NotContacted,
+                hop,
+            });
+    }
+
+    /// Caps the never-contacted candidates at `4k + alpha`, dropping the
+    /// farthest, so a peer answering with thousands of contacts cannot grow
+    /// the lookup without bound. The cap being at least k, the k closest are
+    /// never dropped; contacted peers stay (so they are never asked twice)
+    /// and are bounded by our own requests.
+    fn prune(&mut self) {
+        let cap = 4 * self.k + self.alpha;
+        let fresh: Vec<Distance> = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| c.state == State::NotContacted)
+            .map(|(d, _)| *d)
+            .collect();
+        for distance in fresh.iter().skip(cap) {
+            self.candidates.remove(distance);
+        }
+    }
+
+    fn update_finished(&mut self) {
+        if self.finished {
+            return;
+        }
+        let found = self.kind == LookupKind::FindValue && !self.holders.is_empty();
+        // The Kademlia rule: once the k closest live candidates have all
+        // answered, none of them knows anyone closer. Stragglers farther out
+        // may still be in flight; as in Kademlia, they are not waited for.
+        let settled = self
+            .candidates
+            .values()
+            .filter(|c| c.state != State::Failed)
+            .take(self.k)
+            .all(|c| c.state == State::Succeeded);
+        self.finished = found || settled;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    const TARGET: Id = Id([0x5a; 32]);
+
+    /// A contact at distance `n` from `TARGET`, so tests can read order off `n`.
+    fn at(n: u16) -> Contact {
+        let mut id = TARGET.0;
+        id[30] ^= (n >> 8) as u8;
+        id[31] ^= n as u8;
+        Contact::new(Id(id), SocketAddr::from(([10, 0, 0, 1], n)))
+    }
+
+    fn ns(contacts: &[Contact]) -> Vec<u16> {
+        contacts
+            .iter()
+            .map(|c| {
+                let d = c.id.distance(&TARGET).0;
+                u16::from_be_bytes([d[30], d[31]])
+            })
+            .collect()
+    }
+
+    fn lookup(
+        kind: LookupKind,
+        k: usize,
+        alpha: usize,
+        local: Option<u16>,
+        seeds: &[u16],
+    ) -> Lookup {
+        let cfg = LookupConfig { k, alpha };
+        let seeds = seeds.iter().map(|&n| at(n)).collect();
+        Lookup::new(TARGET, kind, cfg, local.map(at), seeds)
+    }
+
+    fn ok(l: &mut Lookup, n: u16, closer: &[u16]) {
+        l.on_success(&at(n).id, closer.iter().map(|&m| at(m)).collect());
+    }
+
+    #[test]
+    fn alpha_is_respected_and_closest_go_first() {
+        let mut l = lookup(LookupKind::FindNode, 7, 3, None, &[9, 4, 1, 7, 2, 10, 3]);
+        assert_eq!(l.target(), TARGET);
+        assert_eq!(ns(&l.next_peers()), vec![1, 2, 3]);
+        assert_eq!(l.in_flight(), 3);
+        assert!(l.next_peers().is_empty(), "waiting on three answers");
+        ok(&mut l, 2, &[]);
+        assert_eq!(ns(&l.next_peers()), vec![4]);
+        l.on_failure(&at(1).id);
+        ok(&mut l, 3, &[]);
+        assert_eq!(ns(&l.next_peers()), vec![7, 9]);
+        assert_eq!(l.in_flight(), 3);
+    }
+
+    #[test]
+    fn finishes_once_the_k_closest_have_answered() {
+        let mut l = lookup(LookupKind::FindNode, 3, 1, None, &[6, 5, 4, 3, 2, 1]);
+        let mut asked = Vec::new();
+        while !l.is_finished() {
+            let next = l.next_peers();
+            assert_eq!(next.len(), 1);
+            asked.extend(ns(&next));
+            ok(&mut l, asked[asked.len() - 1], &[]);
+        }
+        assert_eq!(asked, vec![1, 2, 3]);
+        assert!(l.next_peers().is_empty());
+        let r = l.result();
+        assert_eq!(ns(&r.closest), vec![1, 2, 3]);
+        assert_eq!((r.contacted, r.failed, r.hops), (3, 0, 1));
+        assert!(r.holders.is_empty());
+    }
+
+    #[test]
+    fn closer_contacts_are_followed_and_hops_counted() {
+        let mut l = lookup(LookupKind::FindNode, 2, 3, None, &[500, 400]);
+        assert_eq!(ns(&l.next_peers()), vec![400, 500]);
+        ok(&mut l, 400, &[300, 200, 400]);
+        ok(&mut l, 500, &[300]);
+        assert_eq!(ns(&l.next_peers()), vec![200, 300]);
+        ok(&mut l, 300, &[1]);
+        assert!(
+            !l.is_finished(),
+            "1 and 200 are the two closest, 1 not yet asked"
+        );
+        assert_eq!(ns(&l.next_peers()), vec![1]);
+        // 200 (hop 2) now names 1 too: 1 keeps hop 3, the minimum seen.
+        ok(&mut l, 200, &[1]);
+        ok(&mut l, 1, &[]);
+        assert!(l.is_finished());
+        let r = l.result();
+        assert_eq!(ns(&r.closest), vec![1, 200]);
+        assert_eq!(r.hops, 3);
+        assert_eq!(r.contacted, 5);
+    }
+
+    #[test]
+    fn failed_peers_are_skipped_and_not_revived() {
+        let mut l = lookup(LookupKind::FindNode, 3, 3, None, &[1, 2, 3, 4, 5]);
+        assert_eq!(ns(&l.next_peers()), vec![1, 2, 3]);
+        l.on_failure(&at(1).id);
+        assert_eq!(ns(&l.next_peers()), vec![4]);
+        ok(&mut l, 2, &[1]);
+        ok(&mut l, 3, &[]);
+        ok(&mut l, 4, &[]);
+        assert!(l.is_finished());
+        let r = l.result();
+        assert_eq!(ns(&r.closest), vec![2, 3, 4]);
+        assert_eq!((r.contacted, r.failed), (4, 1));
+    }
+
+    #[test]
+    fn all_failing_ends_with_nothing() {
+        let mut l = lookup(LookupKind::FindNode, 3, 3, None, &[1, 2]);
+        for c in l.next_peers() {
+            l.on_failure(&c.id);
+        }
+        assert!(l.is_finished());
+        assert_eq!(l.result().closest, vec![]);
+        assert_eq!(l.result().failed, 2);
+    }
+
+    #[test]
+    fn find_value_stops_at_the_first_holder() {
+        let mut l = lookup(LookupKind::FindValue, 7, 3, Some(9), &[1, 2, 3, 4]);
+        assert_eq!(ns(&l.next_peers()), vec![1, 2, 3]);
+        l.on_value(&at(2).id);
+        assert!(l.is_finished());
+        assert!(l.next_peers().is_empty());
+        // Late answers change nothing.
+        ok(&mut l, 1, &[0]);
+        l.on_value(&at(3).id);
+        l.on_failure(&at(3).id);
+        let r = l.result();
+        assert_eq!(ns(&r.holders), vec![2]);
+        assert_eq!(ns(&r.closest), vec![2, 9]);
+        assert_eq!((r.hops, r.contacted, r.failed), (1, 3, 0));
+        assert_eq!(l.in_flight(), 2);
+    }
+
+    #[test]
+    fn find_value_without_holder_ends_like_find_node() {
+        let mut l = lookup(LookupKind::FindValue, 2, 3, None, &[3, 1, 2]);
+        for c in l.next_peers() {
+            l.on_success(&c.id, vec![]);
+        }
+        assert!(l.is_finished());
+        let r = l.result();
+        assert!(r.holders.is_empty());
+        assert_eq!(ns(&r.closest), vec![1, 2]);
+    }
+
+    #[test]
+    fn late_duplicate_and_unknown_answers_are_ignored() {
+        let mut l = lookup(LookupKind::FindNode, 2, 1, None, &[1, 2, 3]);
+        assert_eq!(ns(&l.next_peers()), vec![1]);
+        // Never asked: neither 2's answer nor its failure counts.
+        ok(&mut l, 2, &[0]);
+        l.on_failure(&at(2).id);
+        l.on_value(&at(2).id);
+        ok(&mut l, 77, &[0]);
+        assert_eq!(l.in_flight(), 1);
+        ok(&mut l, 1, &[]);
+        // A second answer, or a failure after the answer, is a duplicate.
+        ok(&mut l, 1, &[0]);
+        l.on_failure(&at(1).id);
+        assert_eq!(ns(&l.next_peers()), vec![2]);
+        ok(&mut l, 2, &[]);
+        assert!(l.is_finished());
+        let r = l.result();
+        assert_eq!(ns(&r.closest), vec![1, 2]);
+        assert_eq!((r.contacted, r.failed), (2, 0));
+    }
+
+    fn fresh(l: &Lookup) -> usize {
+        l.candidates
+            .values()
+            .filter(|c| c.state == State::NotContacted)
+            .count()
+    }
+
+    #[test]
+    fn candidates_are_bounded_but_keep_the_closest() {
+        let mut l = lookup(LookupKind::FindNode, 7, 3, None, &[5000]);
+        let seed = l.next_peers();
+        let flood: Vec<u16> = (1..=3000).rev().collect();
+        ok(&mut l, ns(&seed)[0], &flood);
+        assert_eq!(fresh(&l), 4 * 7 + 3);
+        assert_eq!(l.candidates.len(), 4 * 7 + 3 + 1);
+        assert_eq!(ns(&l.next_peers()), vec![1, 2, 3]);
+        // A farther flood cannot push out the closest.
+        ok(&mut l, 1, &(4000..4500).collect::<Vec<_>>());
+        assert_eq!(fresh(&l), 4 * 7 + 3);
+        let has = |l: &Lookup, n| l.candidates.contains_key(&at(n).id.distance(&TARGET));
+        assert!(has(&l, 31) && has(&l, 4002) && !has(&l, 4003));
+    }
+
+    #[test]
+    fn contacted_peers_are_never_pruned() {
+        // k = 1, alpha = 1: at most 5 fresh candidates.
+        let mut l = lookup(LookupKind::FindNode, 1, 1, None, &[1000]);
+        for n in (1..=10).rev() {
+            let next = l.next_peers();
+            ok(&mut l, ns(&next)[0], &[n * 10, n * 10 + 1, n * 10 + 2]);
+        }
+        let asked = l.candidates.values().filter(|c| c.state == State::Succeeded);
+        assert_eq!(asked.count(), 10);
+        assert_eq!(fresh(&l), 5);
+        assert_eq!(ns(&l.next_peers()), vec![10]);
+    }
+
+    #[test]
+    fn local_counts_as_answered_and_is_never_asked() {
+        let mut l = lookup(LookupKind::FindNode, 3, 3, Some(2), &[2, 1, 3, 4]);
+        assert_eq!(ns(&l.next_peers()), vec![1, 3]);
+        ok(&mut l, 1, &[2, 2, 1, 5]);
+        ok(&mut l, 3, &[2]);
+        assert!(l.is_finished());
+        let r = l.result();
+        assert_eq!(ns(&r.closest), vec![1, 2, 3]);
+        assert_eq!((r.hops, r.contacted), (1, 2));
+    }
+
+    #[test]
+    fn nothing_to_ask_finishes_at_once() {
+        let mut l = lookup(LookupKind::FindNode, 7, 3, Some(4), &[]);
+        assert!(l.is_finished());
+        assert!(l.next_peers().is_empty());
+        let r = l.result();
+        assert_eq!(ns(&r.closest), vec![4]);
+        assert_eq!((r.hops, r.contacted), (0, 0));
+
+        let l = lookup(LookupKind::FindValue, 0, 0, None, &[]);
+        assert!(l.is_finished());
+        assert_eq!(l.result(), LookupResult::default());
+    }
+
+    #[test]
+    fn zero_sizes_are_taken_as_one() {
+        let mut l = lookup(LookupKind::FindNode, 0, 0, None, &[2, 1]);
+        assert_eq!(ns(&l.next_peers()), vec![1]);
+        ok(&mut l, 1, &[]);
+        assert!(l.is_finished());
+        assert_eq!(ns(&l.result().closest), vec![1]);
+    }
+}
+
+/// The acceptance test: lookups over 1,000 real routing tables, no sockets.
+#[cfg(test)]
+mod sim {
+    use super::*;
+    use crate::routing::{Observed, RoutingConfig, RoutingTable};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::collections::{HashMap, VecDeque};
+    use std::net::SocketAddr;
+    use std::sync::OnceLock;
+
+    const NODES: usize = 1000;
+    const LOOKUPS: usize = 250;
+
+    struct Net {
+        contacts: Vec<Contact>,
+        index: HashMap<Id, usize>,
+        tables: Vec<RoutingTable>,
+    }
+
+    /// Built once for both tests: filling the tables is most of the cost.
+    fn net() -> &'static Net {
+        static NET: OnceLock<Net> = OnceLock::new();
+        NET.get_or_init(|| {
+            let mut rng = StdRng::seed_from_u64(1);
+            let contacts: Vec<Contact> = (0..NODES)
+                .map(|i| {
+                    let addr = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 7000));
+                    Contact::new(Id(rng.gen()), addr)
+                })
+                .collect();
+            let index = contacts.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+            let tables = contacts
+                .iter()
+                .map(|me| {
+                    let mut table = RoutingTable::new(me.id, RoutingConfig::default(), 0);
+                    for c in &contacts {
+                        if let Observed::Pending { ping } = table.observe(*c, 0) {
+                            table.on_ping_result(&ping.id, true, 0);
+                        }
+                    }
+                    table
+                })
+                .collect();
+            Net {
+                contacts,
+                index,
+                tables,
+            }
+        })
+    }
+
+    /// One lookup driven as the engine does, the oldest request answered first.
+    fn run(net: &Net, origin: usize, target: Id, dead: &[bool]) -> LookupResult {
+        let seeds = net.tables[origin].closest(&target, 7);
+        let me = Some(net.contacts[origin]);
+        let cfg = LookupConfig::default();
+        let mut lookup = Lookup::new(target, LookupKind::FindNode, cfg, me, seeds);
+        let mut queue = VecDeque::new();
+        loop {
+            queue.extend(lookup.next_peers());
+            if lookup.is_finished() {
+                return lookup.result();
+            }
+            let peer: Contact = queue.pop_front().expect("unfinished means in flight");
+            let i = net.index[&peer.id];
+            if dead[i] {
+                lookup.on_failure(&peer.id);
+            } else {
+                lookup.on_success(&peer.id, net.tables[i].closest(&target, 7));
+            }
+        }
+    }
+
+    fn check(dead_share: f64) {
+        let net = net();
+        let mut rng = StdRng::seed_from_u64(2);
+        let dead: Vec<bool> = (0..NODES).map(|_| rng.gen_bool(dead_share)).collect();
+        let live: Vec<usize> = (0..NODES).filter(|&i| !dead[i]).collect();
+        let (mut exact, mut hops) = (0, Vec::new());
+        for n in 0..LOOKUPS {
+            let origin = live[rng.gen_range(0..live.len())];
+            // Some targets are node ids, as joins and refreshes look up.
+            let target = match n % 10 {
+                0 => net.contacts[rng.gen_range(0..NODES)].id,
+                _ => Id(rng.gen()),
+            };
+            let mut want: Vec<Id> = live.iter().map(|&i| net.contacts[i].id).collect();
+            want.sort_by_key(|id| id.distance(&target));
+            want.truncate(7);
+            let result = run(net, origin, target, &dead);
+            let got: Vec<Id> = result.closest.iter().map(|c| c.id).collect();
+            exact += usize::from(got == want);
+            hops.push(result.hops);
+        }
+        hops.sort_unstable();
+        println!(
+            "lookup {NODES} nodes ({}% dead): {LOOKUPS} lookups, {}% exact, hops median {} max {}",
+            dead_share * 100.0,
+            exact * 100 / LOOKUPS,
+            hops[LOOKUPS / 2],
+            hops[LOOKUPS - 1],
+        );
+        assert_eq!(exact, LOOKUPS);
+    }
+
+    #[test]
+    fn lookups_find_the_true_closest() {
+        check(0.0);
+    }
+
+    #[test]
+    fn lookups_find_the_true_closest_live_with_a_tenth_dead() {
+        check(0.1);
+    }
+}

@@ -1,0 +1,10 @@
+//! The socket shells: they move bytes between the network and the engine, and
+//! bound everything (datagram size, line length, connections, idle time).
+
+pub mod tcp_client;
+pub mod tcp_server;
+pub mod udp;
+
+pub use tcp_client::TcpClient;
+pub use tcp_server::{serve_blocks, TcpLimits};
+pub use udp::{run_udp, NetTransport};

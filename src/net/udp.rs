@@ -1,0 +1,70 @@
+//! The UDP shell: a receive loop feeding the engine, and the real [`Transport`]
+//! (datagrams out of the same socket, blocks through the TCP client).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use super::TcpClient;
+use crate::id::Id;
+use crate::node::{BoxFuture, FetchError, Node, Transport};
+use crate::stats::Stats;
+
+/// Datagrams out of the node's own UDP socket (so peers see our port), blocks
+/// in through a pooled TCP client.
+pub struct NetTransport {
+    socket: Arc<UdpSocket>,
+    client: TcpClient,
+    stats: Arc<Stats>,
+}
+
+impl NetTransport {
+    /// A transport sending from `socket`.
+    pub fn new(socket: Arc<UdpSocket>, client: TcpClient, stats: Arc<Stats>) -> NetTransport {
+        NetTransport {
+            socket,
+            client,
+            stats,
+        }
+    }
+}
+
+impl Transport for NetTransport {
+    fn send_datagram(&self, to: SocketAddr, bytes: &[u8]) {
+        // Non-blocking: a full socket buffer drops the datagram, as the
+        // network itself may; the request's timeout covers it.
+        if let Err(e) = self.socket.try_send_to(bytes, to) {
+            Stats::inc(&self.stats.datagrams_send_failed);
+            tracing::debug!(%to, error = %e, "datagram not sent");
+        }
+    }
+
+    fn fetch_block(
+        &self,
+        from: SocketAddr,
+        key: Id,
+        max_len: u64,
+    ) -> BoxFuture<Result<Vec<u8>, FetchError>> {
+        let client = self.client.clone();
+        Box::pin(async move { client.fetch(from, key, max_len).await })
+    }
+}
+
+/// Receives datagrams and hands each to the engine until `shutdown` turns true.
+pub async fn run_udp(socket: Arc<UdpSocket>, node: Node, mut shutdown: watch::Receiver<bool>) {
+    // Larger than any UDP payload, so nothing is ever truncated unseen.
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((n, from)) => node.handle_datagram(from, &buf[..n]),
+                // ICMP errors from earlier sends surface here on some systems;
+                // they say nothing about this socket's health.
+                Err(e) => tracing::debug!(error = %e, "udp receive error"),
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+}

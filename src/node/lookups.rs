@@ -1,0 +1,122 @@
+//! Drives the pure [`Lookup`] state machine over real requests, α at a time,
+//! and builds on it: finding a block's holders and replicating a block.
+
+use tokio::task::JoinSet;
+
+use super::Node;
+use crate::contact::Contact;
+use crate::id::Id;
+use crate::lookup::{Lookup, LookupKind, LookupResult};
+use crate::stats::Stats;
+use crate::wire::message::FindValueResult;
+
+/// What replicating one block achieved.
+#[derive(Debug, Clone, Default)]
+pub struct StoreReport {
+    /// Nodes that answered "saved" (ourselves included when we are among the closest).
+    pub saved: Vec<Contact>,
+    /// Nodes that failed, with why.
+    pub failed: Vec<(Contact, String)>,
+}
+
+enum Answer {
+    Nodes(Vec<Contact>),
+    Holder,
+    Failed,
+}
+
+impl Node {
+    /// Runs an iterative lookup for `target`.
+    pub async fn lookup(&self, target: Id, kind: LookupKind) -> LookupResult {
+        let cfg = self.inner.cfg.lookup.clone();
+        let now = self.inner.clock.now_ms();
+        let seeds = {
+            let mut table = self.table();
+            table.touch(&target, now);
+            table.closest(&target, cfg.k)
+        };
+        let local = self.inner.cfg.is_holder.then_some(self.inner.me);
+        let mut lookup = Lookup::new(target, kind, cfg, local, seeds);
+        let mut in_flight: JoinSet<(Id, Answer)> = JoinSet::new();
+        loop {
+            for peer in lookup.next_peers() {
+                let node = self.clone();
+                in_flight.spawn(async move {
+                    let answer = match kind {
+                        LookupKind::FindNode => match node.find_node_rpc(&peer, target).await {
+                            Ok(nodes) => Answer::Nodes(nodes),
+                            Err(_) => Answer::Failed,
+                        },
+                        LookupKind::FindValue => match node.find_value_rpc(&peer, target).await {
+                            Ok(FindValueResult::Closer(nodes)) => Answer::Nodes(nodes),
+                            // A holder speaks for itself: the contact we reached, not
+                            // whatever address it claims.
+                            Ok(FindValueResult::Holder(_)) => Answer::Holder,
+                            Err(_) => Answer::Failed,
+                        },
+                    };
+                    (peer.id, answer)
+                });
+            }
+            if lookup.is_finished() {
+                break;
+            }
+            let Some(joined) = in_flight.join_next().await else {
+                break;
+            };
+            let Ok((peer, answer)) = joined else {
+                continue;
+            };
+            match answer {
+                Answer::Nodes(nodes) => lookup.on_success(&peer, nodes),
+                Answer::Holder => lookup.on_value(&peer),
+                Answer::Failed => lookup.on_failure(&peer),
+            }
+        }
+        let result = lookup.result();
+        let stats = &self.inner.stats;
+        Stats::inc(&stats.lookups);
+        Stats::add(&stats.lookup_hops_total, u64::from(result.hops));
+        result
+    }
+
+    /// The K nodes closest to `target` in the network.
+    pub async fn find_closest(&self, target: Id) -> Vec<Contact> {
+        self.lookup(target, LookupKind::FindNode).await.closest
+    }
+
+    /// Nodes that hold block `key` (ourselves first when we do).
+    pub async fn find_holders(&self, key: Id) -> Vec<Contact> {
+        if self.inner.cfg.is_holder && self.inner.blocks.contains(&key) {
+            return vec![self.inner.me];
+        }
+        self.lookup(key, LookupKind::FindValue).await.holders
+    }
+
+    /// Asks the K nodes closest to `key` to store it (they pull it from us, so
+    /// we must be able to serve it). We count ourselves as saved when we are
+    /// among the closest and hold it.
+    pub async fn replicate(&self, key: Id) -> StoreReport {
+        let closest = self.find_closest(key).await;
+        let mut report = StoreReport::default();
+        let mut stores = JoinSet::new();
+        for contact in closest {
+            if contact.id == self.inner.me.id {
+                if self.inner.blocks.contains(&key) {
+                    report.saved.push(contact);
+                }
+                continue;
+            }
+            let node = self.clone();
+            stores.spawn(async move { (contact, node.store_rpc(&contact, key).await) });
+        }
+        while let Some(joined) = stores.join_next().await {
+            match joined {
+                Ok((contact, Ok(()))) => report.saved.push(contact),
+                Ok((contact, Err(e))) => report.failed.push((contact, e.to_string())),
+                Err(e) => tracing::warn!(error = %e, "store task failed"),
+            }
+        }
+        report
+    }
+}

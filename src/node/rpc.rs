@@ -1,0 +1,157 @@
+//! Outgoing requests to one peer: send, wait for the answer with a deadline,
+//! and feed the outcome back into the routing table.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::Node;
+use crate::contact::Contact;
+use crate::id::Id;
+use crate::stats::{Outcome, Stats};
+use crate::wire::message::{
+    decode_find_value, decode_node, decode_nodes, decode_saved, encode_request, FindValueResult,
+};
+use crate::wire::{Request, RequestBody, WireError};
+
+/// Why a request to a peer failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the peer answered with an error: {0}")]
+    Remote(String),
+    #[error("the peer's answer does not parse: {0}")]
+    BadAnswer(#[from] WireError),
+    #[error("too many requests already waiting for answers")]
+    Busy,
+}
+
+impl Node {
+    /// Sends `body` to `to` and waits for the result, at most `timeout`.
+    async fn request(
+        &self,
+        to: SocketAddr,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> Result<Value, RequestError> {
+        let kind = body.kind();
+        let stats = &self.inner.stats;
+        let Some(waiter) = self.inner.pending.register(to, kind) else {
+            Stats::inc(&stats.requests_refused_pending_full);
+            return Err(RequestError::Busy);
+        };
+        let req = Request {
+            magic: waiter.magic,
+            body,
+            requester: self.inner.me,
+        };
+        self.send(to, &encode_request(&req));
+        let sleep = self.inner.clock.sleep(timeout);
+        let answer = tokio::select! {
+            answer = &mut { waiter }.rx => answer,
+            _ = sleep => {
+                stats.sent.add(kind, Outcome::Timeout);
+                return Err(RequestError::Timeout(timeout));
+            }
+        };
+        match answer {
+            Ok(Ok(value)) => {
+                stats.sent.add(kind, Outcome::Ok);
+                Ok(value)
+            }
+            Ok(Err(text)) => {
+                stats.sent.add(kind, Outcome::Error);
+                Err(RequestError::Remote(text))
+            }
+            // The sender went away without answering: only when the map is torn down.
+            Err(_) => {
+                stats.sent.add(kind, Outcome::Timeout);
+                Err(RequestError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Sends a request to a known contact and keeps the routing table honest:
+    /// an answer refreshes it, a timeout counts against it.
+    async fn request_contact(
+        &self,
+        to: &Contact,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> Result<Value, RequestError> {
+        let result = self.request(to.addr, body, timeout).await;
+        let now = self.inner.clock.now_ms();
+        match &result {
+            Ok(_) => self.observe(*to),
+            Err(RequestError::Timeout(_)) => {
+                self.table().on_failure(&to.id, now);
+            }
+            // An error reply or a garbled answer still proves it is alive.
+            Err(RequestError::Remote(_)) | Err(RequestError::BadAnswer(_)) => self.observe(*to),
+            Err(RequestError::Busy) => {}
+        }
+        result
+    }
+
+    /// Pings an address (a bootstrap peer, say) and learns the id behind it,
+    /// adding it to the routing table.
+    pub async fn ping_addr(&self, addr: SocketAddr) -> Result<Contact, RequestError> {
+        let timeout = self.inner.cfg.request_timeout;
+        let value = self.request(addr, RequestBody::Ping, timeout).await?;
+        // Trust the id it gives, but the address we reached it at.
+        let contact = Contact::new(decode_node(&value)?.id, addr);
+        if contact.id != self.inner.me.id {
+            self.observe(contact);
+        }
+        Ok(contact)
+    }
+
+    /// Pings a known contact: is it alive, and still the same node? The
+    /// caller decides what a failure means (an eviction check, say).
+    pub async fn ping_contact(&self, to: &Contact) -> Result<(), RequestError> {
+        let timeout = self.inner.cfg.request_timeout;
+        let value = self.request(to.addr, RequestBody::Ping, timeout).await?;
+        if decode_node(&value)?.id == to.id {
+            Ok(())
+        } else {
+            Err(RequestError::Remote("answered with another node id".into()))
+        }
+    }
+
+    /// Asks `to` for the nodes it knows closest to `target`.
+    pub async fn find_node_rpc(
+        &self,
+        to: &Contact,
+        target: Id,
+    ) -> Result<Vec<Contact>, RequestError> {
+        let timeout = self.inner.cfg.request_timeout;
+        let value = self
+            .request_contact(to, RequestBody::FindNode(target), timeout)
+            .await?;
+        Ok(decode_nodes(&value)?)
+    }
+
+    /// Asks `to` whether it holds `key`, or which nodes are closer.
+    pub async fn find_value_rpc(
+        &self,
+        to: &Contact,
+        key: Id,
+    ) -> Result<FindValueResult, RequestError> {
+        let timeout = self.inner.cfg.request_timeout;
+        let value = self
+            .request_contact(to, RequestBody::FindValue(key), timeout)
+            .await?;
+        Ok(decode_find_value(&value)?)
+    }
+
+    /// Asks `to` to pull `key` from us and store it; Ok only on "saved".
+    pub async fn store_rpc(&self, to: &Contact, key: Id) -> Result<(), RequestError> {
+        let timeout = self.inner.cfg.store_timeout;
+        let value = self
+            .request_contact(to, RequestBody::StoreValue(key), timeout)
+            .await?;
+        Ok(decode_saved(&value)?)
+    }
+}

@@ -1,0 +1,84 @@
+//! store_value received: pull the block from the requester over TCP, check its
+//! hash, store it durably, and only then answer "saved".
+
+use std::net::SocketAddr;
+
+use super::Node;
+use crate::id::Id;
+use crate::stats::Stats;
+use crate::store::{PutOutcome, StoreError};
+use crate::wire::RequestType;
+
+impl Node {
+    pub(super) async fn handle_store(&self, from: SocketAddr, magic: u64, key: Id) {
+        let kind = RequestType::StoreValue;
+        match self.pull_and_store(from, key).await {
+            Ok(_) => {
+                Stats::inc(&self.inner.stats.stores_saved);
+                self.reply(from, magic, kind, serde_json::json!("saved"));
+            }
+            Err(text) => {
+                tracing::debug!(%from, key = %key.short(), error = %text, "store_value refused");
+                self.reply_error(from, magic, kind, &text);
+            }
+        }
+    }
+
+    async fn pull_and_store(&self, from: SocketAddr, key: Id) -> Result<PutOutcome, String> {
+        let stats = &self.inner.stats;
+        if self.inner.blocks.contains(&key) {
+            return Ok(PutOutcome::AlreadyHad);
+        }
+        // Refuse early when already full, before moving any bytes.
+        if let Err(e) = self.inner.blocks.check_room(0) {
+            Stats::inc(&stats.stores_refused);
+            return Err(e.to_string());
+        }
+        let Ok(_permit) = self.inner.pulls.try_acquire() else {
+            Stats::inc(&stats.stores_refused);
+            return Err("busy: too many stores in flight, retry later".into());
+        };
+        let max = self.inner.cfg.max_block_size;
+        let fetch = self.inner.transport.fetch_block(from, key, max);
+        let sleep = self.inner.clock.sleep(self.inner.cfg.pull_timeout);
+        let fetched = tokio::select! {
+            r = fetch => r,
+            _ = sleep => Err(super::FetchError::Timeout),
+        };
+        let data = match fetched {
+            Ok(data) => data,
+            Err(super::FetchError::TooLarge { len, max }) => {
+                Stats::inc(&stats.stores_refused);
+                return Err(format!(
+                    "block {key} of {len} bytes is over the {max}-byte limit"
+                ));
+            }
+            Err(e) => {
+                Stats::inc(&stats.stores_pull_failed);
+                return Err(format!("could not pull block {key} from {from}: {e}"));
+            }
+        };
+        if Id::of_block(&data) != key {
+            Stats::inc(&stats.stores_bad_hash);
+            return Err(format!(
+                "the {} bytes pulled from {from} do not hash to {key}",
+                data.len()
+            ));
+        }
+        let blocks = self.inner.blocks.clone();
+        let put = tokio::task::spawn_blocking(move || blocks.put_verified(&key, &data)).await;
+        match put {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => {
+                if matches!(
+                    e,
+                    StoreError::TooLarge { .. } | StoreError::QuotaExceeded { .. }
+                ) {
+                    Stats::inc(&stats.stores_refused);
+                }
+                Err(e.to_string())
+            }
+            Err(e) => Err(format!("store task failed: {e}")),
+        }
+    }
+}

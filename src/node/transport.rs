@@ -1,0 +1,80 @@
+//! The two things the engine is given instead of sockets and clocks, so that a
+//! simulation can run thousands of nodes in one process on a fake network.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::id::Id;
+
+/// A boxed future, as the traits below return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Why a block fetch failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("the peer does not hold the block")]
+    Absent,
+    #[error("timed out")]
+    Timeout,
+    #[error("block of {len} bytes is over the {max}-byte limit")]
+    TooLarge { len: u64, max: u64 },
+    #[error("bad frame: {0}")]
+    Frame(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// How the engine reaches the network.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends one datagram; delivery is best effort, as UDP is.
+    fn send_datagram(&self, to: SocketAddr, bytes: &[u8]);
+    /// Fetches the block `key` from the node at `from` over the block protocol,
+    /// refusing one longer than `max_len`. Does not check the hash.
+    fn fetch_block(
+        &self,
+        from: SocketAddr,
+        key: Id,
+        max_len: u64,
+    ) -> BoxFuture<Result<Vec<u8>, FetchError>>;
+}
+
+/// How the engine reads time and waits.
+pub trait Clock: Send + Sync + 'static {
+    /// Milliseconds since an arbitrary start, never going back.
+    fn now_ms(&self) -> u64;
+    /// Completes after `d`.
+    fn sleep(&self, d: Duration) -> BoxFuture<()>;
+}
+
+/// The real clock: tokio's, so tests may pause it.
+#[derive(Debug)]
+pub struct TokioClock {
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock starting now.
+    pub fn new() -> TokioClock {
+        TokioClock {
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        TokioClock::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn sleep(&self, d: Duration) -> BoxFuture<()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}

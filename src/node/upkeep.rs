@@ -1,0 +1,54 @@
+//! Joining the network and keeping the routing table fresh.
+
+use std::net::SocketAddr;
+
+use tokio::task::JoinSet;
+
+use super::Node;
+use crate::contact::Contact;
+
+impl Node {
+    /// Joins through `addrs` (bootstrap addresses) and `known` (contacts from
+    /// a routing snapshot): pings them all, looks up our own id, then refreshes
+    /// the buckets beyond our nearest neighbour. Returns how many answered.
+    pub async fn join(&self, addrs: &[SocketAddr], known: &[Contact]) -> usize {
+        let mut pings = JoinSet::new();
+        for &addr in addrs {
+            let node = self.clone();
+            pings.spawn(async move { node.ping_addr(addr).await.is_ok() });
+        }
+        for contact in known.iter().copied() {
+            let node = self.clone();
+            pings.spawn(async move { node.ping_addr(contact.addr).await.is_ok() });
+        }
+        let mut answered = 0;
+        while let Some(joined) = pings.join_next().await {
+            if joined.unwrap_or(false) {
+                answered += 1;
+            }
+        }
+        if answered == 0 {
+            return 0;
+        }
+        let me = self.inner.me.id;
+        self.lookup(me, crate::lookup::LookupKind::FindNode).await;
+        self.refresh_buckets(0).await;
+        answered
+    }
+
+    /// Looks up a random id in every bucket whose range saw no lookup for
+    /// `max_age_ms`; returns how many were refreshed.
+    pub async fn refresh_buckets(&self, max_age_ms: u64) -> usize {
+        let now = self.inner.clock.now_ms();
+        let stale = self.table().buckets_to_refresh(now, max_age_ms);
+        let me = self.inner.me.id;
+        let mut lookups = JoinSet::new();
+        for index in &stale {
+            let node = self.clone();
+            let target = me.random_in_bucket(*index);
+            lookups.spawn(async move { node.find_closest(target).await });
+        }
+        while lookups.join_next().await.is_some() {}
+        stale.len()
+    }
+}

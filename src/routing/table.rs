@@ -1,0 +1,398 @@
+//! The routing table proper: one bucket per bit of distance from our own id.
+
+use crate::contact::Contact;
+use crate::id::{Distance, Id, ID_BITS};
+
+use super::bucket::{Bucket, Entry, Observed};
+use super::RoutingConfig;
+
+/// Known nodes, grouped by their distance from `local`.
+#[derive(Clone, Debug)]
+pub struct RoutingTable {
+    local: Id,
+    cfg: RoutingConfig,
+    /// Indexed by `local.bucket_index(id)`.
+    buckets: Vec<Bucket>,
+}
+
+impl RoutingTable {
+    /// An empty table for node `local`; a `k` of 0 is taken as 1 so buckets can hold anyone.
+    pub fn new(local: Id, cfg: RoutingConfig, now: u64) -> Self {
+        let k = cfg.k.max(1);
+        let cfg = RoutingConfig { k, ..cfg };
+        RoutingTable {
+            local,
+            cfg,
+            buckets: (0..ID_BITS).map(|_| Bucket::new(now)).collect(),
+        }
+    }
+
+    /// Our own id.
+    pub fn local(&self) -> Id {
+        self.local
+    }
+
+    /// A node was heard from: it sent us a request or answered one.
+    pub fn observe(&mut self, contact: Contact, now: u64) -> Observed {
+        let cfg = &self.cfg;
+        match bucket_of(&mut self.buckets, &self.local, &contact.id) {
+            Some(bucket) => bucket.observe(contact, now, cfg),
+            None => Observed::Ignored,
+        }
+    }
+
+    /// Settles the eviction challenge to `id` after [`Observed::Pending`]; if
+    /// there is none, a live answer still refreshes `id` and a dead one is ignored.
+    pub fn on_ping_result(&mut self, id: &Id, alive: bool, now: u64) {
+        let cfg = &self.cfg;
+        if let Some(bucket) = bucket_of(&mut self.buckets, &self.local, id) {
+            bucket.on_ping_result(id, alive, now, cfg);
+        }
+    }
+
+    /// A request to `id` failed or timed out; true if that dropped it from the table.
+    pub fn on_failure(&mut self, id: &Id, now: u64) -> bool {
+        let cfg = &self.cfg;
+        bucket_of(&mut self.buckets, &self.local, id)
+            .is_some_and(|bucket| bucket.on_failure(id, now, cfg))
+    }
+
+    /// Forgets `id` (waiting nodes included); true if it was in the table.
+    pub fn remove(&mut self, id: &Id) -> bool {
+        let cfg = &self.cfg;
+        // Removal is not evidence of anything at any time, so no clock is needed.
+        bucket_of(&mut self.buckets, &self.local, id)
+            .is_some_and(|bucket| bucket.remove(id, 0, cfg))
+    }
+
+    /// Up to `n` entries closest to `target` by XOR distance, closest first.
+    pub fn closest(&self, target: &Id, n: usize) -> Vec<Contact> {
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut all: Vec<(Distance, Contact)> = self
+            .buckets
+            .iter()
+            .flat_map(|b| b.entries())
+            .map(|e| (e.contact.id.distance(target), e.contact))
+            .collect();
+        if all.len() > n {
+            all.select_nth_unstable_by(n - 1, |a, b| a.0.cmp(&b.0));
+            all.truncate(n);
+        }
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// Whether `id` is an entry (waiting nodes do not count).
+    pub fn contains(&self, id: &Id) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// The entry for `id`, if any.
+    pub fn get(&self, id: &Id) -> Option<&Entry> {
+        self.bucket(id).and_then(|b| b.get(id))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(|b| b.entries().len()).sum()
+    }
+
+    /// Whether the table has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.iter().all(|b| b.entries().is_empty())
+    }
+
+    /// Every entry with its bucket index, by bucket then least recently seen first.
+    pub fn entries(&self) -> Vec<(usize, Entry)> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| b.entries().iter().map(move |e| (i, e.clone())))
+            .collect()
+    }
+
+    /// Buckets not touched for at least `max_age` ms, from the bucket of our
+    /// nearest known peer up to 255.
+    ///
+    /// Buckets below the nearest peer's cover ranges so small (half the
+    /// keyspace each step down) that they are almost surely empty; refreshing
+    /// them would cost a lookup each for nothing. Empty buckets above it are
+    /// still refreshed, since a lookup there may find peers. An empty table
+    /// has nothing to refresh: that is the bootstrap's job.
+    pub fn buckets_to_refresh(&self, now: u64, max_age: u64) -> Vec<usize> {
+        let Some(nearest) = self.buckets.iter().position(|b| !b.entries().is_empty()) else {
+            return Vec::new();
+        };
+        (nearest..ID_BITS)
+            .filter(|&i| now.saturating_sub(self.buckets[i].last_touched()) >= max_age)
+            .collect()
+    }
+
+    /// Records a lookup in bucket `index`'s range; out-of-range indices are ignored.
+    pub fn touch_bucket(&mut self, index: usize, now: u64) {
+        if let Some(bucket) = self.buckets.get_mut(index) {
+            bucket.touch(now);
+        }
+    }
+
+    /// Records a lookup for `target`; our own id falls in no bucket and touches none.
+    pub fn touch(&mut self, target: &Id, now: u64) {
+        if let Some(bucket) = bucket_of(&mut self.buckets, &self.local, target) {
+            bucket.touch(now);
+        }
+    }
+
+    fn bucket(&self, id: &Id) -> Option<&Bucket> {
+        self.local
+            .bucket_index(id)
+            .and_then(|i| self.buckets.get(i))
+    }
+}
+
+/// The bucket `id` falls in; a free function so the caller can still borrow the config.
+fn bucket_of<'a>(buckets: &'a mut [Bucket], local: &Id, id: &Id) -> Option<&'a mut Bucket> {
+    local.bucket_index(id).and_then(|i| buckets.get_mut(i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::net::SocketAddr;
+
+    fn table(k: usize) -> RoutingTable {
+        let cfg = RoutingConfig {
+            k,
+            replacement_cache: 2,
+            max_failures: 3,
+        };
+        RoutingTable::new(Id::random(), cfg, 0)
+    }
+
+    fn at(id: Id, port: u16) -> Contact {
+        Contact::new(id, SocketAddr::from(([10, 0, 0, 1], port)))
+    }
+
+    /// `n` contacts that all fall in bucket `index` of `t`.
+    fn in_bucket(t: &RoutingTable, index: usize, n: usize) -> Vec<Contact> {
+        (0..n)
+            .map(|i| at(t.local().random_in_bucket(index), 2000 + i as u16))
+            .collect()
+    }
+
+    fn bucket_ids(t: &RoutingTable, index: usize) -> Vec<Id> {
+        t.entries()
+            .into_iter()
+            .filter(|(i, _)| *i == index)
+            .map(|(_, e)| e.contact.id)
+            .collect()
+    }
+
+    #[test]
+    fn insert_into_empty_table() {
+        let mut t = table(3);
+        assert!(t.is_empty());
+        let c = at(t.local().random_in_bucket(200), 1);
+        assert_eq!(t.observe(c, 5), Observed::Inserted);
+        assert_eq!(t.len(), 1);
+        assert!(t.contains(&c.id));
+        let e = t.get(&c.id).expect("inserted");
+        assert_eq!((e.contact, e.last_seen, e.failures), (c, 5, 0));
+        assert_eq!(t.entries(), vec![(200, e.clone())]);
+        assert_eq!(t.closest(&c.id, 5), vec![c]);
+    }
+
+    #[test]
+    fn own_id_is_ignored() {
+        let mut t = table(3);
+        assert_eq!(t.observe(at(t.local(), 1), 1), Observed::Ignored);
+        assert!(t.is_empty());
+        assert!(!t.contains(&t.local()));
+        assert!(!t.on_failure(&t.local(), 1));
+        assert!(!t.remove(&t.local()));
+    }
+
+    #[test]
+    fn update_moves_to_most_recently_seen_and_resets_failures() {
+        let mut t = table(3);
+        let cs = in_bucket(&t, 100, 3);
+        for (i, c) in cs.iter().enumerate() {
+            t.observe(*c, i as u64);
+        }
+        assert!(!t.on_failure(&cs[0].id, 10));
+        assert!(!t.on_failure(&cs[0].id, 11));
+        assert_eq!(t.get(&cs[0].id).map(|e| e.failures), Some(2));
+        let moved = at(cs[0].id, 9999);
+        assert_eq!(t.observe(moved, 20), Observed::Updated);
+        let e = t.get(&cs[0].id).expect("still there");
+        assert_eq!(
+            (e.contact.addr, e.last_seen, e.failures),
+            (moved.addr, 20, 0)
+        );
+        assert_eq!(bucket_ids(&t, 100), vec![cs[1].id, cs[2].id, cs[0].id]);
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn full_bucket_challenges_the_least_recently_seen() {
+        let mut t = table(2);
+        let cs = in_bucket(&t, 50, 3);
+        t.observe(cs[0], 1);
+        t.observe(cs[1], 2);
+        assert_eq!(t.observe(cs[2], 3), Observed::Pending { ping: cs[0] });
+        assert!(!t.contains(&cs[2].id));
+        // Other buckets are unaffected.
+        let other = at(t.local().random_in_bucket(51), 7);
+        assert_eq!(t.observe(other, 4), Observed::Inserted);
+    }
+
+    #[test]
+    fn live_challenged_entry_stays_and_newcomer_is_cached() {
+        let mut t = table(2);
+        let cs = in_bucket(&t, 50, 4);
+        t.observe(cs[0], 1);
+        t.observe(cs[1], 2);
+        t.observe(cs[2], 3);
+        t.on_ping_result(&cs[0].id, true, 10);
+        assert_eq!(bucket_ids(&t, 50), vec![cs[1].id, cs[0].id]);
+        assert_eq!(t.get(&cs[0].id).map(|e| e.last_seen), Some(10));
+        assert!(!t.contains(&cs[2].id));
+        // The newcomer is in the cache: it fills the first slot that frees up.
+        assert!(t.remove(&cs[1].id));
+        assert_eq!(bucket_ids(&t, 50), vec![cs[0].id, cs[2].id]);
+        // A resolved challenge lets the next newcomer challenge again.
+        assert_eq!(t.observe(cs[3], 11), Observed::Pending { ping: cs[0] });
+    }
+
+    #[test]
+    fn dead_challenged_entry_is_replaced_by_the_newcomer() {
+        let mut t = table(2);
+        let cs = in_bucket(&t, 50, 3);
+        t.observe(cs[0], 1);
+        t.observe(cs[1], 2);
+        t.observe(cs[2], 3);
+        t.on_ping_result(&cs[0].id, false, 10);
+        assert_eq!(bucket_ids(&t, 50), vec![cs[1].id, cs[2].id]);
+        assert!(!t.contains(&cs[0].id));
+        // Answering again after the fact changes nothing.
+        t.on_ping_result(&cs[0].id, true, 11);
+        t.on_ping_result(&cs[0].id, false, 11);
+        assert_eq!(bucket_ids(&t, 50), vec![cs[1].id, cs[2].id]);
+    }
+
+    #[test]
+    fn newcomers_while_pending_are_cached_and_the_cache_is_bounded() {
+        let mut t = table(2); // replacement cache of 2
+        let cs = in_bucket(&t, 80, 6);
+        t.observe(cs[0], 1);
+        t.observe(cs[1], 2);
+        assert_eq!(t.observe(cs[2], 3), Observed::Pending { ping: cs[0] });
+        for (i, c) in cs[3..].iter().enumerate() {
+            assert_eq!(t.observe(*c, 4 + i as u64), Observed::Cached);
+        }
+        assert_eq!(t.len(), 2);
+        // Only the two most recent (4 and 5) were kept, and the candidate 2
+        // joining the cache then evicts 4: dropping both entries admits 2 and 5.
+        t.on_ping_result(&cs[0].id, true, 10);
+        for _ in 0..3 {
+            t.on_failure(&cs[1].id, 11);
+            t.on_failure(&cs[0].id, 11);
+        }
+        assert_eq!(bucket_ids(&t, 80), vec![cs[2].id, cs[5].id]);
+        assert!(!t.contains(&cs[3].id) && !t.contains(&cs[4].id));
+    }
+
+    #[test]
+    fn max_failures_drops_the_entry_and_promotes_a_replacement() {
+        let mut t = table(2);
+        let cs = in_bucket(&t, 10, 5);
+        t.observe(cs[0], 1);
+        t.observe(cs[1], 2);
+        t.observe(cs[2], 3); // pending on cs[0]
+        t.observe(cs[3], 4); // cached
+        t.observe(cs[4], 5); // cached, most recent
+        assert!(!t.on_failure(&cs[1].id, 6));
+        assert!(!t.on_failure(&cs[1].id, 7));
+        assert!(t.on_failure(&cs[1].id, 8));
+        assert!(!t.contains(&cs[1].id));
+        assert_eq!(bucket_ids(&t, 10), vec![cs[0].id, cs[4].id]);
+        // A failed request to the challenged entry counts as a failed ping.
+        assert!(t.on_failure(&cs[0].id, 9));
+        assert_eq!(bucket_ids(&t, 10), vec![cs[4].id, cs[2].id]);
+        // No more waiting nodes: the next removal leaves a hole.
+        assert!(t.remove(&cs[4].id));
+        assert!(t.remove(&cs[2].id));
+        assert!(t.contains(&cs[3].id));
+        assert_eq!(t.len(), 1);
+        assert!(!t.on_failure(&Id::random(), 10));
+    }
+
+    #[test]
+    fn closest_matches_brute_force() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for round in 0..20 {
+            let cfg = RoutingConfig {
+                k: 1 + round % 5,
+                ..RoutingConfig::default()
+            };
+            let mut t = RoutingTable::new(Id(rng.gen()), cfg, 0);
+            for i in 0..300u16 {
+                // A mix of far ids and ids near us, so low buckets fill too.
+                let id = if i % 3 == 0 {
+                    t.local().random_in_bucket(rng.gen_range(0..40))
+                } else {
+                    Id(rng.gen())
+                };
+                if let Observed::Pending { ping } = t.observe(at(id, i), u64::from(i)) {
+                    t.on_ping_result(&ping.id, rng.gen::<bool>(), u64::from(i));
+                }
+            }
+            let all: Vec<Contact> = t.entries().into_iter().map(|(_, e)| e.contact).collect();
+            assert_eq!(all.len(), t.len());
+            for _ in 0..20 {
+                let target = if rng.gen::<bool>() {
+                    Id(rng.gen())
+                } else {
+                    all[rng.gen_range(0..all.len())].id
+                };
+                let n = rng.gen_range(0..all.len() + 3);
+                let mut want = all.clone();
+                want.sort_by_key(|c| c.id.distance(&target));
+                want.truncate(n);
+                assert_eq!(t.closest(&target, n), want);
+            }
+        }
+    }
+
+    #[test]
+    fn buckets_to_refresh_respects_max_age_and_touch() {
+        let mut t = table(3);
+        assert!(
+            t.buckets_to_refresh(1_000_000, 10).is_empty(),
+            "empty table"
+        );
+        t.observe(at(t.local().random_in_bucket(250), 1), 100);
+        t.observe(at(t.local().random_in_bucket(252), 2), 100);
+        // Nearest peer is in bucket 250: only 250..=255 are candidates.
+        assert!(t.buckets_to_refresh(50, 60).is_empty());
+        assert_eq!(t.buckets_to_refresh(60, 60), vec![251, 253, 254, 255]);
+        assert_eq!(
+            t.buckets_to_refresh(160, 60),
+            (250..256).collect::<Vec<_>>()
+        );
+        t.touch_bucket(255, 150);
+        t.touch(&t.local().random_in_bucket(251), 150);
+        t.touch(&t.local(), 150);
+        t.touch_bucket(256, 150);
+        assert_eq!(t.buckets_to_refresh(160, 60), vec![250, 252, 253, 254]);
+        // A nearer peer widens the range down to its bucket.
+        t.observe(at(t.local().random_in_bucket(240), 3), 200);
+        assert_eq!(
+            t.buckets_to_refresh(259, 60),
+            (241..256).collect::<Vec<_>>()
+        );
+    }
+}

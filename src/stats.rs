@@ -1,0 +1,101 @@
+//! Plain atomic counters that the engine and the shells bump. The metrics
+//! exporter reads them; nothing here knows about Prometheus.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::wire::RequestType;
+
+/// How a request ended, from either side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Error,
+    Timeout,
+}
+
+impl Outcome {
+    /// Every outcome, for labels.
+    pub const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::Error, Outcome::Timeout];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+        }
+    }
+}
+
+/// A counter per request type and outcome.
+#[derive(Default, Debug)]
+pub struct RequestCounters([[AtomicU64; 3]; 4]);
+
+impl RequestCounters {
+    /// Counts one request.
+    pub fn add(&self, kind: RequestType, outcome: Outcome) {
+        self.0[kind.index()][outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads one counter.
+    pub fn get(&self, kind: RequestType, outcome: Outcome) -> u64 {
+        self.0[kind.index()][outcome as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Every counter a node keeps.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub udp_bytes_sent: AtomicU64,
+    pub udp_bytes_received: AtomicU64,
+    pub tcp_bytes_sent: AtomicU64,
+    pub tcp_bytes_received: AtomicU64,
+    /// Datagrams that did not parse (answered with an error or dropped).
+    pub datagrams_malformed: AtomicU64,
+    /// Datagrams we could not send (socket buffer full).
+    pub datagrams_send_failed: AtomicU64,
+    /// Responses whose magic matched nothing pending, or came from the wrong address.
+    pub responses_unmatched: AtomicU64,
+    /// Requests we refused because too many of ours were already pending.
+    pub requests_refused_pending_full: AtomicU64,
+    /// Requests we answered, by type and outcome.
+    pub served: RequestCounters,
+    /// Requests we sent, by type and outcome.
+    pub sent: RequestCounters,
+    /// store_value pulls that ended with the block stored ("saved").
+    pub stores_saved: AtomicU64,
+    /// store_value pulls whose bytes did not hash to the key.
+    pub stores_bad_hash: AtomicU64,
+    /// store_value requests refused: too large, over quota, or too busy.
+    pub stores_refused: AtomicU64,
+    /// store_value pulls that failed to fetch the block.
+    pub stores_pull_failed: AtomicU64,
+    /// TCP connections accepted and refused at the cap.
+    pub tcp_connections: AtomicU64,
+    pub tcp_connections_refused: AtomicU64,
+    /// TCP block requests served and answered "absent" (closed).
+    pub tcp_blocks_served: AtomicU64,
+    pub tcp_blocks_absent: AtomicU64,
+    /// TCP key lines that were too long or not a key.
+    pub tcp_bad_requests: AtomicU64,
+    /// Lookups run and their hop counts added up.
+    pub lookups: AtomicU64,
+    pub lookup_hops_total: AtomicU64,
+}
+
+impl Stats {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

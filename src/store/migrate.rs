@@ -1,0 +1,141 @@
+//! Schema migrations: numbered steps, each in `migrations/NNNN_name.rs`, run in
+//! order on open until the data dir is at [`SCHEMA_VERSION`].
+//!
+//! A fresh dir is version 0. After each step the version is written to the `meta`
+//! tree and flushed, so a crash repeats at most the step it interrupted: every
+//! step must therefore be safe to run twice. A dir newer than this build is
+//! refused before any step runs, since an older build cannot know what a newer
+//! layout means and might damage it.
+
+use std::path::Path;
+
+use super::index::{META_TREE, SCHEMA_VERSION_KEY};
+use super::StoreError;
+
+#[path = "../../migrations/0001_initial.rs"]
+mod m0001_initial;
+
+/// The schema version this build writes and the newest it can open.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What a migration step gets to work with.
+pub(crate) struct Ctx<'a> {
+    /// The open database.
+    pub db: &'a sled::Db,
+    /// The sled directory, for error messages.
+    pub db_path: &'a Path,
+}
+
+/// One migration: after `run` succeeds the dir is at `version`.
+struct Step {
+    version: u32,
+    name: &'static str,
+    run: fn(&Ctx) -> Result<(), StoreError>,
+}
+
+/// Every step, in order; the last one's version is [`SCHEMA_VERSION`].
+const STEPS: &[Step] = &[Step {
+    version: 1,
+    name: "initial",
+    run: m0001_initial::run,
+}];
+
+/// The version recorded in the dir: 0 when none is.
+pub(crate) fn read_version(db: &sled::Db, db_path: &Path) -> Result<u32, StoreError> {
+    let meta = db
+        .open_tree(META_TREE)
+        .map_err(|e| StoreError::db(db_path, e))?;
+    let raw = meta
+        .get(SCHEMA_VERSION_KEY)
+        .map_err(|e| StoreError::db(db_path, e))?;
+    match raw {
+        None => Ok(0),
+        Some(bytes) => {
+            let bytes: [u8; 4] = bytes.as_ref().try_into().map_err(|_| {
+                StoreError::corrupt(
+                    db_path,
+                    format!("schema_version is {} bytes, not 4", bytes.len()),
+                )
+            })?;
+            Ok(u32::from_be_bytes(bytes))
+        }
+    }
+}
+
+/// Refuses a dir written by a newer dhtfs; returns the version found.
+pub(crate) fn check_not_newer(
+    db: &sled::Db,
+    dir: &Path,
+    db_path: &Path,
+) -> Result<u32, StoreError> {
+    let found = read_version(db, db_path)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: dir.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(found)
+}
+
+/// Brings the dir up to [`SCHEMA_VERSION`], returning it.
+pub(crate) fn run(db: &sled::Db, dir: &Path, db_path: &Path) -> Result<u32, StoreError> {
+    let found = check_not_newer(db, dir, db_path)?;
+    let ctx = Ctx { db, db_path };
+    let meta = db
+        .open_tree(META_TREE)
+        .map_err(|e| StoreError::db(db_path, e))?;
+    for step in STEPS.iter().filter(|s| s.version > found) {
+        tracing::info!(
+            version = step.version,
+            name = step.name,
+            "running migration"
+        );
+        (step.run)(&ctx)?;
+        meta.insert(SCHEMA_VERSION_KEY, &step.version.to_be_bytes())
+            .map_err(|e| StoreError::db(db_path, e))?;
+        db.flush().map_err(|e| StoreError::db(db_path, e))?;
+    }
+    Ok(SCHEMA_VERSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_numbered_one_up_to_schema_version() {
+        for (i, step) in STEPS.iter().enumerate() {
+            assert_eq!(step.version as usize, i + 1, "step {}", step.name);
+        }
+        assert_eq!(STEPS.last().map(|s| s.version), Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn fresh_db_migrates_to_latest_and_rerun_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("db");
+        let db = sled::Config::new().path(&db_path).open().unwrap();
+        assert_eq!(read_version(&db, &db_path).unwrap(), 0);
+        assert_eq!(run(&db, dir.path(), &db_path).unwrap(), SCHEMA_VERSION);
+        assert_eq!(read_version(&db, &db_path).unwrap(), SCHEMA_VERSION);
+        let meta = db.open_tree(META_TREE).unwrap();
+        let id = meta.get(super::super::index::NODE_ID_KEY).unwrap().unwrap();
+        assert_eq!(id.len(), 32);
+        run(&db, dir.path(), &db_path).unwrap();
+        let again = meta.get(super::super::index::NODE_ID_KEY).unwrap().unwrap();
+        assert_eq!(id, again, "node id must not change on a second run");
+    }
+
+    #[test]
+    fn malformed_version_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("db");
+        let db = sled::Config::new().path(&db_path).open().unwrap();
+        let meta = db.open_tree(META_TREE).unwrap();
+        meta.insert(SCHEMA_VERSION_KEY, &[1u8, 2][..]).unwrap();
+        let err = read_version(&db, &db_path).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+}

@@ -1,0 +1,264 @@
+//! Crash states crafted by hand: audit must report each, and open must repair and
+//! count each while keeping every good block.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::tests::{block, open, with_raw_trees};
+use super::*;
+
+const FILE_LEN: usize = 200 * 1024;
+
+/// A closed store holding one inline and one file block that must survive repair.
+fn store_with_good_blocks(dir: &Path) -> Vec<Vec<u8>> {
+    let store = open(dir);
+    let good = vec![block(100, 1000), block(FILE_LEN, 1001)];
+    for data in &good {
+        store.put_verified(&Id::of_block(data), data).unwrap();
+    }
+    good
+}
+
+fn assert_good_blocks_survive(dir: &Path, good: &[Vec<u8>]) {
+    let store = open(dir);
+    for data in good {
+        assert_eq!(
+            store.get(&Id::of_block(data)).unwrap().as_deref(),
+            Some(&data[..])
+        );
+    }
+    assert_eq!(store.block_count(), good.len() as u64);
+    let bytes: usize = good.iter().map(Vec::len).sum();
+    assert_eq!(store.bytes_stored(), bytes as u64);
+}
+
+/// Opens the dir, returning the repair report, then checks that it audits clean.
+fn repair(dir: &Path) -> RepairReport {
+    let (store, report) = Store::open(dir, StoreConfig::default()).unwrap();
+    drop(store);
+    let after = Store::audit(dir).unwrap();
+    assert!(after.is_clean(), "still dirty after repair: {after:?}");
+    report
+}
+
+/// Stores a file block, then closes the store; returns its key and file path.
+fn file_block(dir: &Path, seed: u64) -> (Id, PathBuf) {
+    let data = block(FILE_LEN, seed);
+    let key = Id::of_block(&data);
+    open(dir).put_verified(&key, &data).unwrap();
+    (key, files::block_path(dir, &key))
+}
+
+#[test]
+fn fresh_store_audits_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = store_with_good_blocks(tmp.path());
+    let audit = Store::audit(tmp.path()).unwrap();
+    assert!(audit.is_clean(), "{audit:?}");
+    assert_eq!(audit.blocks, 2);
+    assert!(repair(tmp.path()).is_clean());
+    assert_good_blocks_survive(tmp.path(), &good);
+}
+
+#[test]
+fn audit_of_a_dir_without_a_store_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = Store::audit(&tmp.path().join("nothing")).unwrap_err();
+    assert!(matches!(err, StoreError::Io { .. }), "{err}");
+}
+
+#[test]
+fn temp_files_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = store_with_good_blocks(tmp.path());
+    fs::write(tmp.path().join("tmp/0123.tmp"), block(5000, 1)).unwrap();
+    fs::create_dir(tmp.path().join("tmp/half-made-dir")).unwrap();
+    fs::write(tmp.path().join("tmp/half-made-dir/x"), b"x").unwrap();
+    let audit = Store::audit(tmp.path()).unwrap();
+    assert_eq!(audit.temp_files, 2, "{audit:?}");
+    assert!(audit.index_without_bytes.is_empty() && audit.stray_files.is_empty());
+    let report = repair(tmp.path());
+    assert_eq!(
+        report,
+        RepairReport {
+            temp_files_removed: 2,
+            ..RepairReport::default()
+        }
+    );
+    assert_eq!(fs::read_dir(tmp.path().join("tmp")).unwrap().count(), 0);
+    assert_good_blocks_survive(tmp.path(), &good);
+}
+
+#[test]
+fn file_without_index_entry_is_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = store_with_good_blocks(tmp.path());
+    // The crash between rename and index insert, and odd files an operator left.
+    let data = block(FILE_LEN, 2);
+    let key = Id::of_block(&data);
+    let orphan = files::block_path(tmp.path(), &key);
+    fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    fs::write(&orphan, &data).unwrap();
+    let note = tmp.path().join("blocks/notes.txt");
+    fs::write(&note, b"hi").unwrap();
+    let misplaced = tmp
+        .path()
+        .join("blocks/00/00")
+        .join(Id::of_block(&good[1]).to_hex());
+    fs::create_dir_all(misplaced.parent().unwrap()).unwrap();
+    fs::write(&misplaced, &good[1]).unwrap();
+    let audit = Store::audit(tmp.path()).unwrap();
+    let mut want = vec![orphan.clone(), note.clone(), misplaced.clone()];
+    want.sort();
+    assert_eq!(audit.stray_files, want);
+    assert!(audit.index_without_bytes.is_empty());
+    assert_eq!(audit.blocks, 2);
+    let report = repair(tmp.path());
+    assert_eq!(
+        report,
+        RepairReport {
+            stray_files_removed: 3,
+            ..RepairReport::default()
+        }
+    );
+    assert!(!orphan.exists() && !note.exists() && !misplaced.exists());
+    assert!(!open(tmp.path()).contains(&key));
+    assert_good_blocks_survive(tmp.path(), &good);
+}
+
+#[test]
+fn index_entry_whose_file_is_missing_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = store_with_good_blocks(tmp.path());
+    let (key, path) = file_block(tmp.path(), 3);
+    fs::remove_file(&path).unwrap();
+    let audit = Store::audit(tmp.path()).unwrap();
+    assert_eq!(audit.index_without_bytes, vec![key]);
+    assert!(audit.stray_files.is_empty());
+    assert_eq!(audit.blocks, 2);
+    let report = repair(tmp.path());
+    assert_eq!(
+        report,
+        RepairReport {
+            index_entries_dropped: 1,
+            ..RepairReport::default()
+        }
+    );
+    assert!(!open(tmp.path()).contains(&key));
+    assert_good_blocks_survive(tmp.path(), &good);
+}
+
+#[test]
+fn index_entry_whose_file_is_truncated_is_dropped_with_its_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = store_with_good_blocks(tmp.path());
+    let (key, path) = file_block(tmp.path(), 4);
+    let bytes = fs::read(&path).unwrap();
+    fs::write(&path, &bytes[..1000]).unwrap();
+    let audit = Store::audit(tmp.path()).unwrap();
+    assert_eq!(audit.index_without_bytes, vec![key]);
+    assert_eq!(
+        audit.stray_files,
+        vec![path.clone()],
+        "the short file goes too"
+    );
+    let report = repair(tmp.path());
+    assert_eq!(
+        report,
+        RepairReport {
+            index_entries_dropped: 1,
+            stray_files_removed: 1,
+            ..RepairReport::default()
+        }
+    );
+    assert!(!path.exists());
+    assert!(!open(tmp.path()).contains(&key));
+    assert_good_blocks_survive(tmp.path(), &good);
+}
+
+#[test]
+fn inline_entry_without_bytes_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = store_with_good_blocks(tmp.path());
+    let data = block(300, 5);
+    let key = Id::of_block(&data);
+    open(tmp.path()).put_verified(&key, &data).unwrap();
+    with_raw_trees(tmp.path(), |trees| {
+        trees.inline.remove(key.0).unwrap();
+    });
+    assert_eq!(
+        Store::audit(tmp.path()).unwrap().index_without_bytes,
+        vec![key]
+    );
+    let report = repair(tmp.path());
+    assert_eq!(report.index_entries_dropped, 1, "{report:?}");
+    assert_eq!(report.corrupt_entries_dropped, 0, "{report:?}");
+    assert_good_blocks_survive(tmp.path(), &good);
+}
+
+#[test]
+fn malformed_entries_are_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = store_with_good_blocks(tmp.path());
+    let undecodable = Id::of_block(b"undecodable");
+    with_raw_trees(tmp.path(), |trees| {
+        trees.index.insert(undecodable.0, &b"garbage"[..]).unwrap();
+        trees.index.insert(&b"short key"[..], &b"x"[..]).unwrap();
+        trees
+            .inline
+            .insert(Id::of_block(b"orphan").0, &b"orphan"[..])
+            .unwrap();
+    });
+    let audit = Store::audit(tmp.path()).unwrap();
+    assert_eq!(audit.index_without_bytes, vec![undecodable]);
+    assert_eq!(audit.corrupt_entries, 2, "{audit:?}");
+    let report = repair(tmp.path());
+    assert_eq!(
+        report,
+        RepairReport {
+            index_entries_dropped: 1,
+            corrupt_entries_dropped: 2,
+            ..RepairReport::default()
+        }
+    );
+    let store = open(tmp.path());
+    assert_eq!(store.list(None, 100).unwrap().len(), 2);
+    drop(store);
+    assert_good_blocks_survive(tmp.path(), &good);
+}
+
+#[test]
+fn every_crash_state_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = store_with_good_blocks(tmp.path());
+    let (_, missing) = file_block(tmp.path(), 6);
+    let (_, truncated) = file_block(tmp.path(), 7);
+    fs::remove_file(&missing).unwrap();
+    fs::write(&truncated, b"short").unwrap();
+    let stray = files::block_path(tmp.path(), &Id::of_block(b"stray"));
+    fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    fs::write(&stray, b"stray").unwrap();
+    fs::write(tmp.path().join("tmp/a"), b"a").unwrap();
+    fs::write(tmp.path().join("tmp/b"), b"b").unwrap();
+    let audit = Store::audit(tmp.path()).unwrap();
+    assert!(!audit.is_clean());
+    assert_eq!(
+        (
+            audit.temp_files,
+            audit.index_without_bytes.len(),
+            audit.stray_files.len()
+        ),
+        (2, 2, 2)
+    );
+    let report = repair(tmp.path());
+    assert_eq!(
+        report,
+        RepairReport {
+            temp_files_removed: 2,
+            index_entries_dropped: 2,
+            stray_files_removed: 2,
+            corrupt_entries_dropped: 0,
+        }
+    );
+    assert_good_blocks_survive(tmp.path(), &good);
+}

@@ -1,0 +1,96 @@
+//! Shared helpers for the integration tests: a `TestNet` of real nodes on
+//! 127.0.0.1 with port 0, each with a real sled data dir in a temp dir.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dhtfs::config::Config;
+use dhtfs::contact::Contact;
+use dhtfs::daemon::Daemon;
+use dhtfs::id::Id;
+
+/// A config for a test node in `dir`: loopback, OS-picked port.
+pub fn test_config(dir: PathBuf) -> Config {
+    Config {
+        data_dir: dir,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    }
+}
+
+/// N real nodes in this process.
+pub struct TestNet {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Daemon>,
+}
+
+impl TestNet {
+    /// Starts `n` nodes; every node after the first bootstraps from the first.
+    pub async fn start(n: usize) -> TestNet {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes: Vec<Daemon> = Vec::new();
+        for i in 0..n {
+            let cfg = test_config(dir.path().join(format!("node{i}")));
+            let daemon = Daemon::start(&cfg).await.expect("node starts");
+            nodes.push(daemon);
+        }
+        let first = nodes[0].local_addr.to_string();
+        // Join one after another, as nodes of a real network arrive.
+        for node in nodes.iter().skip(1) {
+            let answered = node.join(std::slice::from_ref(&first)).await.unwrap();
+            assert_eq!(answered, 1, "bootstrap answered");
+        }
+        // The first node learned of the others as they contacted it; let it
+        // also refresh, as a real node does on its timer.
+        nodes[0].node.refresh_buckets(0).await;
+        TestNet { dir, nodes }
+    }
+
+    /// Every node's id and address.
+    pub fn contacts(&self) -> Vec<Contact> {
+        self.nodes.iter().map(|d| d.node.me()).collect()
+    }
+
+    /// The `k` ids closest to `target` among all nodes, closest first.
+    pub fn true_closest(&self, target: &Id, k: usize) -> Vec<Id> {
+        let mut ids: Vec<Id> = self.contacts().iter().map(|c| c.id).collect();
+        ids.sort_by_key(|id| id.distance(target));
+        ids.truncate(k);
+        ids
+    }
+
+    /// The data dirs, to restart nodes on.
+    pub fn data_dirs(&self) -> Vec<PathBuf> {
+        self.nodes.iter().map(|d| d.data_dir()).collect()
+    }
+
+    /// Stops every node gracefully, keeping the data dirs.
+    pub async fn stop_all(&mut self) {
+        for d in self.nodes.drain(..) {
+            d.shutdown().await;
+        }
+    }
+}
+
+/// Fetches `key` over raw TCP from `addr`: Some(bytes) or None when absent.
+pub async fn tcp_fetch(addr: SocketAddr, key: &Id) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("{key}\n").as_bytes()).await.unwrap();
+    let mut header = [0u8; 5];
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut header[..1]))
+        .await
+        .unwrap()
+        .unwrap();
+    if read == 0 {
+        return None;
+    }
+    s.read_exact(&mut header[1..]).await.unwrap();
+    assert_eq!(header[4], b'\n', "newline after the 4 length bytes");
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let mut data = vec![0u8; len];
+    s.read_exact(&mut data).await.unwrap();
+    Some(data)
+}

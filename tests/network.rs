@@ -1,0 +1,98 @@
+//! Twenty real nodes on 127.0.0.1: lookups find the true closest, a block
+//! stored through one node is found and fetched from every other, and all of
+//! it survives a graceful stop and a restart with no bootstrap.
+
+mod common;
+
+use common::{tcp_fetch, test_config, TestNet};
+use dhtfs::daemon::Daemon;
+use dhtfs::id::Id;
+use dhtfs::lookup::LookupKind;
+
+const NODES: usize = 20;
+const K: usize = 7;
+
+fn median(v: &mut [u32]) -> u32 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+async fn check_lookups(net: &TestNet, keys: &[Id], label: &str) {
+    let mut hops = Vec::new();
+    for key in keys {
+        let want = net.true_closest(key, K);
+        for d in &net.nodes {
+            let result = d.node.lookup(*key, LookupKind::FindNode).await;
+            let got: Vec<Id> = result.closest.iter().map(|c| c.id).collect();
+            assert_eq!(got, want, "{label}: node {} looking up {key}", d.node.me().id.short());
+            hops.push(result.hops);
+        }
+    }
+    let max = *hops.iter().max().unwrap();
+    println!(
+        "{label}: {} lookups on {NODES} real nodes, 100% exact, hops median {} max {max}",
+        hops.len(),
+        median(&mut hops)
+    );
+}
+
+async fn check_block(net: &TestNet, key: &Id, data: &[u8]) {
+    for d in &net.nodes {
+        let holders = d.node.find_holders(*key).await;
+        assert!(!holders.is_empty(), "node {} finds a holder", d.node.me().id.short());
+        let got = tcp_fetch(holders[0].addr, key).await.expect("holder serves it");
+        assert_eq!(Id::of_block(&got), *key);
+        assert_eq!(got, data);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_nodes_route_store_and_survive_restart() {
+    let mut net = TestNet::start(NODES).await;
+    let keys: Vec<Id> = (0..50).map(|_| Id::random()).collect();
+    check_lookups(&net, &keys, "before restart").await;
+
+    // Store one block through node 3: it keeps it and replicates to the K closest.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let key = Id::of_block(&data);
+    let origin = &net.nodes[3];
+    origin.store.put_verified(&key, &data).unwrap();
+    let report = origin.node.replicate(key).await;
+    assert!(report.failed.is_empty(), "every store saved: {:?}", report.failed);
+    let holders: Vec<Id> = report.saved.iter().map(|c| c.id).collect();
+    let mut want = net.true_closest(&key, K);
+    let mut got = holders.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "stored on the true K closest");
+    check_block(&net, &key, &data).await;
+
+    // Stop everyone gracefully, then restart on the same dirs with no bootstrap.
+    let ids: Vec<Id> = net.contacts().iter().map(|c| c.id).collect();
+    let dirs = net.data_dirs();
+    let addrs: Vec<_> = net.nodes.iter().map(|d| d.local_addr).collect();
+    net.stop_all().await;
+    for (dir, addr) in dirs.into_iter().zip(addrs) {
+        // A restarted node comes back on its port, as under systemd.
+        let mut cfg = test_config(dir);
+        cfg.listen = addr;
+        let d = Daemon::start(&cfg).await.unwrap();
+        net.nodes.push(d);
+    }
+    // Node ids are kept for life.
+    let again: Vec<Id> = net.contacts().iter().map(|c| c.id).collect();
+    assert_eq!(again, ids);
+    // No bootstrap: each rejoins from its routing snapshot, all at once, as a
+    // fleet restarting would.
+    let joins = net.nodes.iter().map(|d| d.join(&[]));
+    let answered: Vec<usize> = futures::future::join_all(joins)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(answered.iter().all(|&a| a > 0), "every node rejoined: {answered:?}");
+    check_lookups(&net, &keys, "after restart").await;
+    check_block(&net, &key, &data).await;
+    net.stop_all().await;
+}
+
