@@ -24,7 +24,12 @@ async fn check_lookups(net: &TestNet, keys: &[Id], label: &str) {
         for d in &net.nodes {
             let result = d.node.lookup(*key, LookupKind::FindNode).await;
             let got: Vec<Id> = result.closest.iter().map(|c| c.id).collect();
-            assert_eq!(got, want, "{label}: node {} looking up {key}", d.node.me().id.short());
+            assert_eq!(
+                got,
+                want,
+                "{label}: node {} looking up {key}",
+                d.node.me().id.short()
+            );
             hops.push(result.hops);
         }
     }
@@ -39,8 +44,14 @@ async fn check_lookups(net: &TestNet, keys: &[Id], label: &str) {
 async fn check_block(net: &TestNet, key: &Id, data: &[u8]) {
     for d in &net.nodes {
         let holders = d.node.find_holders(*key).await;
-        assert!(!holders.is_empty(), "node {} finds a holder", d.node.me().id.short());
-        let got = tcp_fetch(holders[0].addr, key).await.expect("holder serves it");
+        assert!(
+            !holders.is_empty(),
+            "node {} finds a holder",
+            d.node.me().id.short()
+        );
+        let got = tcp_fetch(holders[0].addr, key)
+            .await
+            .expect("holder serves it");
         assert_eq!(Id::of_block(&got), *key);
         assert_eq!(got, data);
     }
@@ -58,7 +69,11 @@ async fn twenty_nodes_route_store_and_survive_restart() {
     let origin = &net.nodes[3];
     origin.store.put_verified(&key, &data).unwrap();
     let report = origin.node.replicate(key).await;
-    assert!(report.failed.is_empty(), "every store saved: {:?}", report.failed);
+    assert!(
+        report.failed.is_empty(),
+        "every store saved: {:?}",
+        report.failed
+    );
     let holders: Vec<Id> = report.saved.iter().map(|c| c.id).collect();
     let mut want = net.true_closest(&key, K);
     let mut got = holders.clone();
@@ -90,9 +105,11 @@ async fn twenty_nodes_route_store_and_survive_restart() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    assert!(answered.iter().all(|&a| a > 0), "every node rejoined: {answered:?}");
+    assert!(
+        answered.iter().all(|&a| a > 0),
+        "every node rejoined: {answered:?}"
+    );
     check_lookups(&net, &keys, "after restart").await;
     check_block(&net, &key, &data).await;
     net.stop_all().await;
 }
-

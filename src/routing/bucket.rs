@@ -146,9 +146,9 @@ impl Bucket {
     }
 
     /// A request to `id` failed; true if that dropped it from the bucket.
-    pub(super) fn on_failure(&mut self, id: &Id, now: u64, cfg: &RoutingConfig) -> bool {
+    pub(super) fn on_failure(&mut self, id: &Id, cfg: &RoutingConfig) -> bool {
         if self.challenged() == Some(*id) {
-            self.resolve(id, false, now, cfg);
+            self.replace_challenged(cfg);
             return true;
         }
         let Some(pos) = self.position(id) else {
@@ -165,9 +165,9 @@ impl Bucket {
     }
 
     /// Forgets `id` wherever it is; true if it was an entry of the bucket proper.
-    pub(super) fn remove(&mut self, id: &Id, now: u64, cfg: &RoutingConfig) -> bool {
+    pub(super) fn remove(&mut self, id: &Id, cfg: &RoutingConfig) -> bool {
         if self.challenged() == Some(*id) {
-            self.resolve(id, false, now, cfg);
+            self.replace_challenged(cfg);
             return true;
         }
         if self
@@ -206,17 +206,21 @@ impl Bucket {
 
     /// Settles the pending eviction that challenged `id`.
     fn resolve(&mut self, id: &Id, alive: bool, now: u64, cfg: &RoutingConfig) {
-        let Some(pending) = self.pending.take() else {
-            return;
-        };
-        if alive {
+        if !alive {
+            self.replace_challenged(cfg);
+        } else if let Some(pending) = self.pending.take() {
             self.refresh(id, now);
             self.cache(pending.candidate, cfg);
-        } else {
-            self.entries.retain(|e| e.contact.id != *id);
-            self.entries.push(pending.candidate);
         }
-        self.fill(cfg);
+    }
+
+    /// The challenged entry is dead: its candidate takes its slot.
+    fn replace_challenged(&mut self, cfg: &RoutingConfig) {
+        if let Some(pending) = self.pending.take() {
+            self.entries.retain(|e| e.contact.id != pending.challenged);
+            self.entries.push(pending.candidate);
+            self.fill(cfg);
+        }
     }
 
     /// Adds to the replacement cache as its most recent member.
@@ -339,7 +343,7 @@ mod tests {
             b.replacements.is_empty(),
             "a zero-sized cache holds nothing"
         );
-        assert!(b.remove(&contact(2).id, 5, &cfg));
+        assert!(b.remove(&contact(2).id, &cfg));
         assert_eq!(ids(&b.entries), vec![1, 3]);
         assert!(b.pending.is_none());
         // The ping to 1 was overtaken; its answer only refreshes 1.
@@ -354,13 +358,13 @@ mod tests {
         b.observe(contact(1), 1, &cfg);
         b.observe(contact(2), 2, &cfg);
         b.observe(contact(3), 3, &cfg);
-        assert!(!b.remove(&contact(3).id, 4, &cfg));
-        assert!(!b.remove(&contact(2).id, 4, &cfg));
+        assert!(!b.remove(&contact(3).id, &cfg));
+        assert!(!b.remove(&contact(2).id, &cfg));
         assert!(b.pending.is_none() && b.replacements.is_empty());
         assert_eq!(ids(&b.entries), vec![1]);
         // Removing the challenged entry admits the candidate.
         b.observe(contact(5), 5, &cfg);
-        assert!(b.remove(&contact(1).id, 6, &cfg));
+        assert!(b.remove(&contact(1).id, &cfg));
         assert_eq!(ids(&b.entries), vec![5]);
     }
 }

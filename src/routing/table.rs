@@ -1,7 +1,7 @@
 //! The routing table proper: one bucket per bit of distance from our own id.
 
 use crate::contact::Contact;
-use crate::id::{Distance, Id, ID_BITS};
+use crate::id::{Distance, Id, ID_BITS, ID_LEN};
 
 use super::bucket::{Bucket, Entry, Observed};
 use super::RoutingConfig;
@@ -51,37 +51,34 @@ impl RoutingTable {
     }
 
     /// A request to `id` failed or timed out; true if that dropped it from the table.
-    pub fn on_failure(&mut self, id: &Id, now: u64) -> bool {
+    /// The time goes unused, as a failure says nothing about when `id` was last alive.
+    pub fn on_failure(&mut self, id: &Id, _now: u64) -> bool {
         let cfg = &self.cfg;
         bucket_of(&mut self.buckets, &self.local, id)
-            .is_some_and(|bucket| bucket.on_failure(id, now, cfg))
+            .is_some_and(|bucket| bucket.on_failure(id, cfg))
     }
 
     /// Forgets `id` (waiting nodes included); true if it was in the table.
     pub fn remove(&mut self, id: &Id) -> bool {
         let cfg = &self.cfg;
-        // Removal is not evidence of anything at any time, so no clock is needed.
-        bucket_of(&mut self.buckets, &self.local, id)
-            .is_some_and(|bucket| bucket.remove(id, 0, cfg))
+        bucket_of(&mut self.buckets, &self.local, id).is_some_and(|bucket| bucket.remove(id, cfg))
     }
 
     /// Up to `n` entries closest to `target` by XOR distance, closest first.
     pub fn closest(&self, target: &Id, n: usize) -> Vec<Contact> {
-        if n == 0 {
-            return Vec::new();
+        let mut found: Vec<(Distance, Contact)> = Vec::new();
+        // Buckets come nearest first and never overlap in distance, so once
+        // n entries are in hand no later bucket can hold a closer one.
+        for i in buckets_by_distance(&self.local, target) {
+            if found.len() >= n {
+                break;
+            }
+            let entries = self.buckets[i].entries().iter();
+            found.extend(entries.map(|e| (e.contact.id.distance(target), e.contact)));
         }
-        let mut all: Vec<(Distance, Contact)> = self
-            .buckets
-            .iter()
-            .flat_map(|b| b.entries())
-            .map(|e| (e.contact.id.distance(target), e.contact))
-            .collect();
-        if all.len() > n {
-            all.select_nth_unstable_by(n - 1, |a, b| a.0.cmp(&b.0));
-            all.truncate(n);
-        }
-        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        all.into_iter().map(|(_, c)| c).collect()
+        found.sort_unstable_by_key(|(d, _)| *d);
+        found.truncate(n);
+        found.into_iter().map(|(_, c)| c).collect()
     }
 
     /// Whether `id` is an entry (waiting nodes do not count).
@@ -149,6 +146,25 @@ impl RoutingTable {
             .bucket_index(id)
             .and_then(|i| self.buckets.get(i))
     }
+}
+
+/// Bucket indices ordered by the distance of their contents from `target`.
+///
+/// With `d = local ^ target` and `b` its top bit (the target's own bucket),
+/// an entry of bucket `i` is at distance `d ^ x`, where `x < 2^(i+1)` has bit
+/// `i` set. So bucket `b` is nearest (below `2^b`); then the buckets under
+/// `b` where `d` has a 1 (that bit cancels), highest first; then those where
+/// `d` has a 0, lowest first; then the buckets above `b`, lowest first.
+fn buckets_by_distance(local: &Id, target: &Id) -> impl Iterator<Item = usize> {
+    let d = local.distance(target);
+    let bit = move |i: usize| (d.0[ID_LEN - 1 - i / 8] >> (i % 8)) & 1 == 1;
+    let top = local.bucket_index(target);
+    let below = top.unwrap_or(ID_BITS);
+    let above = top.map_or(ID_BITS, |b| b + 1);
+    top.into_iter()
+        .chain((0..below).rev().filter(move |&i| bit(i)))
+        .chain((0..below).filter(move |&i| !bit(i)))
+        .chain(above..ID_BITS)
 }
 
 /// The bucket `id` falls in; a free function so the caller can still borrow the config.
@@ -340,11 +356,10 @@ mod tests {
             };
             let mut t = RoutingTable::new(Id(rng.gen()), cfg, 0);
             for i in 0..300u16 {
-                // A mix of far ids and ids near us, so low buckets fill too.
-                let id = if i % 3 == 0 {
-                    t.local().random_in_bucket(rng.gen_range(0..40))
-                } else {
-                    Id(rng.gen())
+                // Uniform ids crowd the top buckets: spread some over them all.
+                let id = match i % 2 {
+                    0 => t.local().random_in_bucket(rng.gen_range(0..256)),
+                    _ => Id(rng.gen()),
                 };
                 if let Observed::Pending { ping } = t.observe(at(id, i), u64::from(i)) {
                     t.on_ping_result(&ping.id, rng.gen::<bool>(), u64::from(i));
@@ -352,13 +367,17 @@ mod tests {
             }
             let all: Vec<Contact> = t.entries().into_iter().map(|(_, e)| e.contact).collect();
             assert_eq!(all.len(), t.len());
-            for _ in 0..20 {
-                let target = if rng.gen::<bool>() {
-                    Id(rng.gen())
-                } else {
-                    all[rng.gen_range(0..all.len())].id
+            for _ in 0..50 {
+                let target = match rng.gen_range(0..4) {
+                    0 => Id(rng.gen()),
+                    1 => all[rng.gen_range(0..all.len())].id,
+                    2 => t.local().random_in_bucket(rng.gen_range(0..256)),
+                    _ => t.local(),
                 };
-                let n = rng.gen_range(0..all.len() + 3);
+                let n = match rng.gen::<bool>() {
+                    true => rng.gen_range(0..10),
+                    false => rng.gen_range(0..all.len() + 3),
+                };
                 let mut want = all.clone();
                 want.sort_by_key(|c| c.id.distance(&target));
                 want.truncate(n);

@@ -1,0 +1,120 @@
+//! The plain public types of the store: its config, reports, outcomes, and the
+//! [`BlockStore`] trait the protocol engine is written against.
+
+use std::path::PathBuf;
+
+use super::index::{IndexEntry, Location};
+use super::StoreError;
+use crate::id::Id;
+
+/// Tunables of a [`Store`](super::Store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Blocks up to this many bytes live in sled; larger ones in files.
+    pub inline_max: usize,
+    /// sled page cache size in bytes.
+    pub cache_bytes: u64,
+    /// Largest block accepted, in bytes.
+    pub max_block_size: usize,
+    /// Most block bytes this node will hold; `None` for no limit.
+    pub quota_bytes: Option<u64>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            inline_max: 64 * 1024,
+            cache_bytes: 64 * 1024 * 1024,
+            max_block_size: 1024 * 1024,
+            quota_bytes: None,
+        }
+    }
+}
+
+/// What [`Store::open`](super::Store::open) fixed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Leftover files removed from `tmp/`.
+    pub temp_files_removed: u64,
+    /// Index entries dropped because their bytes were missing or the wrong size.
+    pub index_entries_dropped: u64,
+    /// Files removed from `blocks/` that no index entry referred to.
+    pub stray_files_removed: u64,
+    /// Index entries with malformed keys and unreachable inline values removed.
+    pub corrupt_entries_dropped: u64,
+}
+
+impl RepairReport {
+    /// True when nothing needed fixing.
+    pub fn is_clean(&self) -> bool {
+        *self == RepairReport::default()
+    }
+}
+
+/// What [`Store::audit`](super::Store::audit) found, without changing anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Index entries whose bytes are present and the right size.
+    pub blocks: u64,
+    /// Keys whose index entry has missing or wrong-sized bytes, or does not decode.
+    pub index_without_bytes: Vec<Id>,
+    /// Files under `blocks/` that no good index entry refers to.
+    pub stray_files: Vec<PathBuf>,
+    /// Entries in `tmp/`.
+    pub temp_files: u64,
+    /// Index entries with malformed keys plus inline values no index entry reaches.
+    pub corrupt_entries: u64,
+}
+
+impl AuditReport {
+    /// True when the dir is exactly as the write protocol leaves it without a crash.
+    pub fn is_clean(&self) -> bool {
+        self.index_without_bytes.is_empty()
+            && self.stray_files.is_empty()
+            && self.temp_files == 0
+            && self.corrupt_entries == 0
+    }
+}
+
+/// Result of a successful put.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The block is new and now durable.
+    Stored,
+    /// The block was already held; nothing was written.
+    AlreadyHad,
+}
+
+/// What the store knows about a block without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockMeta {
+    /// Length in bytes.
+    pub size: u64,
+    /// True if the bytes live in sled, false if in a file.
+    pub inline: bool,
+    /// When it was stored, unix seconds.
+    pub stored_at: u64,
+}
+
+impl From<IndexEntry> for BlockMeta {
+    fn from(e: IndexEntry) -> BlockMeta {
+        BlockMeta {
+            size: e.size,
+            inline: e.location == Location::Inline,
+            stored_at: e.stored_at,
+        }
+    }
+}
+
+/// What the protocol engine needs from block storage (also implemented later by an
+/// in-memory store for simulation).
+pub trait BlockStore: Send + Sync + 'static {
+    /// True if the block is held.
+    fn contains(&self, key: &Id) -> bool;
+    /// The block's bytes, if held.
+    fn get(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores `data` under `key` after checking that it hashes to `key`.
+    fn put_verified(&self, key: &Id, data: &[u8]) -> Result<PutOutcome, StoreError>;
+    /// Whether a block of `size` bytes would be accepted now.
+    fn check_room(&self, size: u64) -> Result<(), StoreError>;
+}
