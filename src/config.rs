@@ -26,6 +26,12 @@ pub struct Config {
     pub advertise_ip: Option<IpAddr>,
     /// Peers to join through, as IP:PORT.
     pub bootstrap: Vec<String>,
+    /// The gRPC admin API listens here (keep it on loopback or set a token).
+    pub admin: SocketAddr,
+    /// When set (here or in DHTFS_ADMIN_TOKEN), Admin calls need `authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
+    /// Prometheus metrics are served here on GET /metrics.
+    pub metrics: SocketAddr,
     /// K: lookup width, nodes per answer, replicas per block.
     pub k: usize,
     /// α: lookup requests in flight.
@@ -69,6 +75,9 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 7400)),
             advertise_ip: None,
             bootstrap: Vec::new(),
+            admin: SocketAddr::from(([127, 0, 0, 1], 7401)),
+            admin_token: None,
+            metrics: SocketAddr::from(([127, 0, 0, 1], 9400)),
             k: 7,
             alpha: 3,
             bucket_size: 20,

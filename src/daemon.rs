@@ -11,8 +11,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::admin::{AdminService, BearerAuth};
 use crate::config::Config;
 use crate::contact::Contact;
+use crate::metrics::Metrics;
 use crate::net::{run_udp, serve_blocks, NetTransport, TcpClient};
 use crate::node::{Node, TokioClock};
 use crate::stats::Stats;
@@ -21,7 +23,7 @@ use crate::store::{RepairReport, Store, StoreError};
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {proto} {addr}: {source} (is another dhtfs node or program using that port? pass another --listen)")]
+    #[error("cannot listen on {proto} {addr}: {source} (is another dhtfs node or program using that port? pass another {})", flag_for(proto))]
     Bind {
         proto: &'static str,
         addr: SocketAddr,
@@ -35,12 +37,24 @@ pub enum StartError {
     Task(String),
 }
 
+fn flag_for(proto: &str) -> &'static str {
+    match proto {
+        "admin" => "--admin",
+        "metrics" => "--metrics",
+        _ => "--listen",
+    }
+}
+
 /// A node that is up: its engine, store and address, and the tasks serving it.
 pub struct Daemon {
     pub node: Node,
     pub store: Store,
     /// The address UDP and TCP are bound to (with the real port when 0 was asked).
     pub local_addr: SocketAddr,
+    /// Where the gRPC admin API listens.
+    pub admin_addr: SocketAddr,
+    /// Where GET /metrics is served.
+    pub metrics_addr: SocketAddr,
     /// What opening the data dir had to repair.
     pub repaired: RepairReport,
     stats: Arc<Stats>,
@@ -83,6 +97,14 @@ impl Daemon {
             Arc::new(store.clone()),
             stats.clone(),
         );
+        // Bound after UDP and TCP, so health says SERVING only once they are.
+        let admin_listener = bind_tcp("admin", cfg.admin).await?;
+        let metrics_listener = bind_tcp("metrics", cfg.metrics).await?;
+        let admin_addr = local(&admin_listener, "admin", cfg.admin)?;
+        let metrics_addr = local(&metrics_listener, "metrics", cfg.metrics)?;
+        let metrics = Metrics::new(node.clone(), store.clone(), store_quota(cfg))
+            .map_err(|e| StartError::Task(format!("metrics: {e}")))?;
+
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tasks.spawn(run_udp(udp, node.clone(), stop.clone()));
@@ -93,17 +115,45 @@ impl Daemon {
             cfg.tcp_limits(),
             stop.clone(),
         ));
+        let admin = AdminService::new(
+            node.clone(),
+            store.clone(),
+            local_addr,
+            admin_addr,
+            metrics_addr,
+        );
+        let auth = BearerAuth::new(cfg.admin_token.clone());
+        // A block plus room for the message around it.
+        let max_message = cfg.max_block_size as usize + (64 << 10);
+        let admin_stop = stop.clone();
+        tasks.spawn(async move {
+            if let Err(e) =
+                crate::admin::serve(admin_listener, admin, auth, max_message, admin_stop).await
+            {
+                tracing::error!(error = %e, "admin API stopped");
+            }
+        });
+        let metrics_stop = stop.clone();
+        tasks.spawn(async move {
+            if let Err(e) =
+                crate::metrics::serve(metrics_listener, Arc::new(metrics), metrics_stop).await
+            {
+                tracing::error!(error = %e, "metrics endpoint stopped");
+            }
+        });
         tasks.spawn(upkeep(
             node.clone(),
             store.clone(),
             Duration::from_secs(cfg.snapshot_interval_secs.max(1)),
             stop,
         ));
-        tracing::info!(id = %me.id, addr = %local_addr, advertised = %advertised, blocks = store.block_count(), "node started");
+        tracing::info!(id = %me.id, addr = %local_addr, advertised = %advertised, admin = %admin_addr, metrics = %metrics_addr, blocks = store.block_count(), "node started");
         Ok(Daemon {
             node,
             store,
             local_addr,
+            admin_addr,
+            metrics_addr,
             repaired,
             stats,
             shutdown,
@@ -192,6 +242,28 @@ async fn upkeep(
             }
         }
     }
+}
+
+async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            proto: what,
+            addr,
+            source,
+        })
+}
+
+fn local(l: &TcpListener, what: &'static str, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    l.local_addr().map_err(|source| StartError::Bind {
+        proto: what,
+        addr,
+        source,
+    })
+}
+
+fn store_quota(cfg: &Config) -> Option<u64> {
+    (cfg.quota_bytes > 0).then_some(cfg.quota_bytes)
 }
 
 pub fn parse_bootstrap(list: &[String]) -> Result<Vec<SocketAddr>, StartError> {

@@ -8,14 +8,17 @@
 //!   [`node::Transport`] and [`node::Clock`] it is given
 //! - binary: [`config`], [`daemon`], and `main.rs`
 
+pub mod admin;
 pub mod config;
 pub mod contact;
 pub mod daemon;
 pub mod id;
 pub mod lookup;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod routing;
 pub mod stats;
 pub mod store;
+pub mod upkeep;
 pub mod wire;

@@ -39,6 +39,12 @@ struct NodeArgs {
     /// A peer to join through; repeatable. Without any, the node rejoins from its last routing snapshot.
     #[arg(long, value_name = "IP:PORT")]
     bootstrap: Vec<SocketAddr>,
+    /// gRPC admin API address [default: 127.0.0.1:7401]. Set DHTFS_ADMIN_TOKEN to require a bearer token.
+    #[arg(long, value_name = "IP:PORT")]
+    admin: Option<SocketAddr>,
+    /// Prometheus metrics address, served on GET /metrics [default: 127.0.0.1:9400].
+    #[arg(long, value_name = "IP:PORT")]
+    metrics: Option<SocketAddr>,
     /// The IP to tell peers [default: the listen IP, or the one that routes to the first bootstrap peer].
     #[arg(long, value_name = "IP")]
     advertise_ip: Option<std::net::IpAddr>,
@@ -87,13 +93,28 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     if !args.bootstrap.is_empty() {
         cfg.bootstrap = args.bootstrap.iter().map(ToString::to_string).collect();
     }
+    if let Some(admin) = args.admin {
+        cfg.admin = admin;
+    }
+    if let Some(metrics) = args.metrics {
+        cfg.metrics = metrics;
+    }
+    if let Ok(token) = std::env::var("DHTFS_ADMIN_TOKEN") {
+        cfg.admin_token = Some(token);
+    }
     if args.advertise_ip.is_some() {
         cfg.advertise_ip = args.advertise_ip;
     }
     cfg.validate()?;
     let daemon = Daemon::start(&cfg).await?;
     // Printed on stdout so scripts and tests can learn the port picked for :0.
-    println!("listening {} id {}", daemon.local_addr, daemon.node.me().id);
+    println!(
+        "listening {} admin {} metrics {} id {}",
+        daemon.local_addr,
+        daemon.admin_addr,
+        daemon.metrics_addr,
+        daemon.node.me().id
+    );
     let join = {
         let addrs = dhtfs::daemon::parse_bootstrap(&cfg.bootstrap)?;
         let (node, store) = (daemon.node.clone(), daemon.store.clone());

@@ -2,6 +2,7 @@
 //! exporter reads them; nothing here knows about Prometheus.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::wire::RequestType;
 
@@ -81,6 +82,28 @@ pub struct Stats {
     /// Lookups run and their hop counts added up.
     pub lookups: AtomicU64,
     pub lookup_hops_total: AtomicU64,
+    /// Republish passes, blocks republished, stores sent and failed.
+    pub republish_runs: AtomicU64,
+    pub republished_blocks: AtomicU64,
+    pub republish_stores_sent: AtomicU64,
+    pub republish_failures: AtomicU64,
+    /// Verify passes, blocks checked, found corrupt and repaired.
+    pub verify_runs: AtomicU64,
+    pub verify_checked: AtomicU64,
+    pub verify_corrupt: AtomicU64,
+    pub verify_repaired: AtomicU64,
+    /// Where distributions go (the metrics exporter plugs one in).
+    observer: OnceLock<Arc<dyn Observer>>,
+}
+
+/// Receives observations that are distributions rather than counts. The
+/// exporter implements it; the engine only calls [`Stats::observe_request`]
+/// and [`Stats::observe_hops`], and nothing happens without an observer.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// A request we sent got its answer (or failed) after `seconds`.
+    fn request_duration(&self, kind: RequestType, seconds: f64);
+    /// A lookup ended after `hops` hops.
+    fn lookup_hops(&self, hops: u32);
 }
 
 impl Stats {
@@ -97,5 +120,36 @@ impl Stats {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Plugs in the observer; only the first one set is kept.
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Records how long a request of ours took.
+    pub fn observe_request(&self, kind: RequestType, seconds: f64) {
+        if let Some(o) = self.observer.get() {
+            o.request_duration(kind, seconds);
+        }
+    }
+
+    /// Records a finished lookup's hop count.
+    pub fn observe_hops(&self, hops: u32) {
+        Stats::inc(&self.lookups);
+        Stats::add(&self.lookup_hops_total, u64::from(hops));
+        if let Some(o) = self.observer.get() {
+            o.lookup_hops(hops);
+        }
+    }
+
+    /// Bytes sent over both protocols.
+    pub fn bytes_sent(&self) -> u64 {
+        Stats::get(&self.udp_bytes_sent) + Stats::get(&self.tcp_bytes_sent)
+    }
+
+    /// Bytes received over both protocols.
+    pub fn bytes_received(&self) -> u64 {
+        Stats::get(&self.udp_bytes_received) + Stats::get(&self.tcp_bytes_received)
     }
 }

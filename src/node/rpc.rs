@@ -47,28 +47,28 @@ impl Node {
             body,
             requester: self.inner.me,
         };
+        let started = self.inner.clock.now_us();
         self.send(to, &encode_request(&req));
         let sleep = self.inner.clock.sleep(timeout);
-        let answer = tokio::select! {
-            answer = &mut { waiter }.rx => answer,
-            _ = sleep => {
-                stats.sent.add(kind, Outcome::Timeout);
-                return Err(RequestError::Timeout(timeout));
-            }
+        // A closed channel (the map torn down) counts as no answer.
+        let answer: Option<super::pending::Answer> = tokio::select! {
+            answer = &mut { waiter }.rx => answer.ok(),
+            _ = sleep => None,
+        };
+        let elapsed = self.inner.clock.now_us().saturating_sub(started);
+        stats.observe_request(kind, elapsed as f64 / 1e6);
+        let Some(answer) = answer else {
+            stats.sent.add(kind, Outcome::Timeout);
+            return Err(RequestError::Timeout(timeout));
         };
         match answer {
-            Ok(Ok(value)) => {
+            Ok(value) => {
                 stats.sent.add(kind, Outcome::Ok);
                 Ok(value)
             }
-            Ok(Err(text)) => {
+            Err(text) => {
                 stats.sent.add(kind, Outcome::Error);
                 Err(RequestError::Remote(text))
-            }
-            // The sender went away without answering: only when the map is torn down.
-            Err(_) => {
-                stats.sent.add(kind, Outcome::Timeout);
-                Err(RequestError::Timeout(timeout))
             }
         }
     }

@@ -44,6 +44,10 @@ pub trait Transport: Send + Sync + 'static {
 pub trait Clock: Send + Sync + 'static {
     /// Milliseconds since an arbitrary start, never going back.
     fn now_ms(&self) -> u64;
+    /// Microseconds since the same start, for timing requests.
+    fn now_us(&self) -> u64 {
+        self.now_ms() * 1000
+    }
     /// Completes after `d`.
     fn sleep(&self, d: Duration) -> BoxFuture<()>;
 }
@@ -72,6 +76,10 @@ impl Default for TokioClock {
 impl Clock for TokioClock {
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
+    }
+
+    fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
     }
 
     fn sleep(&self, d: Duration) -> BoxFuture<()> {

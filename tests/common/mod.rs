@@ -16,6 +16,8 @@ pub fn test_config(dir: PathBuf) -> Config {
     Config {
         data_dir: dir,
         listen: "127.0.0.1:0".parse().unwrap(),
+        admin: "127.0.0.1:0".parse().unwrap(),
+        metrics: "127.0.0.1:0".parse().unwrap(),
         ..Config::default()
     }
 }
@@ -93,4 +95,37 @@ pub async fn tcp_fetch(addr: SocketAddr, key: &Id) -> Option<Vec<u8>> {
     let mut data = vec![0u8; len];
     s.read_exact(&mut data).await.unwrap();
     Some(data)
+}
+
+/// GETs `path` from an HTTP server over a raw HTTP/1.0 request; the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+/// The path of a tool the tests need, or a loud failure saying how to get it.
+pub fn require_tool(name: &str, install: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!("`{name}` is not installed, and this test needs the real one: {install} (tests/run does it)");
 }

@@ -1,0 +1,290 @@
+//! The Admin methods: each parses its request, calls the node or the store,
+//! and shapes the answer.
+
+use std::net::SocketAddr;
+
+use tonic::{Request, Response, Status};
+
+use super::pb::{self, admin_server::Admin};
+use super::status;
+use crate::contact::Contact;
+use crate::lookup::LookupKind;
+use crate::node::Node;
+use crate::stats::Stats;
+use crate::store::{Store, SCHEMA_VERSION};
+use crate::upkeep;
+
+/// Blocks per ListBlocks page by default and at most.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+/// The Admin service of one node.
+#[derive(Clone)]
+pub struct AdminService {
+    node: Node,
+    store: Store,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    metrics: SocketAddr,
+    started_ms: u64,
+}
+
+impl AdminService {
+    /// The service for `node`, reporting the addresses it is reached at.
+    pub fn new(
+        node: Node,
+        store: Store,
+        listen: SocketAddr,
+        admin: SocketAddr,
+        metrics: SocketAddr,
+    ) -> AdminService {
+        let started_ms = node.clock().now_ms();
+        AdminService {
+            node,
+            store,
+            listen,
+            admin,
+            metrics,
+            started_ms,
+        }
+    }
+
+    fn peer(&self, c: &Contact) -> pb::Peer {
+        let table = self.node.table();
+        let me = self.node.me().id;
+        let now = self.node.clock().now_ms();
+        let entry = table.get(&c.id);
+        pb::Peer {
+            node_id: c.id.to_hex(),
+            address: c.addr.to_string(),
+            bucket: me.bucket_index(&c.id).map_or(0, |b| b as u32),
+            last_seen_ms_ago: entry.map_or(0, |e| now.saturating_sub(e.last_seen)),
+            failures: entry.map_or(0, |e| e.failures),
+        }
+    }
+
+    fn peers(&self, contacts: &[Contact]) -> Vec<pb::Peer> {
+        contacts.iter().map(|c| self.peer(c)).collect()
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store))
+            .await
+            .map_err(status::task)?
+            .map_err(status::store)
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn get_stats(
+        &self,
+        _: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
+        let stats = self.node.stats();
+        let now = self.node.clock().now_ms();
+        Ok(Response::new(pb::GetStatsResponse {
+            node_id: self.node.me().id.to_hex(),
+            listen_address: self.listen.to_string(),
+            advertised_address: self.node.me().addr.to_string(),
+            admin_address: self.admin.to_string(),
+            metrics_address: self.metrics.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            schema_version: SCHEMA_VERSION,
+            uptime_seconds: now.saturating_sub(self.started_ms) / 1000,
+            blocks_stored: self.store.block_count(),
+            bytes_stored: self.store.bytes_stored(),
+            routing_peers: self.node.table().len() as u64,
+            bytes_sent: stats.bytes_sent(),
+            bytes_received: stats.bytes_received(),
+            sent: Some(pb::ProtocolBytes {
+                udp: Stats::get(&stats.udp_bytes_sent),
+                tcp: Stats::get(&stats.tcp_bytes_sent),
+            }),
+            received: Some(pb::ProtocolBytes {
+                udp: Stats::get(&stats.udp_bytes_received),
+                tcp: Stats::get(&stats.tcp_bytes_received),
+            }),
+            pending_requests: self.node.pending_requests() as u64,
+        }))
+    }
+
+    async fn list_peers(
+        &self,
+        _: Request<pb::ListPeersRequest>,
+    ) -> Result<Response<pb::ListPeersResponse>, Status> {
+        let contacts = self.node.routing_contacts();
+        Ok(Response::new(pb::ListPeersResponse {
+            peers: self.peers(&contacts),
+        }))
+    }
+
+    async fn add_peer(
+        &self,
+        req: Request<pb::AddPeerRequest>,
+    ) -> Result<Response<pb::AddPeerResponse>, Status> {
+        let address = req.into_inner().address;
+        let addr: SocketAddr = address
+            .trim()
+            .parse()
+            .map_err(|_| Status::invalid_argument(format!("address '{address}' is not IP:PORT")))?;
+        let contact = self
+            .node
+            .ping_addr(addr)
+            .await
+            .map_err(|e| status::request(&format!("ping {addr}"), e))?;
+        Ok(Response::new(pb::AddPeerResponse {
+            peer: Some(self.peer(&contact)),
+        }))
+    }
+
+    async fn find_node(
+        &self,
+        req: Request<pb::FindNodeRequest>,
+    ) -> Result<Response<pb::FindNodeResponse>, Status> {
+        let id = status::parse_id("id", &req.into_inner().id)?;
+        let result = self.node.lookup(id, LookupKind::FindNode).await;
+        Ok(Response::new(pb::FindNodeResponse {
+            nodes: self.peers(&result.closest),
+            hops: result.hops,
+        }))
+    }
+
+    async fn find_value(
+        &self,
+        req: Request<pb::FindValueRequest>,
+    ) -> Result<Response<pb::FindValueResponse>, Status> {
+        let key = status::parse_id("key", &req.into_inner().key)?;
+        if self.store.contains(&key) {
+            return Ok(Response::new(pb::FindValueResponse {
+                holders: self.peers(&[self.node.me()]),
+                closest: Vec::new(),
+                hops: 0,
+                found: true,
+            }));
+        }
+        let result = self.node.lookup(key, LookupKind::FindValue).await;
+        Ok(Response::new(pb::FindValueResponse {
+            found: !result.holders.is_empty(),
+            holders: self.peers(&result.holders),
+            closest: self.peers(&result.closest),
+            hops: result.hops,
+        }))
+    }
+
+    async fn list_blocks(
+        &self,
+        req: Request<pb::ListBlocksRequest>,
+    ) -> Result<Response<pb::ListBlocksResponse>, Status> {
+        let req = req.into_inner();
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            Some(status::parse_id("page_token", &req.page_token)?)
+        };
+        let limit = match req.limit as usize {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        // One more than asked tells whether another page follows.
+        let mut blocks = self.blocking(move |s| s.list(after, limit + 1)).await?;
+        let more = blocks.len() > limit;
+        blocks.truncate(limit);
+        let next_page_token = match (more, blocks.last()) {
+            (true, Some((key, _))) => key.to_hex(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListBlocksResponse {
+            blocks: blocks
+                .into_iter()
+                .map(|(key, meta)| pb::Block {
+                    key: key.to_hex(),
+                    size: meta.size,
+                    inline: meta.inline,
+                    stored_at: meta.stored_at,
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_block(
+        &self,
+        req: Request<pb::GetBlockRequest>,
+    ) -> Result<Response<pb::GetBlockResponse>, Status> {
+        let key = status::parse_id("key", &req.into_inner().key)?;
+        match self.blocking(move |s| s.get(&key)).await? {
+            Some(data) => Ok(Response::new(pb::GetBlockResponse { data })),
+            None => Err(Status::not_found(format!(
+                "block {key} is not stored on this node"
+            ))),
+        }
+    }
+
+    async fn put_block(
+        &self,
+        req: Request<pb::PutBlockRequest>,
+    ) -> Result<Response<pb::PutBlockResponse>, Status> {
+        let data = req.into_inner().data;
+        let key = crate::id::Id::of_block(&data);
+        self.blocking(move |s| s.put_verified(&key, &data)).await?;
+        let report = self.node.replicate(key).await;
+        Ok(Response::new(pb::PutBlockResponse {
+            key: key.to_hex(),
+            saved: self.peers(&report.saved),
+            failures: report
+                .failed
+                .iter()
+                .map(|(c, why)| format!("{} {}: {why}", c.id, c.addr))
+                .collect(),
+        }))
+    }
+
+    async fn delete_block(
+        &self,
+        req: Request<pb::DeleteBlockRequest>,
+    ) -> Result<Response<pb::DeleteBlockResponse>, Status> {
+        let key = status::parse_id("key", &req.into_inner().key)?;
+        if self.blocking(move |s| s.delete(&key)).await? {
+            Ok(Response::new(pb::DeleteBlockResponse {}))
+        } else {
+            Err(Status::not_found(format!(
+                "block {key} is not stored on this node"
+            )))
+        }
+    }
+
+    async fn republish(
+        &self,
+        _: Request<pb::RepublishRequest>,
+    ) -> Result<Response<pb::RepublishResponse>, Status> {
+        let r = upkeep::republish_once(&self.node, &self.store)
+            .await
+            .map_err(status::store)?;
+        Ok(Response::new(pb::RepublishResponse {
+            blocks: r.blocks,
+            stores_sent: r.stores_sent,
+            failures: r.failures,
+        }))
+    }
+
+    async fn verify(
+        &self,
+        req: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let repair = req.into_inner().repair;
+        let r = upkeep::verify_once(&self.node, &self.store, repair)
+            .await
+            .map_err(status::store)?;
+        Ok(Response::new(pb::VerifyResponse {
+            checked: r.checked,
+            corrupt: r.corrupt,
+            repaired: r.repaired,
+            corrupt_keys: r.corrupt_keys.iter().map(|k| k.to_hex()).collect(),
+        }))
+    }
+}

@@ -1,0 +1,65 @@
+//! Republish: ask the K closest nodes of every stored block to store it, so
+//! blocks stay on the nodes a lookup will reach as the network changes.
+
+use tokio::task::JoinSet;
+
+use super::page;
+use crate::node::Node;
+use crate::stats::Stats;
+use crate::store::{Store, StoreError};
+
+/// Blocks republished at once.
+const PARALLEL: usize = 8;
+
+/// What one republish pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepublishReport {
+    /// Blocks walked.
+    pub blocks: u64,
+    /// store_value requests sent to other nodes.
+    pub stores_sent: u64,
+    /// Of those, how many did not end in "saved".
+    pub failures: u64,
+}
+
+/// Runs one pass over every stored block.
+pub async fn republish_once(node: &Node, store: &Store) -> Result<RepublishReport, StoreError> {
+    let stats = node.stats().clone();
+    Stats::inc(&stats.republish_runs);
+    let mut report = RepublishReport::default();
+    let mut after = None;
+    loop {
+        let keys = page(store, after).await?;
+        let Some((last, _)) = keys.last() else {
+            break;
+        };
+        after = Some(*last);
+        let mut running = JoinSet::new();
+        for (key, _) in keys {
+            if running.len() >= PARALLEL {
+                if let Some(Ok(r)) = running.join_next().await {
+                    add(&mut report, &stats, r, node);
+                }
+            }
+            let node = node.clone();
+            running.spawn(async move { node.replicate(key).await });
+        }
+        while let Some(joined) = running.join_next().await {
+            if let Ok(r) = joined {
+                add(&mut report, &stats, r, node);
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn add(report: &mut RepublishReport, stats: &Stats, r: crate::node::StoreReport, node: &Node) {
+    let me = node.me().id;
+    let sent = r.saved.iter().filter(|c| c.id != me).count() + r.failed.len();
+    report.blocks += 1;
+    report.stores_sent += sent as u64;
+    report.failures += r.failed.len() as u64;
+    Stats::inc(&stats.republished_blocks);
+    Stats::add(&stats.republish_stores_sent, sent as u64);
+    Stats::add(&stats.republish_failures, r.failed.len() as u64);
+}

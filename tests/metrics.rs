@@ -1,0 +1,121 @@
+//! Prometheus metrics: counts match what moved, and the real promtool accepts
+//! the exposition.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{http_get, require_tool, TestNet};
+use dhtfs::id::Id;
+
+/// The value of the sample `name{labels}` in an exposition, 0 when absent.
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn promtool_check(promtool: &std::path::Path, text: &str) {
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // promtool prints lint findings (and exits 0 for some); require none.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.trim().is_empty(), "promtool found problems: {said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_totals_add_up_and_promtool_is_clean() {
+    let promtool = require_tool("promtool", "apt-get install prometheus");
+    let mut net = TestNet::start(3).await;
+
+    // A put through node 0: it keeps the block and the two others pull it.
+    let data: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let key = Id::of_block(&data);
+    let origin = &net.nodes[0];
+    origin.store.put_verified(&key, &data).unwrap();
+    let report = origin.node.replicate(key).await;
+    assert_eq!(report.saved.len(), 3);
+    // A get through node 2's view: find a holder other than itself, fetch it.
+    let getter = &net.nodes[2];
+    getter.store.delete(&key).unwrap();
+    let fetched = getter
+        .node
+        .fetch_remote(key)
+        .await
+        .expect("a holder serves it");
+    assert_eq!(fetched, data);
+    // Moved over TCP: two pulls and one get.
+    let moved = 3.0 * data.len() as f64;
+
+    let mut tcp_sent = 0.0;
+    for d in &net.nodes {
+        let text = http_get(d.metrics_addr, "/metrics").await;
+        promtool_check(&promtool, &text);
+        tcp_sent += sample(
+            &text,
+            r#"dhtfs_transfer_bytes_total{direction="sent",protocol="tcp"}"#,
+        );
+        for name in [
+            "dhtfs_dht_request_duration_seconds_bucket",
+            "dhtfs_lookup_hops_bucket",
+            "dhtfs_routing_table_peers",
+            "dhtfs_blocks_stored",
+            "dhtfs_stored_bytes",
+            "dhtfs_republish_runs_total",
+            "dhtfs_republished_blocks_total",
+            "dhtfs_verify_runs_total",
+            "dhtfs_verify_corrupt_blocks_total",
+            "dhtfs_verify_repaired_blocks_total",
+            "dhtfs_build_info{version=",
+            "dhtfs_dht_requests_total{",
+            "process_resident_memory_bytes",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert_eq!(sample(&text, "dhtfs_routing_table_peers"), 2.0);
+    }
+    println!("metrics: tcp bytes sent across 3 nodes {tcp_sent}, block bytes moved {moved}");
+    assert!(tcp_sent >= moved, "sent {tcp_sent} < moved {moved}");
+
+    // Requests are counted on both sides.
+    let text = http_get(net.nodes[0].metrics_addr, "/metrics").await;
+    assert!(
+        sample(
+            &text,
+            r#"dhtfs_dht_requests_total{outcome="ok",role="client",type="store_value"}"#
+        ) >= 2.0
+    );
+    let text1 = http_get(net.nodes[1].metrics_addr, "/metrics").await;
+    assert!(
+        sample(
+            &text1,
+            r#"dhtfs_dht_requests_total{outcome="ok",role="server",type="store_value"}"#
+        ) >= 1.0
+    );
+    assert_eq!(sample(&text1, "dhtfs_blocks_stored"), 1.0);
+    assert_eq!(sample(&text1, "dhtfs_stored_bytes"), data.len() as f64);
+    net.stop_all().await;
+}
