@@ -31,6 +31,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("data dir {0} exists but is not a directory: pass a directory (or a path to create) to --data-dir")]
+    NotADir(std::path::PathBuf),
     #[error("bootstrap address '{0}' is not IP:PORT")]
     BadBootstrap(String),
     #[error("storage task failed: {0}")]
@@ -68,6 +70,22 @@ impl Daemon {
         cfg.validate()
             .map_err(|e| StartError::Task(e.to_string()))?;
         let bootstrap = parse_bootstrap(&cfg.bootstrap)?;
+        // Ports first: a taken port must not leave a fresh data dir behind.
+        let (udp, tcp) = bind_pair(cfg.listen)?;
+        let local_addr = udp.local_addr().map_err(|source| StartError::Bind {
+            proto: "UDP",
+            addr: cfg.listen,
+            source,
+        })?;
+        // Bound after UDP and TCP, so health says SERVING only once they are.
+        let admin_listener = bind_tcp("admin", cfg.admin).await?;
+        let metrics_listener = bind_tcp("metrics", cfg.metrics).await?;
+        let admin_addr = local(&admin_listener, "admin", cfg.admin)?;
+        let metrics_addr = local(&metrics_listener, "metrics", cfg.metrics)?;
+
+        if cfg.data_dir.exists() && !cfg.data_dir.is_dir() {
+            return Err(StartError::NotADir(cfg.data_dir.clone()));
+        }
         let (dir, store_cfg) = (cfg.data_dir.clone(), cfg.store_config());
         let (store, repaired) = tokio::task::spawn_blocking(move || Store::open(&dir, store_cfg))
             .await
@@ -75,12 +93,6 @@ impl Daemon {
         if !repaired.is_clean() {
             tracing::warn!(?repaired, "repaired the data dir after an unclean stop");
         }
-        let (udp, tcp) = bind_pair(cfg.listen)?;
-        let local_addr = udp.local_addr().map_err(|source| StartError::Bind {
-            proto: "UDP",
-            addr: cfg.listen,
-            source,
-        })?;
         let advertised =
             SocketAddr::new(advertise_ip(cfg, local_addr, &bootstrap), local_addr.port());
         let me = Contact::new(store.node_id(), advertised);
@@ -97,11 +109,6 @@ impl Daemon {
             Arc::new(store.clone()),
             stats.clone(),
         );
-        // Bound after UDP and TCP, so health says SERVING only once they are.
-        let admin_listener = bind_tcp("admin", cfg.admin).await?;
-        let metrics_listener = bind_tcp("metrics", cfg.metrics).await?;
-        let admin_addr = local(&admin_listener, "admin", cfg.admin)?;
-        let metrics_addr = local(&metrics_listener, "metrics", cfg.metrics)?;
         let metrics = Metrics::new(node.clone(), store.clone(), store_quota(cfg))
             .map_err(|e| StartError::Task(format!("metrics: {e}")))?;
 

@@ -17,6 +17,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod notify;
 pub mod routing;
 pub mod stats;
 pub mod store;

@@ -30,7 +30,7 @@ struct NodeArgs {
     /// TOML file with any of the settings (see deploy/config/dhtfs.toml); flags win over it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Where state lives [default: ./dhtfs-data].
+    /// Where state lives [default: $STATE_DIRECTORY when set (systemd), else ./dhtfs-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// UDP (DHT) and TCP (blocks) address, one port for both [default: 0.0.0.0:7400].
@@ -58,6 +58,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -75,7 +76,8 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: anyhow::Error) -> ExitCode {
-    eprintln!("dhtfs: error: {e:#}");
+    // Our errors carry their cause in their own message; `{e:#}` would print it twice.
+    eprintln!("dhtfs: error: {e}");
     ExitCode::FAILURE
 }
 
@@ -84,7 +86,8 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    if let Some(dir) = args.data_dir {
+    // Under systemd, StateDirectory= hands us the data dir; a flag still wins.
+    if let Some(dir) = args.data_dir.or_else(state_directory) {
         cfg.data_dir = dir;
     }
     if let Some(listen) = args.listen {
@@ -106,6 +109,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         cfg.advertise_ip = args.advertise_ip;
     }
     cfg.validate()?;
+    // Handlers first: a SIGTERM right after the listening line must still stop
+    // the node gracefully.
+    let signals = Signals::new()?;
     let daemon = Daemon::start(&cfg).await?;
     // Printed on stdout so scripts and tests can learn the port picked for :0.
     println!(
@@ -120,20 +126,46 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         let (node, store) = (daemon.node.clone(), daemon.store.clone());
         tokio::spawn(async move { dhtfs::daemon::join_network(&node, &store, &addrs).await })
     };
-    wait_for_signal().await?;
+    dhtfs::notify::ready(&format!("serving on {}", daemon.local_addr));
+    let watchdog = dhtfs::notify::spawn_watchdog();
+    signals.wait().await;
     tracing::info!("shutting down");
+    dhtfs::notify::stopping();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     join.abort();
     daemon.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// The first directory in `$STATE_DIRECTORY`, as systemd sets it.
+fn state_directory() -> Option<PathBuf> {
+    let dirs = std::env::var_os("STATE_DIRECTORY")?;
+    std::env::split_paths(&dirs)
+        .next()
+        .filter(|p| !p.as_os_str().is_empty())
+}
+
+/// SIGTERM and SIGINT, caught from the moment this exists.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

@@ -1,0 +1,484 @@
+//! A node that cannot start says why in one line on stderr, naming what to fix,
+//! and exits non-zero at once: no panic, no backtrace, no hang.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Longest a failing start may take to exit.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest a good start may take to print its `listening` line.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A child `dhtfs`, SIGKILLed if still running when dropped (e.g. on panic).
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `dhtfs` with `args`; RUST_LOG is set to `log`, or removed for the default.
+fn dhtfs(args: &[&str], log: Option<&str>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dhtfs"));
+    cmd.args(args);
+    // The admin API and metrics have fixed default ports, which tests running
+    // in parallel would fight over: let the OS pick unless a test says otherwise.
+    if args.first() == Some(&"node") {
+        for flag in ["--admin", "--metrics"] {
+            if !args.contains(&flag) {
+                cmd.args([flag, "127.0.0.1:0"]);
+            }
+        }
+    }
+    cmd.env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match log {
+        Some(level) => cmd.env("RUST_LOG", level),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    cmd
+}
+
+struct Outcome {
+    status: ExitStatus,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// Runs `args` to completion within [`EXIT_TIMEOUT`].
+fn run(args: &[&str], log: Option<&str>) -> Outcome {
+    let began = Instant::now();
+    let mut guard = Guard(dhtfs(args, log).spawn().expect("spawn dhtfs"));
+    let mut stderr_pipe = guard.0.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s);
+        s
+    });
+    let mut stdout_pipe = guard.0.stdout.take().unwrap();
+    std::thread::spawn(move || std::io::copy(&mut stdout_pipe, &mut std::io::sink()));
+    let status = loop {
+        if let Some(status) = guard.0.try_wait().expect("wait for dhtfs") {
+            break status;
+        }
+        assert!(
+            began.elapsed() < EXIT_TIMEOUT,
+            "dhtfs {args:?} still running after {EXIT_TIMEOUT:?}: it should have refused to start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = reader.join().unwrap();
+    Outcome {
+        status,
+        stderr,
+        elapsed: began.elapsed(),
+    }
+}
+
+/// Asserts a failed start: non-zero exit, no panic, and exactly one non-empty
+/// stderr line, which starts with `dhtfs: error:`; returns that line.
+fn one_error_line(what: &str, out: &Outcome) -> String {
+    assert!(
+        !out.status.success(),
+        "{what}: dhtfs exited with {} but should have failed; stderr:\n{}",
+        out.status,
+        out.stderr
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what}: exit code (not killed by a signal); stderr:\n{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("panicked"),
+        "{what}: dhtfs panicked:\n{}",
+        out.stderr
+    );
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: want exactly one line on stderr, got:\n{}",
+        out.stderr
+    );
+    let line = lines[0].to_string();
+    assert!(
+        line.starts_with("dhtfs: error: "),
+        "{what}: the line should start with 'dhtfs: error: ': {line}"
+    );
+    println!("{what}: exit {} in {:?}: {line}", out.status, out.elapsed);
+    line
+}
+
+fn assert_mentions(what: &str, line: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            line.contains(needle),
+            "{what}: the error line should mention {needle:?}: {line}"
+        );
+    }
+}
+
+/// A port free on 127.0.0.1 for TCP, held by the returned listener.
+fn hold_tcp() -> (TcpListener, u16) {
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    (tcp, port)
+}
+
+/// Starts a node on `dir`, waits for its `listening` line, stops it with
+/// SIGTERM and checks it exits 0: leaves an initialised data dir behind.
+fn init_data_dir(dir: &Path) {
+    let dir_arg = dir.to_str().unwrap();
+    let mut guard = Guard(
+        dhtfs(
+            &["node", "--data-dir", dir_arg, "--listen", "127.0.0.1:0"],
+            Some("error"),
+        )
+        .spawn()
+        .expect("spawn dhtfs"),
+    );
+    let stdout = guard.0.stdout.take().unwrap();
+    let mut stderr_pipe = guard.0.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(START_TIMEOUT)
+        .unwrap_or_else(|e| panic!("node on {dir_arg} did not print its listening line: {e}"));
+    assert!(line.starts_with("listening "), "first stdout line: {line}");
+    let addr: SocketAddr = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    let status = sigterm_and_wait(&mut guard);
+    let stderr = stderr_reader.join().unwrap();
+    assert!(
+        status.success(),
+        "node exited with {status} after SIGTERM; stderr:\n{stderr}"
+    );
+}
+
+/// Sends SIGTERM and waits (bounded) for the exit.
+fn sigterm_and_wait(guard: &mut Guard) -> ExitStatus {
+    let pid = guard.0.id() as libc::pid_t;
+    // SAFETY: plain kill(2) on our own child, which is not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let began = Instant::now();
+    loop {
+        if let Some(status) = guard.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            began.elapsed() < EXIT_TIMEOUT,
+            "node did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A supervisor (or a script) that stops a node as soon as it reports
+/// `listening` must get a graceful stop (exit 0, routing snapshot saved, sled
+/// flushed), not death by the default SIGTERM action: `main` installs its
+/// handlers before it binds anything.
+#[test]
+fn sigterm_right_after_listening_is_graceful() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut killed = 0;
+    const TRIES: usize = 40;
+    for i in 0..TRIES {
+        let dir = tmp.path().join(format!("data{i}"));
+        let mut guard = Guard(
+            dhtfs(
+                &[
+                    "node",
+                    "--data-dir",
+                    dir.to_str().unwrap(),
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--admin",
+                    "127.0.0.1:0",
+                    "--metrics",
+                    "127.0.0.1:0",
+                ],
+                Some("error"),
+            )
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn dhtfs"),
+        );
+        let stdout = guard.0.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(START_TIMEOUT).expect("listening line");
+        assert!(line.starts_with("listening "), "first stdout line: {line}");
+        if !sigterm_and_wait(&mut guard).success() {
+            killed += 1;
+        }
+    }
+    assert_eq!(
+        killed, 0,
+        "{killed} of {TRIES} nodes sent SIGTERM right after `listening` died of the \
+         signal instead of stopping gracefully"
+    );
+}
+
+#[test]
+fn taken_udp_port_is_named() {
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = udp.local_addr().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    // A fresh data dir logs its creation at INFO before the port is tried, so
+    // logging is limited to errors here; see `taken_port_with_default_logging`.
+    let out = run(
+        &[
+            "node",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            &addr,
+        ],
+        Some("error"),
+    );
+    let line = one_error_line("UDP port taken", &out);
+    assert_mentions("UDP port taken", &line, &[&addr, "UDP", "another --listen"]);
+    drop(udp);
+}
+
+#[test]
+fn taken_tcp_port_is_named() {
+    // Only TCP is held: the node gets its UDP socket, then fails on TCP.
+    let (tcp, port) = hold_tcp();
+    let addr = format!("127.0.0.1:{port}");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let out = run(
+        &[
+            "node",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            &addr,
+        ],
+        Some("error"),
+    );
+    let line = one_error_line("TCP port taken", &out);
+    assert_mentions("TCP port taken", &line, &[&addr, "TCP", "another --listen"]);
+    drop(tcp);
+}
+
+#[test]
+fn taken_port_with_default_logging() {
+    // With the default log level, an existing data dir opens silently, so the
+    // error is still the only line.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init_data_dir(&dir);
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = udp.local_addr().unwrap().to_string();
+    let out = run(
+        &[
+            "node",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            &addr,
+        ],
+        None,
+    );
+    let line = one_error_line("port taken, default logging", &out);
+    assert_mentions(
+        "port taken, default logging",
+        &line,
+        &[&addr, "another --listen"],
+    );
+    drop(udp);
+}
+
+/// The admin API's and the metrics endpoint's ports: a taken one names its flag.
+#[test]
+fn taken_admin_and_metrics_ports_name_their_flag() {
+    for flag in ["--admin", "--metrics"] {
+        let (tcp, port) = hold_tcp();
+        let addr = format!("127.0.0.1:{port}");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let what = format!("{flag} port taken");
+        let out = run(
+            &[
+                "node",
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                flag,
+                &addr,
+            ],
+            Some("error"),
+        );
+        let line = one_error_line(&what, &out);
+        assert_mentions(&what, &line, &[&addr, &format!("another {flag}")]);
+        drop(tcp);
+    }
+}
+
+#[test]
+fn newer_schema_is_refused_naming_version_and_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init_data_dir(&dir);
+    let db_path = dir.join("db");
+    {
+        let db = sled::Config::new()
+            .path(&db_path)
+            .open()
+            .expect("open sled");
+        let meta = db.open_tree("meta").unwrap();
+        let current = meta
+            .get(b"schema_version")
+            .unwrap()
+            .expect("a started node records its schema_version");
+        assert_eq!(
+            current.as_ref(),
+            dhtfs::store::SCHEMA_VERSION.to_be_bytes(),
+            "schema_version is a u32 big-endian"
+        );
+        meta.insert(b"schema_version", &999u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let dir_arg = dir.to_str().unwrap();
+    let out = run(
+        &["node", "--data-dir", dir_arg, "--listen", "127.0.0.1:0"],
+        None,
+    );
+    let line = one_error_line("newer schema", &out);
+    assert_mentions("newer schema", &line, &["999", dir_arg, "schema version"]);
+    // Refused before touching anything: the version is still the newer one.
+    let db = sled::Config::new()
+        .path(&db_path)
+        .open()
+        .expect("open sled");
+    let meta = db.open_tree("meta").unwrap();
+    assert_eq!(
+        meta.get(b"schema_version").unwrap().unwrap().as_ref(),
+        999u32.to_be_bytes(),
+        "a refused start must not change the schema version"
+    );
+}
+
+#[test]
+fn data_dir_that_is_a_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, b"hello").unwrap();
+    let file_arg = file.to_str().unwrap();
+    let out = run(
+        &["node", "--data-dir", file_arg, "--listen", "127.0.0.1:0"],
+        None,
+    );
+    let line = one_error_line("data dir is a file", &out);
+    assert_mentions("data dir is a file", &line, &[file_arg]);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        b"hello",
+        "the file given as --data-dir must be left alone"
+    );
+}
+
+#[test]
+fn data_dir_with_a_corrupt_db_is_refused() {
+    // `db` inside the data dir is a regular file instead of sled's directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("db"), b"garbage").unwrap();
+    let dir_arg = dir.to_str().unwrap();
+    let out = run(
+        &["node", "--data-dir", dir_arg, "--listen", "127.0.0.1:0"],
+        None,
+    );
+    let line = one_error_line("corrupt db", &out);
+    assert_mentions("corrupt db", &line, &[dir_arg]);
+}
+
+#[test]
+fn bad_listen_flag_fails_without_panic() {
+    let out = run(&["node", "--listen", "notanaddress"], None);
+    assert!(
+        !out.status.success(),
+        "--listen notanaddress: exited with {}",
+        out.status
+    );
+    assert!(out.status.code().is_some(), "killed by a signal");
+    assert!(
+        !out.stderr.contains("panicked"),
+        "--listen notanaddress panicked:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("notanaddress"),
+        "the message should name the bad value:\n{}",
+        out.stderr
+    );
+    println!(
+        "bad --listen: exit {} in {:?}: {}",
+        out.status,
+        out.elapsed,
+        out.stderr.lines().next().unwrap_or("")
+    );
+}
+
+#[test]
+fn unknown_config_key_names_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("dhtfs.toml");
+    std::fs::write(&config, "k = 7\nnonsense_key = 1\n").unwrap();
+    let dir = tmp.path().join("data");
+    let config_arg = config.to_str().unwrap();
+    let out = run(
+        &[
+            "node",
+            "--config",
+            config_arg,
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    let line = one_error_line("unknown config key", &out);
+    assert_mentions("unknown config key", &line, &[config_arg, "nonsense_key"]);
+    assert!(
+        !dir.exists(),
+        "a refused config must not create the data dir"
+    );
+}
