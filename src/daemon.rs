@@ -2,12 +2,11 @@
 //! wires the engine to them, joins, keeps the table fresh, and shuts down
 //! gracefully (stop accepting, finish in-flight work, snapshot, flush).
 
-use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -15,7 +14,9 @@ use crate::admin::{AdminService, BearerAuth};
 use crate::config::Config;
 use crate::contact::Contact;
 use crate::metrics::Metrics;
-use crate::net::{run_udp, serve_blocks, NetTransport, TcpClient};
+use crate::net::{
+    advertise_ip, bind_pair, bind_tcp, run_udp, serve_blocks, BindError, NetTransport, TcpClient,
+};
 use crate::node::{Node, TokioClock};
 use crate::stats::Stats;
 use crate::store::{RepairReport, Store, StoreError};
@@ -23,12 +24,8 @@ use crate::store::{RepairReport, Store, StoreError};
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {proto} {addr}: {source} (is another dhtfs node or program using that port? pass another {})", flag_for(proto))]
-    Bind {
-        proto: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("data dir {0} exists but is not a directory: pass a directory (or a path to create) to --data-dir")]
@@ -37,14 +34,6 @@ pub enum StartError {
     BadBootstrap(String),
     #[error("storage task failed: {0}")]
     Task(String),
-}
-
-fn flag_for(proto: &str) -> &'static str {
-    match proto {
-        "admin" => "--admin",
-        "metrics" => "--metrics",
-        _ => "--listen",
-    }
 }
 
 /// A node that is up: its engine, store and address, and the tasks serving it.
@@ -72,16 +61,14 @@ impl Daemon {
         let bootstrap = parse_bootstrap(&cfg.bootstrap)?;
         // Ports first: a taken port must not leave a fresh data dir behind.
         let (udp, tcp) = bind_pair(cfg.listen)?;
-        let local_addr = udp.local_addr().map_err(|source| StartError::Bind {
+        let local_addr = udp.local_addr().map_err(|source| BindError {
             proto: "UDP",
             addr: cfg.listen,
             source,
         })?;
         // Bound after UDP and TCP, so health says SERVING only once they are.
-        let admin_listener = bind_tcp("admin", cfg.admin).await?;
-        let metrics_listener = bind_tcp("metrics", cfg.metrics).await?;
-        let admin_addr = local(&admin_listener, "admin", cfg.admin)?;
-        let metrics_addr = local(&metrics_listener, "metrics", cfg.metrics)?;
+        let (admin_listener, admin_addr) = bind_tcp("admin", cfg.admin).await?;
+        let (metrics_listener, metrics_addr) = bind_tcp("metrics", cfg.metrics).await?;
 
         if cfg.data_dir.exists() && !cfg.data_dir.is_dir() {
             return Err(StartError::NotADir(cfg.data_dir.clone()));
@@ -93,8 +80,10 @@ impl Daemon {
         if !repaired.is_clean() {
             tracing::warn!(?repaired, "repaired the data dir after an unclean stop");
         }
-        let advertised =
-            SocketAddr::new(advertise_ip(cfg, local_addr, &bootstrap), local_addr.port());
+        let advertised = SocketAddr::new(
+            advertise_ip(cfg.advertise_ip, local_addr, &bootstrap),
+            local_addr.port(),
+        );
         let me = Contact::new(store.node_id(), advertised);
 
         let stats = Arc::new(Stats::default());
@@ -251,24 +240,6 @@ async fn upkeep(
     }
 }
 
-async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            proto: what,
-            addr,
-            source,
-        })
-}
-
-fn local(l: &TcpListener, what: &'static str, addr: SocketAddr) -> Result<SocketAddr, StartError> {
-    l.local_addr().map_err(|source| StartError::Bind {
-        proto: what,
-        addr,
-        source,
-    })
-}
-
 fn store_quota(cfg: &Config) -> Option<u64> {
     (cfg.quota_bytes > 0).then_some(cfg.quota_bytes)
 }
@@ -280,56 +251,4 @@ pub fn parse_bootstrap(list: &[String]) -> Result<Vec<SocketAddr>, StartError> {
                 .map_err(|_| StartError::BadBootstrap(s.clone()))
         })
         .collect()
-}
-
-/// Binds UDP and TCP to the same port. With port 0 the OS picks the UDP port
-/// and TCP follows it; if TCP finds it taken we try again with a new one.
-fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), StartError> {
-    let bind_err = |proto, source| StartError::Bind {
-        proto,
-        addr: listen,
-        source,
-    };
-    let attempts = if listen.port() == 0 { 20 } else { 1 };
-    let mut last = None;
-    for _ in 0..attempts {
-        let udp = StdUdpSocket::bind(listen).map_err(|e| bind_err("UDP", e))?;
-        let port = udp.local_addr().map_err(|e| bind_err("UDP", e))?.port();
-        let tcp_addr = SocketAddr::new(listen.ip(), port);
-        match std::net::TcpListener::bind(tcp_addr) {
-            Ok(tcp) => {
-                udp.set_nonblocking(true).map_err(|e| bind_err("UDP", e))?;
-                tcp.set_nonblocking(true).map_err(|e| bind_err("TCP", e))?;
-                let udp = UdpSocket::from_std(udp).map_err(|e| bind_err("UDP", e))?;
-                let tcp = TcpListener::from_std(tcp).map_err(|e| bind_err("TCP", e))?;
-                return Ok((udp, tcp));
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(bind_err(
-        "TCP",
-        last.unwrap_or_else(|| std::io::Error::other("no port found")),
-    ))
-}
-
-/// The IP we tell peers: configured, else the listen IP, else the local IP
-/// that routes to the first bootstrap peer (found without sending anything),
-/// else loopback.
-fn advertise_ip(cfg: &Config, local: SocketAddr, bootstrap: &[SocketAddr]) -> IpAddr {
-    if let Some(ip) = cfg.advertise_ip {
-        return ip;
-    }
-    if !local.ip().is_unspecified() {
-        return local.ip();
-    }
-    bootstrap
-        .first()
-        .and_then(|peer| {
-            let probe = StdUdpSocket::bind(SocketAddr::new(local.ip(), 0)).ok()?;
-            probe.connect(peer).ok()?;
-            probe.local_addr().ok().map(|a| a.ip())
-        })
-        .filter(|ip| !ip.is_unspecified())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }

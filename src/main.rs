@@ -1,61 +1,23 @@
 //! The `dhtfs` binary: parses flags, starts things, prints errors as one line.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+mod cli;
+
+use clap::Parser;
+use cli::{Cli, Command, DevnetArgs, GetArgs, NodeArgs, PutArgs};
 use dhtfs::config::Config;
 use dhtfs::daemon::Daemon;
-
-#[derive(Parser)]
-#[command(
-    name = "dhtfs",
-    version,
-    about = "A storage node for a content-addressed block store on a Kademlia DHT"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run a long-lived storage node.
-    Node(NodeArgs),
-}
-
-#[derive(clap::Args)]
-struct NodeArgs {
-    /// TOML file with any of the settings (see deploy/config/dhtfs.toml); flags win over it.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Where state lives [default: $STATE_DIRECTORY when set (systemd), else ./dhtfs-data].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// UDP (DHT) and TCP (blocks) address, one port for both [default: 0.0.0.0:7400].
-    #[arg(long, value_name = "IP:PORT")]
-    listen: Option<SocketAddr>,
-    /// A peer to join through; repeatable. Without any, the node rejoins from its last routing snapshot.
-    #[arg(long, value_name = "IP:PORT")]
-    bootstrap: Vec<SocketAddr>,
-    /// gRPC admin API address [default: 127.0.0.1:7401]. Set DHTFS_ADMIN_TOKEN to require a bearer token.
-    #[arg(long, value_name = "IP:PORT")]
-    admin: Option<SocketAddr>,
-    /// Prometheus metrics address, served on GET /metrics [default: 127.0.0.1:9400].
-    #[arg(long, value_name = "IP:PORT")]
-    metrics: Option<SocketAddr>,
-    /// The IP to tell peers [default: the listen IP, or the one that routes to the first bootstrap peer].
-    #[arg(long, value_name = "IP")]
-    advertise_ip: Option<std::net::IpAddr>,
-}
+use dhtfs::files::{GetOptions, PutOptions};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(default_level(&cli.command))
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -67,11 +29,23 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Node(args) => run_node(args).await,
+            Command::Put(args) => run_put(args).await,
+            Command::Get(args) => run_get(args).await,
+            Command::Devnet(args) => run_devnet(args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
+    }
+}
+
+/// Daemons log what they do; transfers print their own progress, so only
+/// warnings from them.
+fn default_level(command: &Command) -> &'static str {
+    match command {
+        Command::Node(_) | Command::Devnet(_) => "info",
+        Command::Put(_) | Command::Get(_) => "warn",
     }
 }
 
@@ -136,6 +110,81 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     }
     join.abort();
     daemon.shutdown().await;
+    Ok(())
+}
+
+async fn run_put(args: PutArgs) -> anyhow::Result<()> {
+    let opts = PutOptions {
+        bootstrap: args.peers.or_local(),
+        file: args.file,
+        replicas: args.replicas,
+        chunk_size: args.chunk_size,
+        parallel: args.parallel,
+        quiet: args.quiet,
+    };
+    let report = dhtfs::files::put(&opts).await?;
+    if let Some(path) = &args.hashfile {
+        std::fs::write(path, dhtfs::manifest::format_hashfile(&report.chunks))
+            .map_err(|e| anyhow::anyhow!("cannot write hash file {}: {e}", path.display()))?;
+    }
+    if !args.quiet {
+        eprintln!("{}", report.summary);
+    }
+    // The last line on stdout is the root key, for scripts.
+    println!("{}", report.root);
+    Ok(())
+}
+
+async fn run_get(args: GetArgs) -> anyhow::Result<()> {
+    let root = match (&args.root, &args.hashfile) {
+        (Some(root), None) => Some(dhtfs::id::Id::from_hex(root.trim()).map_err(|e| {
+            anyhow::anyhow!(
+                "root '{root}' is not a key: {e} (give the 64-hex line `dhtfs put` printed)"
+            )
+        })?),
+        (None, Some(_)) => None,
+        _ => anyhow::bail!("give either a ROOT key or --hashfile FILE"),
+    };
+    let opts = GetOptions {
+        root,
+        hashfile: args.hashfile.clone(),
+        out: args.out.clone(),
+        bootstrap: args.peers.or_local(),
+        parallel: args.parallel,
+        quiet: args.quiet,
+        stop_after: None,
+    };
+    let report = dhtfs::files::get(&opts).await?;
+    if !args.quiet {
+        eprintln!("{}", report.summary);
+    }
+    Ok(())
+}
+
+async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
+    let signals = Signals::new()?;
+    std::fs::create_dir_all(&args.dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create {}: {e} (pass another --dir)",
+            args.dir.display()
+        )
+    })?;
+    let net = dhtfs::devnet::Devnet::start(args.nodes, args.base_port, &args.dir).await?;
+    for (i, d) in net.nodes.iter().enumerate() {
+        println!(
+            "node {i} listening {} admin {} metrics {} id {}",
+            d.local_addr,
+            d.admin_addr,
+            d.metrics_addr,
+            d.node.me().id
+        );
+    }
+    println!(
+        "devnet up: try `dhtfs put FILE --bootstrap {}`; Ctrl-C stops it",
+        net.nodes[0].local_addr
+    );
+    signals.wait().await;
+    net.shutdown().await;
     Ok(())
 }
 

@@ -12,6 +12,9 @@ use crate::id::Id;
 use crate::node::{BoxFuture, FetchError, Node, Transport};
 use crate::stats::Stats;
 
+/// Longest a datagram waits for room in the socket's send buffer.
+const SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Datagrams out of the node's own UDP socket (so peers see our port), blocks
 /// in through a pooled TCP client.
 pub struct NetTransport {
@@ -33,11 +36,25 @@ impl NetTransport {
 
 impl Transport for NetTransport {
     fn send_datagram(&self, to: SocketAddr, bytes: &[u8]) {
-        // Non-blocking: a full socket buffer drops the datagram, as the
-        // network itself may; the request's timeout covers it.
-        if let Err(e) = self.socket.try_send_to(bytes, to) {
-            Stats::inc(&self.stats.datagrams_send_failed);
-            tracing::debug!(%to, error = %e, "datagram not sent");
+        match self.socket.try_send_to(bytes, to) {
+            Ok(_) => {}
+            // tokio learns that a socket is writable only once it has
+            // waited for it (a fresh socket, or a full send buffer): wait
+            // in a task of its own rather than drop the datagram.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let (socket, stats, bytes) =
+                    (self.socket.clone(), self.stats.clone(), bytes.to_vec());
+                tokio::spawn(async move {
+                    let sent = tokio::time::timeout(SEND_WAIT, socket.send_to(&bytes, to)).await;
+                    if !matches!(sent, Ok(Ok(_))) {
+                        Stats::inc(&stats.datagrams_send_failed);
+                    }
+                });
+            }
+            Err(e) => {
+                Stats::inc(&self.stats.datagrams_send_failed);
+                tracing::debug!(%to, error = %e, "datagram not sent");
+            }
         }
     }
 

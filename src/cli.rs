@@ -1,0 +1,129 @@
+//! The command line: every subcommand's flags, with their defaults in the help.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "dhtfs",
+    version,
+    about = "A storage node for a content-addressed block store on a Kademlia DHT"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a long-lived storage node.
+    Node(NodeArgs),
+    /// Store a file in the network; prints its root key as the last line.
+    Put(PutArgs),
+    /// Fetch a file from the network by its root key (or the original's hash file).
+    Get(GetArgs),
+    /// Run N nodes in one process on consecutive ports, for trying things out.
+    Devnet(DevnetArgs),
+}
+
+#[derive(clap::Args)]
+pub struct NodeArgs {
+    /// TOML file with any of the settings (see deploy/config/dhtfs.toml); flags win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where state lives [default: $STATE_DIRECTORY when set (systemd), else ./dhtfs-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// UDP (DHT) and TCP (blocks) address, one port for both [default: 0.0.0.0:7400].
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// A peer to join through; repeatable. Without any, the node rejoins from its last routing snapshot.
+    #[arg(long, value_name = "IP:PORT")]
+    pub bootstrap: Vec<SocketAddr>,
+    /// gRPC admin API address [default: 127.0.0.1:7401]. Set DHTFS_ADMIN_TOKEN to require a bearer token.
+    #[arg(long, value_name = "IP:PORT")]
+    pub admin: Option<SocketAddr>,
+    /// Prometheus metrics address, served on GET /metrics [default: 127.0.0.1:9400].
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics: Option<SocketAddr>,
+    /// The IP to tell peers [default: the listen IP, or the one that routes to the first bootstrap peer].
+    #[arg(long, value_name = "IP")]
+    pub advertise_ip: Option<std::net::IpAddr>,
+}
+
+#[derive(clap::Args)]
+pub struct PutArgs {
+    /// The file to store.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub peers: PeerArgs,
+    /// Nodes each chunk is stored on.
+    #[arg(long, default_value_t = 7)]
+    pub replicas: usize,
+    /// Bytes per chunk, 4096 to 1048576.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub chunk_size: u64,
+    /// Chunks stored at once.
+    #[arg(long, default_value_t = 16)]
+    pub parallel: usize,
+    /// Also write the original DHTFileStore's hash file (`hash$size|...`) here.
+    #[arg(long, value_name = "OUT")]
+    pub hashfile: Option<PathBuf>,
+    /// No progress and no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(clap::Args)]
+pub struct GetArgs {
+    /// The root key `dhtfs put` printed (or give --hashfile).
+    pub root: Option<String>,
+    /// Where to write the file (`OUT.part` until every chunk is verified).
+    #[arg(short, long, value_name = "OUT")]
+    pub out: PathBuf,
+    /// Read the chunk list from an original DHTFileStore hash file instead of a root.
+    #[arg(long, value_name = "FILE")]
+    pub hashfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub peers: PeerArgs,
+    /// Chunks fetched at once.
+    #[arg(long, default_value_t = 32)]
+    pub parallel: usize,
+    /// No progress and no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(clap::Args)]
+pub struct DevnetArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 5)]
+    pub nodes: u16,
+    /// Node i listens on 127.0.0.1:BASE+i, its admin API on BASE+100+i, its metrics on BASE+200+i.
+    #[arg(long, default_value_t = 7400)]
+    pub base_port: u16,
+    /// Where the nodes keep their data (node0, node1, ...).
+    #[arg(long, default_value = "./dhtfs-devnet")]
+    pub dir: PathBuf,
+}
+
+/// Where a short-lived client joins the network.
+#[derive(clap::Args)]
+pub struct PeerArgs {
+    /// A node to join through; repeatable [default: 127.0.0.1:7400, the local node].
+    #[arg(long, value_name = "IP:PORT")]
+    pub bootstrap: Vec<SocketAddr>,
+}
+
+impl PeerArgs {
+    /// The bootstrap peers, or the local node.
+    pub fn or_local(&self) -> Vec<SocketAddr> {
+        if self.bootstrap.is_empty() {
+            vec![SocketAddr::from(([127, 0, 0, 1], 7400))]
+        } else {
+            self.bootstrap.clone()
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! `dhtfs put`: cut a file into chunks, hash them, have the closest nodes pull
+//! each one from us (many chunks in flight), then store the manifest.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::progress::{Counters, Progress};
+use super::session::Session;
+use super::source::FileSource;
+use super::{io, FilesError};
+use crate::contact::Contact;
+use crate::id::Id;
+use crate::manifest::{self, Entry};
+use crate::node::{Node, RequestError};
+
+/// Smallest and largest chunk sizes (a chunk is one block; nodes take 1 MiB).
+pub const MIN_CHUNK: u64 = 4 << 10;
+pub const MAX_CHUNK: u64 = 1 << 20;
+
+/// What to put and how.
+#[derive(Clone, Debug)]
+pub struct PutOptions {
+    pub file: PathBuf,
+    pub bootstrap: Vec<SocketAddr>,
+    /// Nodes each chunk is stored on.
+    pub replicas: usize,
+    pub chunk_size: u64,
+    /// Chunks in flight at once.
+    pub parallel: usize,
+    pub quiet: bool,
+}
+
+impl PutOptions {
+    /// Defaults for `file`: the local daemon, 7 replicas, 1 MiB chunks.
+    pub fn new(file: PathBuf) -> PutOptions {
+        PutOptions {
+            file,
+            bootstrap: vec![SocketAddr::from(([127, 0, 0, 1], 7400))],
+            replicas: 7,
+            chunk_size: MAX_CHUNK,
+            parallel: 16,
+            quiet: false,
+        }
+    }
+}
+
+/// What a put did.
+#[derive(Clone, Debug)]
+pub struct PutReport {
+    pub root: Id,
+    pub size: u64,
+    /// The file's chunks, in order (for the original's hash file).
+    pub chunks: Vec<Entry>,
+    /// Blocks stored on fewer nodes than asked (none failed outright).
+    pub under_replicated: usize,
+    /// The summary line.
+    pub summary: String,
+}
+
+struct Plan {
+    chunks: Vec<Entry>,
+    offsets: HashMap<Id, (u64, u64)>,
+    size: u64,
+}
+
+/// Reads and hashes the file in chunks, remembering where each chunk lives.
+fn plan(path: &std::path::Path, chunk_size: u64) -> Result<(std::fs::File, Plan), FilesError> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut reader = std::io::BufReader::with_capacity(chunk_size as usize, &file);
+    let mut buf = vec![0u8; chunk_size as usize];
+    let mut plan = Plan {
+        chunks: Vec::new(),
+        offsets: HashMap::new(),
+        size: 0,
+    };
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = reader.read(&mut buf[filled..]).map_err(io(path))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        let key = Id::of_block(&buf[..filled]);
+        plan.offsets
+            .entry(key)
+            .or_insert((plan.size, filled as u64));
+        plan.chunks.push(Entry(key, filled as u64));
+        plan.size += filled as u64;
+        if filled < buf.len() {
+            break;
+        }
+    }
+    drop(reader);
+    Ok((file, plan))
+}
+
+/// Stores a file; the root key names it in the network.
+pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
+    if !(MIN_CHUNK..=MAX_CHUNK).contains(&opts.chunk_size) {
+        return Err(FilesError::ChunkSize(opts.chunk_size));
+    }
+    let (path, chunk_size) = (opts.file.clone(), opts.chunk_size);
+    let (file, plan) = tokio::task::spawn_blocking(move || plan(&path, chunk_size))
+        .await
+        .map_err(|e| FilesError::Io {
+            path: opts.file.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
+    let name = opts
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    // Manifest blocks are no larger than a chunk, so small chunk sizes make trees.
+    let built = manifest::build(
+        name.as_deref(),
+        chunk_size,
+        &plan.chunks,
+        chunk_size as usize,
+    );
+    let source = Arc::new(FileSource::new(
+        file,
+        opts.file.clone(),
+        plan.offsets.clone(),
+    ));
+    for (key, bytes) in &built.blocks {
+        source.add(*key, bytes.clone());
+    }
+    let replicas = opts.replicas.max(1);
+    let session = Session::start(&opts.bootstrap, source, replicas.max(7)).await?;
+
+    let mut distinct: Vec<(usize, Id)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, Entry(key, _)) in plan.chunks.iter().enumerate() {
+        if seen.insert(*key) {
+            distinct.push((i, *key));
+        }
+    }
+    let progress = Progress::start("put", plan.size, plan.chunks.len() as u64, opts.quiet);
+    let counters = progress.counters.clone();
+    let sizes: HashMap<Id, u64> = plan.chunks.iter().map(|e| (e.0, e.1)).collect();
+    let mut failed = Vec::new();
+    let mut under = 0;
+    // Chunks first, many at a time; the manifest only once they are all in.
+    let results = store_all(
+        &session.node,
+        &distinct,
+        replicas,
+        opts.parallel.max(1),
+        &counters,
+        &sizes,
+    )
+    .await;
+    for (index, key, outcome) in results {
+        match outcome {
+            Ok(saved) if saved < replicas => under += 1,
+            Ok(_) => {}
+            Err(why) => failed.push((index, key, why)),
+        }
+    }
+    if !failed.is_empty() {
+        session.close().await;
+        failed.sort_by_key(|f| f.0);
+        return Err(FilesError::StoreFailed(failed));
+    }
+    for (key, _) in &built.blocks {
+        match store_block(&session.node, *key, replicas, &counters).await {
+            Ok(saved) if saved < replicas => under += 1,
+            Ok(_) => {}
+            Err(why) => failed.push((usize::MAX, *key, format!("manifest block: {why}"))),
+        }
+    }
+    session.close().await;
+    if !failed.is_empty() {
+        return Err(FilesError::StoreFailed(failed));
+    }
+    let mut summary = progress.finish();
+    if under > 0 {
+        summary.push_str(&format!(", {under} blocks on fewer than {replicas} nodes"));
+    }
+    Ok(PutReport {
+        root: built.root,
+        size: plan.size,
+        chunks: plan.chunks,
+        under_replicated: under,
+        summary,
+    })
+}
+
+async fn store_all(
+    node: &Node,
+    distinct: &[(usize, Id)],
+    replicas: usize,
+    parallel: usize,
+    counters: &Arc<Counters>,
+    sizes: &HashMap<Id, u64>,
+) -> Vec<(usize, Id, Result<usize, String>)> {
+    let mut out = Vec::new();
+    let mut running = JoinSet::new();
+    let mut queue = distinct.iter().copied();
+    loop {
+        while running.len() < parallel {
+            let Some((index, key)) = queue.next() else {
+                break;
+            };
+            let (node, counters) = (node.clone(), counters.clone());
+            let size = sizes.get(&key).copied().unwrap_or(0);
+            running.spawn(async move {
+                let r = store_block(&node, key, replicas, &counters).await;
+                if r.is_ok() {
+                    Counters::add(&counters.bytes, size);
+                    Counters::add(&counters.chunks, 1);
+                }
+                (index, key, r)
+            });
+        }
+        match running.join_next().await {
+            Some(Ok(r)) => out.push(r),
+            Some(Err(e)) => tracing::warn!(error = %e, "store task failed"),
+            None => break,
+        }
+    }
+    out
+}
+
+/// Stores `key` on up to `replicas` of the closest nodes, moving on to the
+/// next closest when one fails. Ok(number saved), or why none saved it.
+async fn store_block(
+    node: &Node,
+    key: Id,
+    replicas: usize,
+    counters: &Counters,
+) -> Result<usize, String> {
+    let candidates = node.find_closest(key).await;
+    if candidates.is_empty() {
+        return Err("the lookup found no nodes".into());
+    }
+    let mut queue = candidates.into_iter();
+    let mut running: JoinSet<(Contact, Result<(), RequestError>, u64)> = JoinSet::new();
+    let spawn = |running: &mut JoinSet<_>, c: Contact| {
+        let node = node.clone();
+        running.spawn(async move {
+            let (r, retries) = store_with_retry(&node, &c, key).await;
+            (c, r, retries)
+        });
+    };
+    for c in queue.by_ref().take(replicas) {
+        spawn(&mut running, c);
+    }
+    let (mut saved, mut last_error) = (0, String::new());
+    while let Some(joined) = running.join_next().await {
+        let Ok((contact, result, retries)) = joined else {
+            continue;
+        };
+        Counters::add(&counters.retries, retries);
+        match result {
+            Ok(()) => {
+                saved += 1;
+                counters.peer(contact.addr);
+            }
+            Err(e) => {
+                last_error = format!("{}: {e}", contact.addr);
+                if let Some(next) = queue.next() {
+                    spawn(&mut running, next);
+                }
+            }
+        }
+    }
+    if saved == 0 {
+        Err(format!("every candidate failed, last {last_error}"))
+    } else {
+        Ok(saved)
+    }
+}
+
+/// One node, a few tries: a timeout or a "busy" answer is worth another go.
+async fn store_with_retry(node: &Node, to: &Contact, key: Id) -> (Result<(), RequestError>, u64) {
+    let mut retries = 0;
+    loop {
+        let r = node.store_rpc(to, key).await;
+        let retry = match &r {
+            Err(RequestError::Timeout(_)) | Err(RequestError::Busy) => true,
+            Err(RequestError::Remote(text)) => text.starts_with("busy"),
+            _ => false,
+        };
+        if !retry || retries >= 3 {
+            return (r, retries);
+        }
+        retries += 1;
+        tokio::time::sleep(Duration::from_millis(100 * retries)).await;
+    }
+}

@@ -1,0 +1,353 @@
+//! The file manifest: which chunks make a file, as blocks in the network.
+//!
+//! A file is cut into chunks of `chunk_size` bytes (the last may be shorter),
+//! each stored under its sha256. A manifest block lists them:
+//!
+//! `{"dhtfs":"manifest","v":1,"name":"f.bin","size":N,"chunk_size":C,"chunks":[["<hex>",size],...]}`
+//!
+//! When the list does not fit one block, the chunks are spread over leaf
+//! manifests and a tree of manifests lists those (`"parts":[["<hex>",bytes covered],...]`
+//! instead of `"chunks"`), so every file has one root key. Only the root
+//! carries the name. Manifests come from the network: parsing checks
+//! everything a lying peer could get wrong (version, sizes that do not add up,
+//! counts), and [`MAX_DEPTH`] bounds the tree.
+//!
+//! The original DHTFileStore's "hash file" (`<hex>$<size>|<hex>$<size>|...`)
+//! is read and written here too.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::Id;
+
+/// The manifest format this build writes and reads.
+pub const VERSION: u32 = 1;
+/// Deepest manifest tree accepted: 8 levels of even 4 KiB manifests cover
+/// more than any disk holds.
+pub const MAX_DEPTH: usize = 8;
+/// Largest chunk size accepted in a manifest.
+pub const MAX_CHUNK_SIZE: u64 = 16 << 20;
+/// Largest file size accepted in a manifest (2^53, what JSON numbers hold exactly).
+pub const MAX_FILE_SIZE: u64 = 1 << 53;
+/// Room kept in each manifest block for everything but the entries.
+const HEADER_ROOM: usize = 1024;
+/// The most one entry `["<64 hex>",<u64>],` takes.
+const ENTRY_MAX: usize = 64 + 2 + 2 + 20 + 2;
+/// Longest file name kept in a manifest.
+const MAX_NAME: usize = 255;
+
+/// One chunk (or, in a tree, one child manifest) and the bytes it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry(pub Id, pub u64);
+
+/// What a manifest block lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// The file's chunks, in order.
+    Chunks(Vec<Entry>),
+    /// Child manifests, in order, each covering a run of the file.
+    Parts(Vec<Entry>),
+}
+
+/// One parsed manifest block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub name: Option<String>,
+    pub size: u64,
+    pub chunk_size: u64,
+    pub body: Body,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    dhtfs: String,
+    v: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    size: u64,
+    chunk_size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chunks: Option<Vec<Entry>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parts: Option<Vec<Entry>>,
+}
+
+/// Why a manifest or a hash file is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("block {key} is not a dhtfs manifest: {why}")]
+    NotManifest { key: Id, why: String },
+    #[error("manifest {key} has format version {found}; this dhtfs reads version {VERSION}: upgrade dhtfs")]
+    Version { key: Id, found: u32 },
+    #[error("manifest {key} is inconsistent: {why}")]
+    Inconsistent { key: Id, why: String },
+    #[error("manifest tree under {root} is deeper than {MAX_DEPTH} levels")]
+    TooDeep { root: Id },
+    #[error("hash file entry {index} ('{entry}') is not <64 hex>$<size>")]
+    HashFile { index: usize, entry: String },
+}
+
+impl Manifest {
+    /// The entries, whichever kind they are.
+    pub fn entries(&self) -> &[Entry] {
+        match &self.body {
+            Body::Chunks(e) | Body::Parts(e) => e,
+        }
+    }
+
+    /// Encodes this manifest as a block.
+    pub fn encode(&self) -> Vec<u8> {
+        let (chunks, parts) = match &self.body {
+            Body::Chunks(e) => (Some(e.clone()), None),
+            Body::Parts(e) => (None, Some(e.clone())),
+        };
+        let wire = Wire {
+            dhtfs: "manifest".into(),
+            v: VERSION,
+            name: self.name.clone(),
+            size: self.size,
+            chunk_size: self.chunk_size,
+            chunks,
+            parts,
+        };
+        serde_json::to_vec(&wire).unwrap_or_default()
+    }
+
+    /// Parses and checks the manifest block stored under `key`.
+    pub fn parse(key: Id, bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let not = |why: String| ManifestError::NotManifest { key, why };
+        let bad = |why: String| ManifestError::Inconsistent { key, why };
+        let wire: Wire = serde_json::from_slice(bytes).map_err(|e| not(e.to_string()))?;
+        if wire.dhtfs != "manifest" {
+            return Err(not(format!("its kind is '{}'", wire.dhtfs)));
+        }
+        if wire.v != VERSION {
+            return Err(ManifestError::Version { key, found: wire.v });
+        }
+        if wire.size > MAX_FILE_SIZE {
+            return Err(bad(format!("claims {} bytes", wire.size)));
+        }
+        if wire.chunk_size == 0 || wire.chunk_size > MAX_CHUNK_SIZE {
+            return Err(bad(format!(
+                "chunk size {} is out of range",
+                wire.chunk_size
+            )));
+        }
+        let body = match (wire.chunks, wire.parts) {
+            (Some(chunks), None) => {
+                if let Some(Entry(k, s)) = chunks.iter().find(|e| e.1 > wire.chunk_size) {
+                    return Err(bad(format!(
+                        "chunk {k} of {s} bytes exceeds the chunk size"
+                    )));
+                }
+                Body::Chunks(chunks)
+            }
+            (None, Some(parts)) => {
+                if parts.is_empty() || parts.iter().any(|e| e.1 == 0) {
+                    return Err(bad("a tree node with no parts or an empty part".into()));
+                }
+                Body::Parts(parts)
+            }
+            _ => return Err(not("it needs exactly one of chunks and parts".into())),
+        };
+        let manifest = Manifest {
+            name: wire.name.map(|n| n.chars().take(MAX_NAME).collect()),
+            size: wire.size,
+            chunk_size: wire.chunk_size,
+            body,
+        };
+        let total = manifest
+            .entries()
+            .iter()
+            .try_fold(0u64, |acc, e| acc.checked_add(e.1));
+        if total != Some(manifest.size) {
+            return Err(bad(format!(
+                "its entries add up to {total:?} bytes, not the {} it claims",
+                manifest.size
+            )));
+        }
+        Ok(manifest)
+    }
+}
+
+/// The blocks of a file's manifest, built bottom-up.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// The root manifest's key: the file's one name in the network.
+    pub root: Id,
+    /// Every manifest block (key, bytes), leaves first, root last.
+    pub blocks: Vec<(Id, Vec<u8>)>,
+}
+
+/// Builds the manifest of a file of `chunks` (in order) so that no manifest
+/// block exceeds `max_block` bytes.
+pub fn build(name: Option<&str>, chunk_size: u64, chunks: &[Entry], max_block: usize) -> Built {
+    let name = name.map(|n| n.chars().take(MAX_NAME).collect::<String>());
+    let name_room = name.as_ref().map_or(0, |n| n.len() * 6);
+    let fanout = (max_block.saturating_sub(HEADER_ROOM + name_room) / ENTRY_MAX).max(2);
+    let size: u64 = chunks.iter().map(|e| e.1).sum();
+    let mut blocks = Vec::new();
+    let make = |body: Body, size: u64, name: Option<String>| Manifest {
+        name,
+        size,
+        chunk_size,
+        body,
+    };
+    if chunks.len() <= fanout {
+        let bytes = make(Body::Chunks(chunks.to_vec()), size, name).encode();
+        let root = Id::of_block(&bytes);
+        blocks.push((root, bytes));
+        return Built { root, blocks };
+    }
+    // Leaves, then levels of parts until one node is left.
+    let mut level: Vec<Entry> = chunks
+        .chunks(fanout)
+        .map(|group| {
+            let covered = group.iter().map(|e| e.1).sum();
+            let bytes = make(Body::Chunks(group.to_vec()), covered, None).encode();
+            let key = Id::of_block(&bytes);
+            blocks.push((key, bytes));
+            Entry(key, covered)
+        })
+        .collect();
+    loop {
+        if level.len() <= fanout {
+            let bytes = make(Body::Parts(level), size, name).encode();
+            let root = Id::of_block(&bytes);
+            blocks.push((root, bytes));
+            return Built { root, blocks };
+        }
+        level = level
+            .chunks(fanout)
+            .map(|group| {
+                let covered = group.iter().map(|e| e.1).sum();
+                let bytes = make(Body::Parts(group.to_vec()), covered, None).encode();
+                let key = Id::of_block(&bytes);
+                blocks.push((key, bytes));
+                Entry(key, covered)
+            })
+            .collect();
+    }
+}
+
+/// Writes the original's hash file: `<hex>$<size>|` per chunk.
+pub fn format_hashfile(chunks: &[Entry]) -> String {
+    chunks
+        .iter()
+        .map(|Entry(k, s)| format!("{k}${s}|"))
+        .collect()
+}
+
+/// Reads the original's hash file.
+pub fn parse_hashfile(text: &str) -> Result<Vec<Entry>, ManifestError> {
+    text.trim()
+        .split('|')
+        .filter(|e| !e.trim().is_empty())
+        .enumerate()
+        .map(|(index, entry)| {
+            let bad = || ManifestError::HashFile {
+                index,
+                entry: entry.chars().take(100).collect(),
+            };
+            let (hex, size) = entry.trim().split_once('$').ok_or_else(bad)?;
+            let key = Id::from_hex(hex).map_err(|_| bad())?;
+            let size = size.parse::<u64>().map_err(|_| bad())?;
+            Ok(Entry(key, size))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(n: usize, size: u64) -> Vec<Entry> {
+        (0..n)
+            .map(|i| Entry(Id::of_block(&i.to_le_bytes()), size))
+            .collect()
+    }
+
+    /// Walks a built tree back to its chunk list, as `get` does.
+    fn flatten(built: &Built, key: Id, depth: usize, out: &mut Vec<Entry>) {
+        assert!(depth < MAX_DEPTH);
+        let bytes = &built.blocks.iter().find(|(k, _)| *k == key).unwrap().1;
+        let m = Manifest::parse(key, bytes).unwrap();
+        match m.body {
+            Body::Chunks(c) => out.extend(c),
+            Body::Parts(p) => {
+                for Entry(k, _) in p {
+                    flatten(built, k, depth + 1, out);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_file_is_one_block_with_its_name() {
+        let c = chunks(3, 100);
+        let built = build(Some("a.txt"), 100, &c, 1 << 20);
+        assert_eq!(built.blocks.len(), 1);
+        let m = Manifest::parse(built.root, &built.blocks[0].1).unwrap();
+        assert_eq!(m.name.as_deref(), Some("a.txt"));
+        assert_eq!(m.size, 300);
+        assert_eq!(m.body, Body::Chunks(c));
+    }
+
+    #[test]
+    fn empty_file_has_an_empty_manifest() {
+        let built = build(Some("empty"), 1 << 20, &[], 1 << 20);
+        let m = Manifest::parse(built.root, &built.blocks[0].1).unwrap();
+        assert_eq!(m.size, 0);
+        assert!(m.entries().is_empty());
+    }
+
+    #[test]
+    fn large_lists_become_trees_within_the_block_size() {
+        for (n, max_block) in [(1000, 4096), (20_000, 4096), (5000, 65536)] {
+            let c = chunks(n, 4096);
+            let built = build(Some("big"), 4096, &c, max_block);
+            assert!(built.blocks.len() > 1);
+            assert!(built.blocks.iter().all(|(_, b)| b.len() <= max_block));
+            assert_eq!(built.blocks.last().unwrap().0, built.root);
+            let mut out = Vec::new();
+            flatten(&built, built.root, 0, &mut out);
+            assert_eq!(out, c);
+        }
+    }
+
+    #[test]
+    fn lies_are_refused() {
+        let key = Id::ZERO;
+        let cases = [
+            r#"{"dhtfs":"manifest","v":1,"size":10,"chunk_size":4,"chunks":[["#.to_string()
+                + &format!("\"{}\",4]]}}", Id::ZERO),
+            format!(
+                r#"{{"dhtfs":"manifest","v":1,"size":4,"chunk_size":2,"chunks":[["{}",4]]}}"#,
+                Id::ZERO
+            ),
+            r#"{"dhtfs":"manifest","v":2,"size":0,"chunk_size":2,"chunks":[]}"#.to_string(),
+            r#"{"dhtfs":"other","v":1,"size":0,"chunk_size":2,"chunks":[]}"#.to_string(),
+            r#"{"dhtfs":"manifest","v":1,"size":0,"chunk_size":0,"chunks":[]}"#.to_string(),
+            r#"{"dhtfs":"manifest","v":1,"size":0,"chunk_size":2,"parts":[]}"#.to_string(),
+            r#"{"dhtfs":"manifest","v":1,"size":0,"chunk_size":2}"#.to_string(),
+            format!(
+                r#"{{"dhtfs":"manifest","v":1,"size":18446744073709551615,"chunk_size":2,"chunks":[["{0}",18446744073709551615],["{0}",1]]}}"#,
+                Id::ZERO
+            ),
+            "not json".to_string(),
+        ];
+        for case in cases {
+            assert!(Manifest::parse(key, case.as_bytes()).is_err(), "{case}");
+        }
+    }
+
+    #[test]
+    fn hash_file_round_trips_in_the_original_format() {
+        let c = chunks(3, 1 << 20);
+        let text = format_hashfile(&c);
+        assert!(text.ends_with('|'));
+        assert_eq!(text.matches('$').count(), 3);
+        assert_eq!(parse_hashfile(&text).unwrap(), c);
+        assert!(parse_hashfile("abc$1|").is_err());
+        assert_eq!(parse_hashfile("").unwrap(), vec![]);
+    }
+}

@@ -1,0 +1,95 @@
+//! Binding a node's sockets: UDP and TCP on one port, and the address to
+//! tell peers.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+
+use tokio::net::{TcpListener, UdpSocket};
+
+/// A port that could not be bound, named with the flag that picks another.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {proto} {addr}: {source} (is another dhtfs node or program using that port? pass another {})", flag_for(proto))]
+pub struct BindError {
+    /// What was being bound: UDP, TCP, admin or metrics.
+    pub proto: &'static str,
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+fn flag_for(proto: &str) -> &'static str {
+    match proto {
+        "admin" => "--admin",
+        "metrics" => "--metrics",
+        _ => "--listen",
+    }
+}
+
+/// Binds a TCP listener for `what` (admin, metrics).
+pub async fn bind_tcp(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), BindError> {
+    let err = |source| BindError {
+        proto: what,
+        addr,
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
+}
+
+/// Binds UDP and TCP to the same port. With port 0 the OS picks the UDP port
+/// and TCP follows it; if TCP finds it taken we try again with a new one.
+pub fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), BindError> {
+    let bind_err = |proto, source| BindError {
+        proto,
+        addr: listen,
+        source,
+    };
+    let attempts = if listen.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = StdUdpSocket::bind(listen).map_err(|e| bind_err("UDP", e))?;
+        let port = udp.local_addr().map_err(|e| bind_err("UDP", e))?.port();
+        let tcp_addr = SocketAddr::new(listen.ip(), port);
+        match std::net::TcpListener::bind(tcp_addr) {
+            Ok(tcp) => {
+                udp.set_nonblocking(true).map_err(|e| bind_err("UDP", e))?;
+                tcp.set_nonblocking(true).map_err(|e| bind_err("TCP", e))?;
+                let udp = UdpSocket::from_std(udp).map_err(|e| bind_err("UDP", e))?;
+                let tcp = TcpListener::from_std(tcp).map_err(|e| bind_err("TCP", e))?;
+                return Ok((udp, tcp));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(bind_err(
+        "TCP",
+        last.unwrap_or_else(|| std::io::Error::other("no port found")),
+    ))
+}
+
+/// The IP we tell peers: configured, else the listen IP, else the local IP
+/// that routes to the first bootstrap peer (found without sending anything),
+/// else loopback.
+pub fn advertise_ip(
+    configured: Option<IpAddr>,
+    local: SocketAddr,
+    bootstrap: &[SocketAddr],
+) -> IpAddr {
+    if let Some(ip) = configured {
+        return ip;
+    }
+    if !local.ip().is_unspecified() {
+        return local.ip();
+    }
+    bootstrap
+        .first()
+        .and_then(|peer| {
+            let probe = StdUdpSocket::bind(SocketAddr::new(local.ip(), 0)).ok()?;
+            probe.connect(peer).ok()?;
+            probe.local_addr().ok().map(|a| a.ip())
+        })
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
