@@ -169,6 +169,15 @@ async fn ping_find_node_and_requester_spelling() {
         assert_eq!(hex, hex.to_lowercase(), "ids go out lowercase");
     }
 
+    // A short-lived client marks its requests `"ro": 1`: answered, not remembered.
+    let client = OriginalPeer::start().await;
+    let mut msg = client.request(4, "ping_node", json!({}));
+    msg["ro"] = json!(1);
+    let resp = client.call(to, msg).await;
+    assert_response(&resp, 4, "ping_node");
+    assert!(!node.node.table().contains(&client.id));
+    assert!(node.node.table().contains(&peer.id));
+
     // Upper-case hex is accepted, as Python's bytes.fromhex does.
     let resp = peer
         .call(

@@ -24,8 +24,10 @@ use crate::node::FetchError;
 
 /// Largest block a get accepts (the nodes' limit).
 const MAX_BLOCK: u64 = 1 << 20;
-/// Lookups per chunk before giving up on it.
+/// Lookups per chunk that find nothing new before giving up on it.
 const ROUNDS: u32 = 3;
+/// Lookups per chunk at most, however many liars they unmask.
+const MAX_ROUNDS: u32 = 16;
 
 /// What to get and how.
 #[derive(Clone, Debug)]
@@ -266,11 +268,20 @@ pub(super) async fn fetch_block(
     counters: &Counters,
 ) -> Result<Vec<u8>, String> {
     let mut last = String::from("no node holds it");
-    for round in 0..ROUNDS {
-        if round > 0 {
-            tokio::time::sleep(Duration::from_millis(200 * u64::from(round))).await;
+    // A round that unmasks a liar is free: liars are each caught once, and a
+    // network with many of them must not exhaust the honest tries.
+    let (mut failed_rounds, mut rounds) = (0, 0);
+    while failed_rounds < ROUNDS && rounds < MAX_ROUNDS {
+        if failed_rounds > 0 {
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(failed_rounds))).await;
         }
-        let found = node.lookup(key, LookupKind::FindValue).await;
+        rounds += 1;
+        let mut caught = false;
+        // Peers caught sending bad bytes are neither asked nor believed.
+        let avoid = bad.lock().map(|b| b.clone()).unwrap_or_default();
+        let found = node
+            .lookup_avoiding(key, LookupKind::FindValue, &avoid)
+            .await;
         // Holders first, then the closest nodes: replicas live there too.
         let mut candidates = found.holders;
         candidates.extend(found.closest);
@@ -288,7 +299,7 @@ pub(super) async fn fetch_block(
                     Counters::add(&counters.rejected, 1);
                     tracing::warn!(peer = %c.addr, key = %key, "peer sent bytes that do not match the key; avoiding it");
                     if let Ok(mut b) = bad.lock() {
-                        b.insert(c.addr);
+                        caught |= b.insert(c.addr);
                     }
                     last = format!("{} sent bad bytes", c.addr);
                 }
@@ -298,6 +309,9 @@ pub(super) async fn fetch_block(
                     last = format!("{}: {e}", c.addr);
                 }
             }
+        }
+        if !caught {
+            failed_rounds += 1;
         }
     }
     Err(last)

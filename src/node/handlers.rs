@@ -59,7 +59,9 @@ impl Node {
     fn handle_request(&self, from: SocketAddr, req: Request) {
         // The address the datagram came from wins over the one it claims.
         let requester = Contact::new(req.requester.id, from);
-        if requester.id != self.inner.me.id {
+        // A short-lived client is answered but not remembered: it will be
+        // gone soon, and dead entries slow every lookup that meets them.
+        if requester.id != self.inner.me.id && !req.read_only {
             self.observe(requester);
         }
         let kind = req.body.kind();

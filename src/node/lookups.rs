@@ -1,6 +1,9 @@
 //! Drives the pure [`Lookup`] state machine over real requests, α at a time,
 //! and builds on it: finding a block's holders and replicating a block.
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
 use tokio::task::JoinSet;
 
 use super::Node;
@@ -27,6 +30,17 @@ enum Answer {
 impl Node {
     /// Runs an iterative lookup for `target`.
     pub async fn lookup(&self, target: Id, kind: LookupKind) -> LookupResult {
+        self.lookup_avoiding(target, kind, &HashSet::new()).await
+    }
+
+    /// Runs an iterative lookup that never asks, nor believes, the peers at
+    /// `avoid` (say, peers that served bad bytes): they count as failed.
+    pub async fn lookup_avoiding(
+        &self,
+        target: Id,
+        kind: LookupKind,
+        avoid: &HashSet<SocketAddr>,
+    ) -> LookupResult {
         let cfg = self.inner.cfg.lookup.clone();
         let now = self.inner.clock.now_ms();
         let seeds = {
@@ -38,24 +52,20 @@ impl Node {
         let mut lookup = Lookup::new(target, kind, cfg, local, seeds);
         let mut in_flight: JoinSet<(Id, Answer)> = JoinSet::new();
         loop {
-            for peer in lookup.next_peers() {
-                let node = self.clone();
-                in_flight.spawn(async move {
-                    let answer = match kind {
-                        LookupKind::FindNode => match node.find_node_rpc(&peer, target).await {
-                            Ok(nodes) => Answer::Nodes(nodes),
-                            Err(_) => Answer::Failed,
-                        },
-                        LookupKind::FindValue => match node.find_value_rpc(&peer, target).await {
-                            Ok(FindValueResult::Closer(nodes)) => Answer::Nodes(nodes),
-                            // A holder speaks for itself: the contact we reached, not
-                            // whatever address it claims.
-                            Ok(FindValueResult::Holder(_)) => Answer::Holder,
-                            Err(_) => Answer::Failed,
-                        },
-                    };
-                    (peer.id, answer)
-                });
+            let mut peers = lookup.next_peers();
+            while !peers.is_empty() {
+                let (avoided, asked): (Vec<Contact>, Vec<Contact>) =
+                    peers.into_iter().partition(|p| avoid.contains(&p.addr));
+                for peer in &avoided {
+                    lookup.on_failure(&peer.id);
+                }
+                self.spawn_asks(&mut in_flight, asked, target, kind);
+                // Failing avoided peers frees slots for the next ones.
+                peers = if avoided.is_empty() {
+                    Vec::new()
+                } else {
+                    lookup.next_peers()
+                };
             }
             if lookup.is_finished() {
                 break;
@@ -75,6 +85,35 @@ impl Node {
         let result = lookup.result();
         self.inner.stats.observe_hops(result.hops);
         result
+    }
+
+    /// Sends a lookup's request to each of `peers`, answers into `in_flight`.
+    fn spawn_asks(
+        &self,
+        in_flight: &mut JoinSet<(Id, Answer)>,
+        peers: Vec<Contact>,
+        target: Id,
+        kind: LookupKind,
+    ) {
+        for peer in peers {
+            let node = self.clone();
+            in_flight.spawn(async move {
+                let answer = match kind {
+                    LookupKind::FindNode => match node.find_node_rpc(&peer, target).await {
+                        Ok(nodes) => Answer::Nodes(nodes),
+                        Err(_) => Answer::Failed,
+                    },
+                    LookupKind::FindValue => match node.find_value_rpc(&peer, target).await {
+                        Ok(FindValueResult::Closer(nodes)) => Answer::Nodes(nodes),
+                        // A holder speaks for itself: the contact we reached, not
+                        // whatever address it claims.
+                        Ok(FindValueResult::Holder(_)) => Answer::Holder,
+                        Err(_) => Answer::Failed,
+                    },
+                };
+                (peer.id, answer)
+            });
+        }
     }
 
     /// The K nodes closest to `target` in the network.

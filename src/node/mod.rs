@@ -45,8 +45,9 @@ pub struct NodeConfig {
     pub max_concurrent_pulls: usize,
     /// Most requests of ours waiting for answers at once.
     pub max_pending: usize,
-    /// Whether this node counts itself as a holder in lookups (storage nodes
-    /// do; a short-lived client does not).
+    /// Whether this node counts itself as a holder in lookups and asks to be
+    /// remembered in routing tables (storage nodes do; a short-lived client
+    /// marks its requests read-only instead).
     pub is_holder: bool,
     /// A bucket with no lookup in its range for this long is refreshed.
     pub bucket_refresh: Duration,

@@ -46,6 +46,7 @@ impl Node {
             magic: waiter.magic,
             body,
             requester: self.inner.me,
+            read_only: !self.inner.cfg.is_holder,
         };
         let started = self.inner.clock.now_us();
         self.send(to, &encode_request(&req));

@@ -93,6 +93,10 @@ pub struct Request {
     pub magic: u64,
     pub body: RequestBody,
     pub requester: NodeObj,
+    /// Our extension, after BitTorrent's BEP 43: `"ro": 1` marks a short-lived
+    /// client (put/get) that must not enter routing tables, since it will be
+    /// gone soon. The original ignores the field.
+    pub read_only: bool,
 }
 
 /// A response datagram. `result` stays JSON until the caller, who knows what it
@@ -240,10 +244,13 @@ fn parse_request(obj: &Map<String, Value>) -> Result<Request, WireError> {
         RequestType::FindValue => RequestBody::FindValue(id(obj)?),
         RequestType::StoreValue => RequestBody::StoreValue(id(obj)?),
     };
+    let read_only = matches!(obj.get("ro"), Some(Value::Bool(true)))
+        || obj.get("ro").and_then(Value::as_u64) == Some(1);
     Ok(Request {
         magic,
         body,
         requester,
+        read_only,
     })
 }
 
@@ -354,12 +361,15 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
             json!({"id": id.to_hex()})
         }
     };
-    let v = json!({
+    let mut v = json!({
         "magic": req.magic,
         "type": req.body.kind().as_str(),
         "params": params,
         "requester": node_json(&req.requester),
     });
+    if req.read_only {
+        v["ro"] = json!(1);
+    }
     v.to_string().into_bytes()
 }
 
@@ -404,6 +414,7 @@ mod tests {
                 magic: 4_000_000_000,
                 body,
                 requester: node(9, 7400),
+                read_only: body == RequestBody::Ping,
             };
             assert_eq!(parse(&encode_request(&req)).unwrap(), Message::Request(req));
         }

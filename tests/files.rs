@@ -1,0 +1,326 @@
+//! `put` and `get` on a 10-node network: sizes at the edges, a manifest tree,
+//! dead nodes, a lying peer, an interrupted get, a missing root, and the
+//! original's hash files through the real binary.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use common::TestNet;
+use dhtfs::files::{get, put, FilesError, GetOptions, PutOptions};
+use dhtfs::id::Id;
+use rand::{RngCore, SeedableRng};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
+    let mut data = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
+    let path = dir.join(name);
+    std::fs::write(&path, &data).unwrap();
+    path
+}
+
+fn put_opts(file: &Path, via: SocketAddr) -> PutOptions {
+    PutOptions {
+        bootstrap: vec![via],
+        quiet: true,
+        ..PutOptions::new(file.to_path_buf())
+    }
+}
+
+fn get_opts(root: Id, out: &Path, via: SocketAddr) -> GetOptions {
+    GetOptions {
+        bootstrap: vec![via],
+        quiet: true,
+        ..GetOptions::new(root, out.to_path_buf())
+    }
+}
+
+fn same(a: &Path, b: &Path) {
+    let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    assert!(
+        x == y,
+        "{} and {} differ ({} vs {} bytes)",
+        a.display(),
+        b.display(),
+        x.len(),
+        y.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_round_trip_through_ten_nodes_even_with_three_dead() {
+    let mut net = TestNet::start(10).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (via_put, via_get) = (net.nodes[0].local_addr, net.nodes[5].local_addr);
+
+    let cases = [
+        ("big", 50 << 20, 1 << 20),
+        ("empty", 0, 1 << 20),
+        ("one-mib", 1 << 20, 1 << 20),
+        ("one-mib-plus-one", (1 << 20) + 1, 1 << 20),
+        // 4 KiB chunks: 300 chunks do not fit one 4 KiB manifest block.
+        ("tree", 300 * 4096 - 7, 4096),
+    ];
+    let mut roots = Vec::new();
+    for (i, (name, len, chunk)) in cases.iter().enumerate() {
+        let file = random_file(tmp.path(), name, *len, i as u64);
+        let opts = PutOptions {
+            chunk_size: *chunk,
+            ..put_opts(&file, via_put)
+        };
+        let report = put(&opts)
+            .await
+            .unwrap_or_else(|e| panic!("put {name}: {e}"));
+        assert_eq!(report.size, *len as u64);
+        println!("{name}: {}", report.summary);
+        let out = tmp.path().join(format!("{name}.out"));
+        let got = get(&get_opts(report.root, &out, via_get))
+            .await
+            .unwrap_or_else(|e| panic!("get {name}: {e}"));
+        println!("{name}: {}", got.summary);
+        same(&file, &out);
+        roots.push((file, report.root));
+    }
+
+    // Three nodes die; every file is still there.
+    for d in net.nodes.drain(7..) {
+        d.shutdown().await;
+    }
+    for (file, root) in &roots {
+        let out = tmp.path().join("after-deaths.out");
+        let _ = std::fs::remove_file(&out);
+        let got = get(&get_opts(*root, &out, via_get))
+            .await
+            .unwrap_or_else(|e| panic!("get after deaths: {e}"));
+        println!("after 3 deaths: {}", got.summary);
+        same(file, &out);
+    }
+    net.stop_all().await;
+}
+
+/// A peer that says it holds everything and serves garbage for it.
+async fn start_liar(net: &TestNet) -> tokio::task::JoinHandle<()> {
+    let (udp, tcp) = loop {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if let Ok(tcp) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            break (udp, tcp);
+        }
+    };
+    let me = json!({"node_id": Id::random().to_hex(), "ip": "127.0.0.1", "port": udp.local_addr().unwrap().port()});
+    // Introduce itself to everyone, as any node would.
+    for (i, c) in net.contacts().iter().enumerate() {
+        let ping = json!({"magic": i, "type": "ping_node", "params": {}, "requester": me});
+        udp.send_to(ping.to_string().as_bytes(), c.addr)
+            .await
+            .unwrap();
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                accepted = tcp.accept() => {
+                    let Ok((mut conn, _)) = accepted else { continue };
+                    tokio::spawn(async move {
+                        let mut line = [0u8; 65];
+                        while conn.read_exact(&mut line).await.is_ok() {
+                            let junk = vec![0x5a; 1000];
+                            let mut out = (junk.len() as u32).to_le_bytes().to_vec();
+                            out.push(b'\n');
+                            out.extend_from_slice(&junk);
+                            if conn.write_all(&out).await.is_err() { break; }
+                        }
+                    });
+                }
+                received = async {
+                    let mut buf = vec![0u8; 65536];
+                    let (n, from) = udp.recv_from(&mut buf).await.ok()?;
+                    Some((buf[..n].to_vec(), from))
+                } => {
+                    let Some((bytes, from)) = received else { continue };
+                    let Ok(msg) = serde_json::from_slice::<Value>(&bytes) else { continue };
+                    if msg.get("resp").is_some() || msg.get("type").is_none() { continue; }
+                    let result = match msg["type"].as_str() {
+                        Some("find_node") => json!([]),
+                        _ => me.clone(),
+                    };
+                    let reply = json!({"magic": msg["magic"], "type": msg["type"], "resp": true, "result": result});
+                    let _ = udp.send_to(reply.to_string().as_bytes(), from).await;
+                }
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_peer_is_rejected_and_avoided() {
+    let mut net = TestNet::start(10).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = random_file(tmp.path(), "f", 30 << 20, 7);
+    let report = put(&put_opts(&file, net.nodes[0].local_addr))
+        .await
+        .unwrap();
+    // Five liars among ten honest nodes: with 30 chunks, lookups meet one
+    // first for several chunks (the chance that none does is below 1 in 1,000).
+    let mut liars = Vec::new();
+    for _ in 0..5 {
+        liars.push(start_liar(&net).await);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let out = tmp.path().join("f.out");
+    let got = get(&get_opts(report.root, &out, net.nodes[4].local_addr))
+        .await
+        .unwrap();
+    println!("with a liar: {}", got.summary);
+    same(&file, &out);
+    assert!(
+        got.rejected >= 1,
+        "the liar's chunks were seen and rejected"
+    );
+    for liar in liars {
+        liar.abort();
+    }
+    net.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_get_resumes_and_a_missing_root_fails_cleanly() {
+    let mut net = TestNet::start(10).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = random_file(tmp.path(), "f", 24 << 20, 9);
+    let report = put(&put_opts(&file, net.nodes[1].local_addr))
+        .await
+        .unwrap();
+    let out = tmp.path().join("f.out");
+    let via = net.nodes[8].local_addr;
+
+    let half = GetOptions {
+        stop_after: Some(12),
+        parallel: 4,
+        ..get_opts(report.root, &out, via)
+    };
+    match get(&half).await {
+        Err(FilesError::Interrupted(n)) => assert_eq!(n, 12),
+        other => panic!("expected an interruption, got {other:?}"),
+    }
+    assert!(!out.exists(), "OUT appears only when complete");
+    let got = get(&get_opts(report.root, &out, via)).await.unwrap();
+    println!("resumed: {}", got.summary);
+    assert!(got.reused >= 12, "reused {} verified chunks", got.reused);
+    assert_eq!(got.fetched + got.reused, 24, "nothing fetched twice");
+    same(&file, &out);
+
+    let nobody = Id::random();
+    let missing = tmp.path().join("missing.out");
+    let err = get(&get_opts(nobody, &missing, via)).await.unwrap_err();
+    assert!(
+        matches!(err, FilesError::RootNotFound(k) if k == nobody),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&nobody.to_hex()));
+    assert!(!missing.exists());
+    net.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_files_in_the_original_format_round_trip_through_the_binary() {
+    let mut net = TestNet::start(4).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = random_file(tmp.path(), "f", 3 * (1 << 20) + 5, 11);
+    let hashfile = tmp.path().join("f.hashes");
+    let bin = env!("CARGO_BIN_EXE_dhtfs");
+    let via = net.nodes[0].local_addr.to_string();
+    let (file2, hashfile2, via2) = (file.clone(), hashfile.clone(), via.clone());
+    let put_out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .args([
+                "put",
+                file2.to_str().unwrap(),
+                "--bootstrap",
+                &via2,
+                "--hashfile",
+                hashfile2.to_str().unwrap(),
+                "--replicas",
+                "3",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        put_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put_out.stderr)
+    );
+    let stdout = String::from_utf8(put_out.stdout).unwrap();
+    let root = stdout.lines().last().unwrap();
+    assert!(
+        Id::from_hex(root).is_ok(),
+        "last line is the root key: {stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&put_out.stderr).contains("put: "),
+        "a summary"
+    );
+    let text = std::fs::read_to_string(&hashfile).unwrap();
+    assert_eq!(text.matches('|').count(), 4, "{text}");
+    assert!(text.ends_with('|'));
+    for entry in text.trim_end_matches('|').split('|') {
+        let (hex, size) = entry.split_once('$').unwrap();
+        assert_eq!(hex.len(), 64);
+        size.parse::<u64>().unwrap();
+    }
+    let out = tmp.path().join("f.out");
+    let (out2, via2) = (out.clone(), via.clone());
+    let get_out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .args([
+                "get",
+                "--hashfile",
+                hashfile.to_str().unwrap(),
+                "-o",
+                out2.to_str().unwrap(),
+                "--bootstrap",
+                &via2,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        get_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get_out.stderr)
+    );
+    same(&file, &out);
+
+    // A root nobody holds, through the binary: one clear line, non-zero, no OUT.
+    let missing = tmp.path().join("missing.out");
+    let missing2 = missing.clone();
+    let fail = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .args([
+                "get",
+                &Id::random().to_hex(),
+                "-o",
+                missing2.to_str().unwrap(),
+                "--bootstrap",
+                &via,
+                "--quiet",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!fail.status.success());
+    let err = String::from_utf8(fail.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no node supplied root block"), "{err}");
+    assert!(!missing.exists());
+    net.stop_all().await;
+}
