@@ -111,7 +111,7 @@ async fn serve_connection(
             return;
         };
         let source = blocks.clone();
-        let data = match tokio::task::spawn_blocking(move || source.get(&key)).await {
+        let data = match tokio::task::spawn_blocking(move || source.get_for_serving(&key)).await {
             Ok(Ok(Some(data))) => data,
             Ok(Ok(None)) => {
                 // Absent: close without a byte, as the original does.

@@ -111,8 +111,13 @@ impl From<IndexEntry> for BlockMeta {
 pub trait BlockStore: Send + Sync + 'static {
     /// True if the block is held.
     fn contains(&self, key: &Id) -> bool;
-    /// The block's bytes, if held.
+    /// The block's bytes, if held, checked against the key.
     fn get(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The block's bytes for sending to a peer, who checks them itself; a
+    /// store may skip hashing here.
+    fn get_for_serving(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(key)
+    }
     /// Stores `data` under `key` after checking that it hashes to `key`.
     fn put_verified(&self, key: &Id, data: &[u8]) -> Result<PutOutcome, StoreError>;
     /// Whether a block of `size` bytes would be accepted now.
