@@ -66,6 +66,10 @@ pub struct Config {
     pub bucket_refresh_secs: u64,
     /// The routing table is snapshotted to sled this often (and at shutdown).
     pub snapshot_interval_secs: u64,
+    /// Every stored block is republished to its K closest nodes this often; 0 = never.
+    pub republish_interval_secs: u64,
+    /// Every stored block is re-hashed (and a corrupt one refetched) this often; 0 = never.
+    pub verify_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -95,6 +99,8 @@ impl Default for Config {
             tcp_idle_timeout_ms: 30_000,
             bucket_refresh_secs: 3_600,
             snapshot_interval_secs: 300,
+            republish_interval_secs: 3_600,
+            verify_interval_secs: 86_400,
         }
     }
 }
@@ -197,6 +203,16 @@ impl Config {
             cache_bytes: self.sled_cache_mb << 20,
             max_block_size: self.max_block_size as usize,
             quota_bytes: (self.quota_bytes > 0).then_some(self.quota_bytes),
+        }
+    }
+
+    /// When the periodic jobs run.
+    pub fn schedule(&self) -> crate::upkeep::Schedule {
+        let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+        crate::upkeep::Schedule {
+            snapshot: Duration::from_secs(self.snapshot_interval_secs.max(1)),
+            republish: every(self.republish_interval_secs),
+            verify: every(self.verify_interval_secs),
         }
     }
 

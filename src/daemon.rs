@@ -137,10 +137,10 @@ impl Daemon {
                 tracing::error!(error = %e, "metrics endpoint stopped");
             }
         });
-        tasks.spawn(upkeep(
+        tasks.spawn(crate::upkeep::run(
             node.clone(),
             store.clone(),
-            Duration::from_secs(cfg.snapshot_interval_secs.max(1)),
+            cfg.schedule(),
             stop,
         ));
         tracing::info!(id = %me.id, addr = %local_addr, advertised = %advertised, admin = %admin_addr, metrics = %metrics_addr, blocks = store.block_count(), "node started");
@@ -207,37 +207,6 @@ pub async fn join_network(node: &Node, store: &Store, addrs: &[SocketAddr]) -> u
     let answered = node.join(addrs, &known).await;
     tracing::info!(answered, peers = node.table().len(), "joined");
     answered
-}
-
-/// Periodic jobs: bucket refresh and routing snapshots.
-async fn upkeep(
-    node: Node,
-    store: Store,
-    snapshot_every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let refresh_age = node.config().bucket_refresh.as_millis() as u64;
-    // Check often enough that a bucket is never much older than its limit.
-    let tick = Duration::from_secs(60).min(snapshot_every);
-    let mut since_snapshot = Duration::ZERO;
-    loop {
-        tokio::select! {
-            _ = node.clock().sleep(tick) => {}
-            _ = stop.changed() => return,
-        }
-        node.refresh_buckets(refresh_age).await;
-        since_snapshot += tick;
-        if since_snapshot >= snapshot_every {
-            since_snapshot = Duration::ZERO;
-            let contacts = node.routing_contacts();
-            let store = store.clone();
-            if let Ok(Err(e)) =
-                tokio::task::spawn_blocking(move || store.save_routing(&contacts)).await
-            {
-                tracing::warn!(error = %e, "routing snapshot failed");
-            }
-        }
-    }
 }
 
 fn store_quota(cfg: &Config) -> Option<u64> {

@@ -119,3 +119,33 @@ async fn transfer_totals_add_up_and_promtool_is_clean() {
     assert_eq!(sample(&text1, "dhtfs_stored_bytes"), data.len() as f64);
     net.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_republishes_and_verifies_on_its_own_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::test_config(dir.path().join("n"));
+    cfg.republish_interval_secs = 1;
+    cfg.verify_interval_secs = 1;
+    let node = dhtfs::daemon::Daemon::start(&cfg).await.unwrap();
+    let data = b"kept fresh".to_vec();
+    node.store
+        .put_verified(&Id::of_block(&data), &data)
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = http_get(node.metrics_addr, "/metrics").await;
+        let republished = sample(&text, "dhtfs_republished_blocks_total");
+        let verified = sample(&text, "dhtfs_verify_checked_blocks_total");
+        if republished >= 1.0 && verified >= 1.0 {
+            assert!(sample(&text, "dhtfs_republish_runs_total") >= 1.0);
+            assert!(sample(&text, "dhtfs_verify_runs_total") >= 1.0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled republish ({republished}) or verify ({verified}) within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    node.shutdown().await;
+}

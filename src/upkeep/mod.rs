@@ -1,10 +1,12 @@
-//! Upkeep jobs over the stored blocks. Each runs one pass when called (the
-//! admin API calls them now; a scheduler will drive them from the clock).
+//! Upkeep jobs over the stored blocks. Each runs one pass when called: by the
+//! admin API on demand, and by [`run`] on the node's schedule.
 
 mod republish;
+mod schedule;
 mod verify;
 
 pub use republish::{republish_once, RepublishReport};
+pub use schedule::{run, Schedule};
 pub use verify::{verify_once, VerifyReport};
 
 use crate::id::Id;

@@ -1,0 +1,116 @@
+//! The node's periodic jobs, driven by its clock: bucket refresh, routing
+//! snapshots, republishing and verification. Each job runs when its interval
+//! has passed since it last ran; a slow job delays the others, never overlaps
+//! itself.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{republish_once, verify_once};
+use crate::node::Node;
+use crate::store::Store;
+
+/// How often each job runs; `None` turns a job off.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub snapshot: Duration,
+    pub republish: Option<Duration>,
+    pub verify: Option<Duration>,
+}
+
+/// One job's timing, in clock milliseconds.
+#[derive(Debug)]
+struct Job {
+    every_ms: u64,
+    last_ms: u64,
+}
+
+impl Job {
+    fn new(every: Duration, now: u64) -> Job {
+        Job {
+            every_ms: every.as_millis() as u64,
+            last_ms: now,
+        }
+    }
+
+    /// Whether it is due at `now`; if so, it counts as run.
+    fn due(&mut self, now: u64) -> bool {
+        if now.saturating_sub(self.last_ms) >= self.every_ms {
+            self.last_ms = now;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Runs the jobs until `stop` turns true.
+pub async fn run(node: Node, store: Store, schedule: Schedule, mut stop: watch::Receiver<bool>) {
+    let clock = node.clock().clone();
+    let refresh_age = node.config().bucket_refresh.as_millis() as u64;
+    let now = clock.now_ms();
+    let mut snapshot = Job::new(schedule.snapshot, now);
+    let mut republish = schedule.republish.map(|d| Job::new(d, now));
+    let mut verify = schedule.verify.map(|d| Job::new(d, now));
+    // Often enough that no job runs much later than due, and a bucket is never
+    // much older than its limit.
+    let tick = [Some(schedule.snapshot), schedule.republish, schedule.verify]
+        .into_iter()
+        .flatten()
+        .fold(Duration::from_secs(60), Duration::min)
+        .max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = clock.sleep(tick) => {}
+            _ = stop.changed() => return,
+        }
+        node.refresh_buckets(refresh_age).await;
+        let now = clock.now_ms();
+        if snapshot.due(now) {
+            let (contacts, store) = (node.routing_contacts(), store.clone());
+            if let Ok(Err(e)) =
+                tokio::task::spawn_blocking(move || store.save_routing(&contacts)).await
+            {
+                tracing::warn!(error = %e, "routing snapshot failed");
+            }
+        }
+        if republish.as_mut().is_some_and(|j| j.due(now)) {
+            match republish_once(&node, &store).await {
+                Ok(r) => tracing::info!(
+                    blocks = r.blocks,
+                    stores = r.stores_sent,
+                    failures = r.failures,
+                    "republished"
+                ),
+                Err(e) => tracing::warn!(error = %e, "republish failed"),
+            }
+        }
+        if verify.as_mut().is_some_and(|j| j.due(now)) {
+            match verify_once(&node, &store, true).await {
+                Ok(r) if r.corrupt > 0 => tracing::warn!(
+                    checked = r.checked,
+                    corrupt = r.corrupt,
+                    repaired = r.repaired,
+                    "verified: corrupt blocks found"
+                ),
+                Ok(r) => tracing::info!(checked = r.checked, "verified"),
+                Err(e) => tracing::warn!(error = %e, "verify failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_is_due_once_per_interval() {
+        let mut j = Job::new(Duration::from_secs(10), 1_000);
+        assert!(!j.due(5_000));
+        assert!(j.due(11_000));
+        assert!(!j.due(12_000));
+        assert!(j.due(21_500));
+    }
+}
