@@ -85,13 +85,23 @@ impl Node {
         self.reply(from, req.magic, kind, result);
     }
 
-    /// The K closest we know to `target`, leaving out the one who asked.
+    /// The K closest we know to `target`, closest first, leaving out the one
+    /// who asked. Entries whose last request failed go only where no healthy
+    /// one is left: a dead peer in an answer costs the asker a timeout.
     fn closest_for(&self, target: &crate::id::Id, requester: &Contact) -> Vec<Contact> {
         let k = self.inner.cfg.lookup.k;
-        let mut nodes = self.table().closest(target, k + 1);
-        nodes.retain(|c| c.id != requester.id);
-        nodes.truncate(k);
-        nodes
+        let table = self.table();
+        let (mut healthy, failing): (Vec<Contact>, Vec<Contact>) = table
+            .closest(target, 2 * k + 1)
+            .into_iter()
+            .filter(|c| c.id != requester.id)
+            .partition(|c| table.get(&c.id).is_none_or(|e| e.failures == 0));
+        drop(table);
+        let missing = k.saturating_sub(healthy.len());
+        healthy.extend(failing.into_iter().take(missing));
+        healthy.sort_by_key(|c| c.id.distance(target));
+        healthy.truncate(k);
+        healthy
     }
 
     /// Sends a response and counts it as served.
