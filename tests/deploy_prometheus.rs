@@ -4,6 +4,9 @@
 //! on live nodes, and every query of the dashboard returns data from a real
 //! Prometheus scraping a `dhtfs devnet` that just moved a file.
 
+mod common;
+
+use common::{deploy, read, require_tool};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -15,27 +18,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dhtfs");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
-fn deploy(path: &str) -> PathBuf {
-    Path::new(REPO).join("deploy").join(path)
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// The path of a tool the test needs, or a loud failure saying how to get it.
-fn require_tool(name: &str, install: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("`{name}` is not installed, and this test needs the real one: {install} (tests/run does it)");
-}
 
 fn promtool() -> PathBuf {
     require_tool("promtool", "apt-get install prometheus (Debian package)")

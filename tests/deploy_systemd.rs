@@ -4,6 +4,9 @@
 //! $NOTIFY_SOCKET), and deploy/config/dhtfs.toml is every setting at its
 //! default and loads unchanged.
 
+mod common;
+
+use common::{deploy, read, require_tool};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -16,29 +19,8 @@ use dhtfs::config::Config;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dhtfs");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const INSTALLED_BIN: &str = "/usr/local/bin/dhtfs";
 const INSTALLED_CONFIG: &str = "/etc/dhtfs/dhtfs.toml";
-
-fn deploy(path: &str) -> PathBuf {
-    Path::new(REPO).join("deploy").join(path)
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// The path of a tool the test needs, or a loud failure saying how to get it.
-fn require_tool(name: &str, install: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("`{name}` is not installed, and this test needs the real one: {install}");
-}
 
 fn systemd_analyze() -> PathBuf {
     require_tool(

@@ -15,13 +15,42 @@ use crate::store::{BlockMeta, Store, StoreError};
 /// Keys per page when walking the store.
 const PAGE: usize = 256;
 
-/// One page of stored keys after `after`, read off the async runtime.
-async fn page(store: &Store, after: Option<Id>) -> Result<Vec<(Id, BlockMeta)>, StoreError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || store.list(after, PAGE))
-        .await
-        .map_err(|e| StoreError::Io {
-            path: Default::default(),
-            source: std::io::Error::other(e.to_string()),
-        })?
+/// Walks every stored key in order, a page at a time, reading off the async
+/// runtime; keys stored or deleted during the walk may or may not be seen.
+struct Keys {
+    store: Store,
+    after: Option<Id>,
+    page: std::vec::IntoIter<(Id, BlockMeta)>,
+    done: bool,
+}
+
+impl Keys {
+    fn new(store: &Store) -> Keys {
+        Keys {
+            store: store.clone(),
+            after: None,
+            page: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<Id>, StoreError> {
+        if let Some((key, _)) = self.page.next() {
+            return Ok(Some(key));
+        }
+        if self.done {
+            return Ok(None);
+        }
+        let (store, after) = (self.store.clone(), self.after);
+        let page = tokio::task::spawn_blocking(move || store.list(after, PAGE))
+            .await
+            .map_err(|e| StoreError::Io {
+                path: Default::default(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        self.done = page.len() < PAGE;
+        self.after = page.last().map(|(k, _)| *k);
+        self.page = page.into_iter();
+        Ok(self.page.next().map(|(k, _)| k))
+    }
 }

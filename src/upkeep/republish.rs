@@ -3,7 +3,7 @@
 
 use tokio::task::JoinSet;
 
-use super::page;
+use super::Keys;
 use crate::node::Node;
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
@@ -27,27 +27,20 @@ pub async fn republish_once(node: &Node, store: &Store) -> Result<RepublishRepor
     let stats = node.stats().clone();
     Stats::inc(&stats.republish_runs);
     let mut report = RepublishReport::default();
-    let mut after = None;
-    loop {
-        let keys = page(store, after).await?;
-        let Some((last, _)) = keys.last() else {
-            break;
-        };
-        after = Some(*last);
-        let mut running = JoinSet::new();
-        for (key, _) in keys {
-            if running.len() >= PARALLEL {
-                if let Some(Ok(r)) = running.join_next().await {
-                    add(&mut report, &stats, r, node);
-                }
-            }
-            let node = node.clone();
-            running.spawn(async move { node.replicate(key).await });
-        }
-        while let Some(joined) = running.join_next().await {
-            if let Ok(r) = joined {
+    let mut keys = Keys::new(store);
+    let mut running = JoinSet::new();
+    while let Some(key) = keys.next().await? {
+        if running.len() >= PARALLEL {
+            if let Some(Ok(r)) = running.join_next().await {
                 add(&mut report, &stats, r, node);
             }
+        }
+        let node = node.clone();
+        running.spawn(async move { node.replicate(key).await });
+    }
+    while let Some(joined) = running.join_next().await {
+        if let Ok(r) = joined {
+            add(&mut report, &stats, r, node);
         }
     }
     Ok(report)

@@ -1,7 +1,7 @@
 //! Verify: re-hash every stored block; with repair, drop a corrupt copy and
 //! fetch a good one from another holder.
 
-use super::page;
+use super::Keys;
 use crate::id::Id;
 use crate::node::Node;
 use crate::stats::Stats;
@@ -29,34 +29,27 @@ pub async fn verify_once(
     let stats = node.stats().clone();
     Stats::inc(&stats.verify_runs);
     let mut report = VerifyReport::default();
-    let mut after = None;
-    loop {
-        let keys = page(store, after).await?;
-        let Some((last, _)) = keys.last() else {
-            break;
-        };
-        after = Some(*last);
-        for (key, _) in keys {
-            let s = store.clone();
-            let read = tokio::task::spawn_blocking(move || s.get(&key)).await;
-            report.checked += 1;
-            Stats::inc(&stats.verify_checked);
-            match read {
-                Ok(Ok(_)) => continue,
-                Ok(Err(StoreError::Corrupt { .. })) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_) => continue,
-            }
-            report.corrupt += 1;
-            Stats::inc(&stats.verify_corrupt);
-            tracing::warn!(key = %key, "verify: block is corrupt");
-            if report.corrupt_keys.len() < MAX_LISTED {
-                report.corrupt_keys.push(key);
-            }
-            if repair && repair_block(node, store, key).await? {
-                report.repaired += 1;
-                Stats::inc(&stats.verify_repaired);
-            }
+    let mut keys = Keys::new(store);
+    while let Some(key) = keys.next().await? {
+        let s = store.clone();
+        let read = tokio::task::spawn_blocking(move || s.get(&key)).await;
+        report.checked += 1;
+        Stats::inc(&stats.verify_checked);
+        match read {
+            Ok(Ok(_)) => continue,
+            Ok(Err(StoreError::Corrupt { .. })) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => continue,
+        }
+        report.corrupt += 1;
+        Stats::inc(&stats.verify_corrupt);
+        tracing::warn!(key = %key, "verify: block is corrupt");
+        if report.corrupt_keys.len() < MAX_LISTED {
+            report.corrupt_keys.push(key);
+        }
+        if repair && repair_block(node, store, key).await? {
+            report.repaired += 1;
+            Stats::inc(&stats.verify_repaired);
         }
     }
     Ok(report)

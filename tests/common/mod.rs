@@ -129,3 +129,15 @@ pub fn require_tool(name: &str, install: &str) -> PathBuf {
     }
     panic!("`{name}` is not installed, and this test needs the real one: {install} (tests/run does it)");
 }
+
+/// A file under the repository's deploy/ directory.
+pub fn deploy(path: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(path)
+}
+
+/// A file's text, or a failure naming it.
+pub fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
