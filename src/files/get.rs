@@ -213,9 +213,11 @@ async fn fetch_all(
                 };
                 let offsets = want.offsets.clone();
                 let written = tokio::task::spawn_blocking(move || {
-                    offsets
-                        .iter()
-                        .try_for_each(|&o| file.write_all_at(&data, o))
+                    offsets.iter().try_for_each(|&o| {
+                        file.write_all_at(&data, o)?;
+                        start_writeback(&file, o, data.len() as u64);
+                        Ok::<(), std::io::Error>(())
+                    })
                 })
                 .await;
                 match written {
@@ -379,6 +381,21 @@ async fn resolve(
         }
     }
     Ok(out)
+}
+
+/// Asks the kernel to start writing a range to disk now, without waiting, so
+/// the fsync before the rename finds little left to do: the disk works while
+/// the network does.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range only reads its arguments; the fd is open for
+    // as long as `file` lives. A failure is harmless: the final fsync covers it.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
 }
 
 fn part_path(out: &Path) -> PathBuf {
