@@ -70,16 +70,23 @@ impl Node {
                     "the {len} bytes pulled from {from} do not hash to {key}"
                 ))
             }
-            Ok(Err(e)) => {
-                if matches!(
-                    e,
-                    StoreError::TooLarge { .. } | StoreError::QuotaExceeded { .. }
-                ) {
-                    Stats::inc(&stats.stores_refused);
-                }
+            Ok(Err(e @ (StoreError::TooLarge { .. } | StoreError::QuotaExceeded { .. }))) => {
+                Stats::inc(&stats.stores_refused);
                 Err(e.to_string())
             }
-            Err(e) => Err(format!("store task failed: {e}")),
+            // The details (paths on this machine) are for our log, not for peers.
+            Ok(Err(e)) => {
+                tracing::error!(key = %key, error = %e, "cannot store a pulled block");
+                Err(format!(
+                    "this node could not store block {key}: local storage error"
+                ))
+            }
+            Err(e) => {
+                tracing::error!(key = %key, error = %e, "store task failed");
+                Err(format!(
+                    "this node could not store block {key}: local storage error"
+                ))
+            }
         }
     }
 }
