@@ -6,12 +6,12 @@
 
 mod common;
 
-use common::{deploy, read, require_tool};
+use common::{deploy, read, require_tool, Proc};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -54,56 +54,6 @@ fn run(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
         reader.join().unwrap(),
         err_reader.join().unwrap(),
     )
-}
-
-/// A child process that is killed and reaped if the test ends early.
-struct Proc {
-    child: Option<Child>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command, what: &str) -> Proc {
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Proc { child: Some(child) }
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().unwrap().try_wait().unwrap()
-    }
-
-    fn wait(&mut self, limit: Duration, what: &str) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.exited() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not finish within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stderr(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(e) = self.child.as_mut().and_then(|c| c.stderr.as_mut()) {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 // ---------------------------------------------------------------- promtool
@@ -937,10 +887,7 @@ fn dashboard_queries_return_data_from_a_devnet() {
     );
 
     // Stop the devnet gracefully.
-    // SAFETY: kill(2) on our own, not yet reaped, child.
-    unsafe {
-        libc::kill(devnet.child.as_ref().unwrap().id() as i32, libc::SIGTERM);
-    }
+    devnet.signal(libc::SIGTERM);
     let status = devnet.wait(Duration::from_secs(60), "dhtfs devnet");
     assert!(status.success(), "devnet exited with {status}");
 }

@@ -6,13 +6,13 @@
 
 mod common;
 
-use common::{deploy, read, require_tool};
+use common::{deploy, read, require_tool, Proc};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dhtfs::config::Config;
@@ -27,57 +27,6 @@ fn systemd_analyze() -> PathBuf {
         "systemd-analyze",
         "apt-get install systemd (Debian/Ubuntu; it ships systemd-analyze)",
     )
-}
-
-/// A child process that is killed and reaped if the test ends early.
-struct Proc {
-    child: Option<Child>,
-}
-
-impl Proc {
-    fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on the pid of our own, not yet reaped, child.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
-    }
-
-    /// Waits up to `limit` for the child to exit; panics when it does not.
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        let child = self.child.as_mut().unwrap();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the node did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stderr(&mut self) -> String {
-        let mut err = String::new();
-        if let Some(e) = self.child.as_mut().and_then(|c| c.stderr.as_mut()) {
-            let _ = e.read_to_string(&mut err);
-        }
-        err
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 // ---------------------------------------------------------------- the unit
@@ -478,7 +427,7 @@ fn node_notifies_ready_after_its_ports_answer_then_stopping_and_pings_the_watchd
     // SIGTERM: STOPPING=1, then a clean exit.
     node.signal(libc::SIGTERM);
     manager.expect("STOPPING=1", Duration::from_secs(10));
-    let status = node.wait(Duration::from_secs(60));
+    let status = node.wait(Duration::from_secs(60), "the node");
     assert!(status.success(), "the node exited with {status}");
     // The data went to $STATE_DIRECTORY.
     assert!(
@@ -523,7 +472,7 @@ fn without_watchdog_settings_there_are_no_pings() {
     );
     node.signal(libc::SIGTERM);
     manager.expect("STOPPING=1", Duration::from_secs(10));
-    assert!(node.wait(Duration::from_secs(60)).success());
+    assert!(node.wait(Duration::from_secs(60), "the node").success());
 }
 
 // ---------------------------------------------------------------- config
@@ -622,5 +571,5 @@ fn node_starts_with_the_deploy_config_unchanged() {
     assert!(listen.ip().is_loopback());
     http_get(metrics, "/metrics");
     node.signal(libc::SIGTERM);
-    assert!(node.wait(Duration::from_secs(60)).success());
+    assert!(node.wait(Duration::from_secs(60), "the node").success());
 }
