@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::Rate;
 use crate::lookup::LookupConfig;
 use crate::net::TcpLimits;
 use crate::node::NodeConfig;
-use crate::routing::RoutingConfig;
+use crate::routing::{IpLimits, RoutingConfig};
 use crate::store::StoreConfig;
 
 /// Every setting of a node. Field names are the TOML keys.
@@ -62,6 +63,38 @@ pub struct Config {
     pub max_tcp_connections: usize,
     /// Idle TCP connections close after this long.
     pub tcp_idle_timeout_ms: u64,
+    /// A block-server connection must deliver a whole key line this soon
+    /// after connecting (or after its line's first byte).
+    pub tcp_key_line_timeout_ms: u64,
+    /// Block-server connections at once from one IP (loopback included).
+    pub max_tcp_connections_per_ip: usize,
+    /// store_value pulls at once from one source (IP; IP:port on loopback/private).
+    pub max_pulls_per_source: usize,
+    /// A store_value is refused when this node knows `k + store_slack` nodes
+    /// closer to the key than itself.
+    pub store_slack: usize,
+    /// DHT requests per second one source may send (IP; IP:port on loopback/private).
+    pub requests_per_sec: u32,
+    /// Requests one source may send at once above that rate.
+    pub request_burst: u32,
+    /// Pings per second checking unproven contacts.
+    pub checks_per_sec: u32,
+    /// A lookup ends this long after it started, with what it has.
+    pub lookup_timeout_ms: u64,
+    /// Most requests one lookup sends.
+    pub lookup_max_requests: usize,
+    /// The soft timeout of a lookup's request (from measured round trips) never falls below this.
+    pub soft_timeout_min_ms: u64,
+    /// Routing-table entries per IP in one bucket (public addresses).
+    pub ip_limit_bucket: usize,
+    /// Routing-table entries per /24 (IPv6 /64) in one bucket.
+    pub prefix_limit_bucket: usize,
+    /// Routing-table entries per IP in the whole table.
+    pub ip_limit_table: usize,
+    /// Routing-table entries per /24 (IPv6 /64) in the whole table.
+    pub prefix_limit_table: usize,
+    /// Apply the per-IP and per-prefix limits to loopback and private addresses too.
+    pub limit_local_addrs: bool,
     /// Buckets with no lookup for this long are refreshed.
     pub bucket_refresh_secs: u64,
     /// The routing table is snapshotted to sled this often (and at shutdown).
@@ -94,9 +127,24 @@ impl Default for Config {
             inline_max: 64 << 10,
             quota_bytes: 0,
             sled_cache_mb: 64,
-            max_concurrent_pulls: 16,
+            max_concurrent_pulls: 64,
             max_tcp_connections: 256,
             tcp_idle_timeout_ms: 30_000,
+            tcp_key_line_timeout_ms: 5_000,
+            max_tcp_connections_per_ip: 64,
+            max_pulls_per_source: 16,
+            store_slack: 7,
+            requests_per_sec: 250,
+            request_burst: 1_000,
+            checks_per_sec: 20,
+            lookup_timeout_ms: 10_000,
+            lookup_max_requests: 300,
+            soft_timeout_min_ms: 100,
+            ip_limit_bucket: 1,
+            prefix_limit_bucket: 2,
+            ip_limit_table: 2,
+            prefix_limit_table: 8,
+            limit_local_addrs: false,
             bucket_refresh_secs: 3_600,
             snapshot_interval_secs: 300,
             republish_interval_secs: 3_600,
@@ -165,6 +213,21 @@ impl Config {
             ("store_timeout_ms", self.store_timeout_ms),
             ("pull_timeout_ms", self.pull_timeout_ms),
             ("tcp_idle_timeout_ms", self.tcp_idle_timeout_ms),
+            ("tcp_key_line_timeout_ms", self.tcp_key_line_timeout_ms),
+            ("lookup_timeout_ms", self.lookup_timeout_ms),
+            ("requests_per_sec", u64::from(self.requests_per_sec)),
+            ("request_burst", u64::from(self.request_burst)),
+            ("checks_per_sec", u64::from(self.checks_per_sec)),
+            ("ip_limit_bucket", self.ip_limit_bucket as u64),
+            ("prefix_limit_bucket", self.prefix_limit_bucket as u64),
+            ("ip_limit_table", self.ip_limit_table as u64),
+            ("prefix_limit_table", self.prefix_limit_table as u64),
+            (
+                "max_tcp_connections_per_ip",
+                self.max_tcp_connections_per_ip as u64,
+            ),
+            ("max_pulls_per_source", self.max_pulls_per_source as u64),
+            ("lookup_max_requests", self.lookup_max_requests as u64),
         ] {
             if v == 0 {
                 return invalid(field, "must be above 0");
@@ -180,10 +243,19 @@ impl Config {
                 k: self.bucket_size,
                 replacement_cache: self.replacement_cache,
                 max_failures: self.max_failures,
+                ip_limits: IpLimits {
+                    per_ip_bucket: self.ip_limit_bucket,
+                    per_prefix_bucket: self.prefix_limit_bucket,
+                    per_ip_table: self.ip_limit_table,
+                    per_prefix_table: self.prefix_limit_table,
+                    apply_to_local: self.limit_local_addrs,
+                },
             },
             lookup: LookupConfig {
                 k: self.k,
                 alpha: self.alpha,
+                max_requests: self.lookup_max_requests,
+                deadline_ms: self.lookup_timeout_ms,
             },
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             store_timeout: Duration::from_millis(self.store_timeout_ms),
@@ -193,6 +265,18 @@ impl Config {
             max_pending: 4096,
             is_holder: true,
             bucket_refresh: Duration::from_secs(self.bucket_refresh_secs),
+            soft_timeout_min: Duration::from_millis(self.soft_timeout_min_ms),
+            request_rate: Rate::new(
+                f64::from(self.requests_per_sec),
+                f64::from(self.request_burst),
+            ),
+            check_rate: Rate::new(
+                f64::from(self.checks_per_sec),
+                5.0 * f64::from(self.checks_per_sec),
+            ),
+            max_pulls_per_source: self.max_pulls_per_source,
+            store_slack: self.store_slack,
+            ..NodeConfig::default()
         }
     }
 
@@ -221,6 +305,8 @@ impl Config {
         TcpLimits {
             max_connections: self.max_tcp_connections.max(1),
             idle_timeout: Duration::from_millis(self.tcp_idle_timeout_ms),
+            key_line_timeout: Duration::from_millis(self.tcp_key_line_timeout_ms),
+            max_per_ip: self.max_tcp_connections_per_ip.max(1),
             ..TcpLimits::default()
         }
     }

@@ -137,6 +137,13 @@ impl Daemon {
                 tracing::error!(error = %e, "metrics endpoint stopped");
             }
         });
+        let checker = node.clone();
+        let checks_stop = stop.clone();
+        tasks.spawn(async move {
+            checker
+                .run_checks(Duration::from_secs(1), checks_stop)
+                .await
+        });
         tasks.spawn(crate::upkeep::run(
             node.clone(),
             store.clone(),

@@ -8,6 +8,7 @@
 //!   [`node::Transport`] and [`node::Clock`] it is given
 //! - binary: [`config`], [`daemon`], and `main.rs`
 
+pub mod addr;
 pub mod admin;
 pub mod config;
 pub mod contact;
@@ -15,6 +16,7 @@ pub mod daemon;
 pub mod devnet;
 pub mod files;
 pub mod id;
+pub mod limits;
 pub mod lookup;
 pub mod manifest;
 pub mod metrics;
@@ -22,6 +24,7 @@ pub mod net;
 pub mod node;
 pub mod notify;
 pub mod routing;
+pub mod rtt;
 pub mod stats;
 pub mod store;
 pub mod upkeep;

@@ -3,13 +3,27 @@
 //! asks for and reports each outcome; nothing here waits or keeps time, so
 //! timeouts are the caller's to detect and report as failures.
 //!
+//! One address, one vote: a lookup keeps one candidate per address (the first
+//! it heard of), so a host naming many made-up ids at its own address gets
+//! one place among the results, not k.
+//!
+//! A peer that has not answered within the caller's soft timeout is marked
+//! slow ([`Lookup::on_slow`]): it stops holding a slot of `alpha` and stops
+//! holding up the end, unless the lookup would otherwise end with fewer than
+//! k results; its answer is still taken until the caller gives up on it.
+//!
+//! Every lookup is bounded: at most `max_requests` requests, and it ends at
+//! its deadline ([`Lookup::tick`]) with the best it has; [`LookupResult::bound`]
+//! says which bound ended it.
+//!
 //! Hops count sequential round trips: a seed is hop 1, a contact first learned
 //! from a peer at hop `h` is hop `h + 1` (the minimum over every peer that
 //! named it), and our own node is hop 0. [`LookupResult::hops`] is the largest
 //! hop among the peers in the result, so it is how many rounds a perfectly
 //! parallel lookup would have needed to reach them all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 
 use crate::contact::Contact;
 use crate::id::{Distance, Id};
@@ -23,19 +37,41 @@ pub enum LookupKind {
     FindValue,
 }
 
-/// Lookup width (`k`) and parallelism (`alpha`).
+/// Lookup width (`k`), parallelism (`alpha`) and bounds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LookupConfig {
     /// How many closest nodes to find; 0 is taken as 1.
     pub k: usize,
     /// Requests in flight at once; 0 is taken as 1.
     pub alpha: usize,
+    /// Most requests one lookup sends; 0 is taken as 1.
+    pub max_requests: usize,
+    /// A lookup ends this long after it started, with what it has (ms).
+    pub deadline_ms: u64,
 }
 
 impl Default for LookupConfig {
     fn default() -> Self {
-        LookupConfig { k: 7, alpha: 3 }
+        // An honest lookup on a million nodes takes ~log2(10^6)/log2(k) ≈ 7
+        // rounds of alpha requests plus the k closest: some 30-60 requests and
+        // well under a few seconds. The bounds sit far above that and only
+        // stop a lookup that liars keep feeding with ever closer made-up ids.
+        LookupConfig {
+            k: 7,
+            alpha: 3,
+            max_requests: 300,
+            deadline_ms: 10_000,
+        }
     }
+}
+
+/// Which bound ended a lookup early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    /// It ran out of time.
+    Deadline,
+    /// It sent its most requests.
+    Requests,
 }
 
 /// What a lookup found.
@@ -51,12 +87,18 @@ pub struct LookupResult {
     pub contacted: usize,
     /// Requests that failed.
     pub failed: usize,
+    /// Contacts ignored because another id already held their address.
+    pub address_conflicts: usize,
+    /// The bound that ended the lookup, if one did.
+    pub bound: Option<Bound>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     NotContacted,
     Waiting,
+    /// Asked, past the soft timeout: no longer holds a slot; may still answer.
+    Slow,
     Succeeded,
     Failed,
 }
@@ -75,12 +117,21 @@ pub struct Lookup {
     kind: LookupKind,
     k: usize,
     alpha: usize,
+    max_requests: usize,
+    deadline: u64,
     /// Failed peers stay so that hearing of them again does not revive them.
     candidates: BTreeMap<Distance, Candidate>,
+    /// Which id holds each address among the candidates.
+    addrs: HashMap<SocketAddr, Id>,
     holders: Vec<Candidate>,
+    /// Requests waiting and not yet slow.
     in_flight: usize,
+    /// Requests past their soft timeout, still unanswered.
+    slow: usize,
     contacted: usize,
     failed: usize,
+    address_conflicts: usize,
+    bound: Option<Bound>,
     /// Latched, so late answers cannot reopen a lookup the caller has left.
     finished: bool,
 }
@@ -89,23 +140,31 @@ impl Lookup {
     /// Starts a lookup from `seeds`. `local`, when given, counts as a peer that
     /// already answered, so it can appear in the result: a storage node is a
     /// candidate holder itself. Our own contact is never returned by `next_peers`.
+    /// `now` (ms) starts the deadline.
     pub fn new(
         target: Id,
         kind: LookupKind,
         cfg: LookupConfig,
         local: Option<Contact>,
         seeds: Vec<Contact>,
+        now: u64,
     ) -> Self {
         let mut lookup = Lookup {
             target,
             kind,
             k: cfg.k.max(1),
             alpha: cfg.alpha.max(1),
+            max_requests: cfg.max_requests.max(1),
+            deadline: now.saturating_add(cfg.deadline_ms),
             candidates: BTreeMap::new(),
+            addrs: HashMap::new(),
             holders: Vec::new(),
             in_flight: 0,
+            slow: 0,
             contacted: 0,
             failed: 0,
+            address_conflicts: 0,
+            bound: None,
             finished: false,
         };
         if let Some(me) = local {
@@ -114,6 +173,7 @@ impl Lookup {
                 state: State::Succeeded,
                 hop: 0,
             };
+            lookup.addrs.insert(me.contact.addr, me.contact.id);
             lookup
                 .candidates
                 .insert(me.contact.id.distance(&target), me);
@@ -138,12 +198,15 @@ impl Lookup {
         if self.finished {
             return Vec::new();
         }
-        let budget = self.alpha.saturating_sub(self.in_flight);
+        let budget = self
+            .alpha
+            .saturating_sub(self.in_flight)
+            .min(self.max_requests.saturating_sub(self.contacted));
         let mut out = Vec::new();
         let live = self
             .candidates
             .values_mut()
-            .filter(|c| c.state != State::Failed);
+            .filter(|c| c.state != State::Failed && c.state != State::Slow);
         for candidate in live.take(self.k) {
             if out.len() >= budget {
                 break;
@@ -155,7 +218,40 @@ impl Lookup {
         }
         self.in_flight += out.len();
         self.contacted += out.len();
+        self.update_finished();
         out
+    }
+
+    /// `peer` has not answered within the soft timeout: it frees its slot so
+    /// the next peer can be asked, and no longer holds up the end unless the
+    /// result would be short without it. Ignored unless `peer` is waiting.
+    pub fn on_slow(&mut self, peer: &Id) {
+        if self.finished {
+            return;
+        }
+        let Some(c) = self.candidates.get_mut(&peer.distance(&self.target)) else {
+            return;
+        };
+        if c.state == State::Waiting {
+            c.state = State::Slow;
+            self.in_flight -= 1;
+            self.slow += 1;
+            self.update_finished();
+        }
+    }
+
+    /// Ends the lookup if `now` is past its deadline; true if that ended it.
+    pub fn tick(&mut self, now: u64) -> bool {
+        if !self.finished && now >= self.deadline {
+            self.end(Bound::Deadline);
+            return true;
+        }
+        false
+    }
+
+    /// When the lookup's deadline falls (ms, the clock `new` was given).
+    pub fn deadline(&self) -> u64 {
+        self.deadline
     }
 
     /// `peer` answered with `closer` contacts; duplicates, the peer itself and
@@ -200,9 +296,14 @@ impl Lookup {
         self.finished
     }
 
-    /// Requests sent and not yet answered; once finished, their answers are ignored.
+    /// Requests sent and not yet answered nor slow; once finished, their answers are ignored.
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// Requests past their soft timeout and not yet answered.
+    pub fn slow(&self) -> usize {
+        self.slow
     }
 
     /// What the lookup found so far; final once [`is_finished`](Self::is_finished).
@@ -226,7 +327,14 @@ impl Lookup {
             hops,
             contacted: self.contacted,
             failed: self.failed,
+            address_conflicts: self.address_conflicts,
+            bound: self.bound,
         }
+    }
+
+    fn end(&mut self, bound: Bound) {
+        self.finished = true;
+        self.bound = Some(bound);
     }
 
     /// Records the answer of an in-flight `peer`; `None` for anyone else, as
@@ -236,15 +344,35 @@ impl Lookup {
             return None;
         }
         let candidate = self.candidates.get_mut(&peer.distance(&self.target))?;
-        if candidate.state != State::Waiting {
-            return None;
+        match candidate.state {
+            State::Waiting => self.in_flight -= 1,
+            State::Slow => self.slow -= 1,
+            _ => return None,
         }
         candidate.state = to;
-        self.in_flight -= 1;
         Some(candidate)
     }
 
     fn learn(&mut self, contact: Contact, hop: u32) {
+        match self.addrs.get(&contact.addr) {
+            Some(id) if *id != contact.id => {
+                self.address_conflicts += 1;
+                return;
+            }
+            Some(_) => {}
+            None => {
+                // An id heard of at one address keeps it: the same id
+                // named at a second address is the same vote, not two.
+                if self
+                    .candidates
+                    .contains_key(&contact.id.distance(&self.target))
+                {
+                    self.address_conflicts += 1;
+                    return;
+                }
+                self.addrs.insert(contact.addr, contact.id);
+            }
+        }
         self.candidates
             .entry(contact.id.distance(&self.target))
             .and_modify(|c| c.hop = c.hop.min(hop))
@@ -270,7 +398,9 @@ impl Lookup {
             .map(|(d, _)| *d)
             .collect();
         for distance in &excess {
-            self.candidates.remove(distance);
+            if let Some(c) = self.candidates.remove(distance) {
+                self.addrs.remove(&c.contact.addr);
+            }
         }
     }
 
@@ -282,13 +412,23 @@ impl Lookup {
         // The Kademlia rule: once the k closest live candidates have all
         // answered, none of them knows anyone closer. Stragglers farther out
         // may still be in flight; as in Kademlia, they are not waited for.
-        let settled = self
+        // Slow peers count as failed here, unless without them the result
+        // would be short: then they are waited for.
+        let window: Vec<State> = self
             .candidates
             .values()
-            .filter(|c| c.state != State::Failed)
+            .filter(|c| c.state != State::Failed && c.state != State::Slow)
             .take(self.k)
-            .all(|c| c.state == State::Succeeded);
+            .map(|c| c.state)
+            .collect();
+        let answered = window.iter().all(|s| *s == State::Succeeded);
+        let settled = answered && (window.len() >= self.k || self.slow == 0);
         self.finished = found || settled;
+        // Out of requests with none left to wait for: end with what we have.
+        let spent = self.contacted >= self.max_requests && self.in_flight == 0 && self.slow == 0;
+        if !self.finished && spent {
+            self.end(Bound::Requests);
+        }
     }
 }
 
@@ -324,9 +464,13 @@ mod tests {
         local: Option<u16>,
         seeds: &[u16],
     ) -> Lookup {
-        let cfg = LookupConfig { k, alpha };
+        let cfg = LookupConfig {
+            k,
+            alpha,
+            ..LookupConfig::default()
+        };
         let seeds = seeds.iter().map(|&n| at(n)).collect();
-        Lookup::new(TARGET, kind, cfg, local.map(at), seeds)
+        Lookup::new(TARGET, kind, cfg, local.map(at), seeds, 0)
     }
 
     fn ok(l: &mut Lookup, n: u16, closer: &[u16]) {
@@ -540,5 +684,148 @@ mod tests {
         ok(&mut l, 1, &[]);
         assert!(l.is_finished());
         assert_eq!(ns(&l.result().closest), vec![1]);
+    }
+
+    /// A contact at distance `n` that claims the address of `at(port)`.
+    fn sybil(n: u16, port: u16) -> Contact {
+        Contact::new(at(n).id, at(port).addr)
+    }
+
+    #[test]
+    fn one_address_holds_one_candidate() {
+        let mut l = lookup(LookupKind::FindNode, 7, 3, None, &[500, 400]);
+        assert_eq!(ns(&l.next_peers()), vec![400, 500]);
+        // 500 names seven made-up ids at its own address, closer than anyone.
+        let fakes: Vec<Contact> = (1..=7).map(|n| sybil(n, 500)).collect();
+        l.on_success(&at(500).id, fakes);
+        // ...and an honest peer names one of them, and a real node.
+        l.on_success(&at(400).id, vec![sybil(2, 500), at(300)]);
+        // Only 300 is new: every fake shares 500's address.
+        assert_eq!(ns(&l.next_peers()), vec![300]);
+        ok(&mut l, 300, &[]);
+        assert!(l.is_finished());
+        let r = l.result();
+        assert_eq!(ns(&r.closest), vec![300, 400, 500]);
+        assert_eq!(r.address_conflicts, 8);
+        // The same id named at a second address is still one vote.
+        let mut l = lookup(LookupKind::FindNode, 7, 3, None, &[9]);
+        l.next_peers();
+        ok(&mut l, 9, &[8]);
+        assert_eq!(ns(&l.next_peers()), vec![8]);
+        l.on_success(&at(8).id, vec![Contact::new(at(9).id, at(77).addr)]);
+        assert!(l.next_peers().is_empty());
+        assert_eq!(l.result().address_conflicts, 1);
+    }
+
+    #[test]
+    fn our_own_address_is_not_handed_to_another_id() {
+        let mut l = lookup(LookupKind::FindNode, 3, 3, Some(50), &[60]);
+        l.next_peers();
+        l.on_success(&at(60).id, vec![sybil(1, 50)]);
+        assert!(l.is_finished());
+        assert_eq!(ns(&l.result().closest), vec![50, 60]);
+    }
+
+    #[test]
+    fn slow_peers_free_their_slot_and_do_not_hold_up_the_end() {
+        let mut l = lookup(LookupKind::FindNode, 2, 1, None, &[1, 2, 3]);
+        assert_eq!(ns(&l.next_peers()), vec![1]);
+        assert!(l.next_peers().is_empty());
+        l.on_slow(&at(1).id);
+        assert_eq!((l.in_flight(), l.slow()), (0, 1));
+        // The slot went to the next peer.
+        assert_eq!(ns(&l.next_peers()), vec![2]);
+        ok(&mut l, 2, &[]);
+        assert_eq!(ns(&l.next_peers()), vec![3]);
+        ok(&mut l, 3, &[]);
+        // 2 and 3 fill k=2: the slow 1 is not waited for.
+        assert!(l.is_finished());
+        assert_eq!(ns(&l.result().closest), vec![2, 3]);
+    }
+
+    #[test]
+    fn a_slow_peer_is_waited_for_when_the_result_would_be_short_and_may_answer_late() {
+        let mut l = lookup(LookupKind::FindNode, 3, 3, None, &[1, 2]);
+        assert_eq!(ns(&l.next_peers()), vec![1, 2]);
+        l.on_slow(&at(1).id);
+        ok(&mut l, 2, &[]);
+        assert!(
+            !l.is_finished(),
+            "only one answer of k=3: wait for the slow one"
+        );
+        // Its late answer counts, and may name more.
+        ok(&mut l, 1, &[5]);
+        assert_eq!(l.slow(), 0);
+        assert_eq!(ns(&l.next_peers()), vec![5]);
+        l.on_slow(&at(5).id);
+        l.on_failure(&at(5).id);
+        assert!(l.is_finished());
+        assert_eq!(ns(&l.result().closest), vec![1, 2]);
+        assert_eq!(l.result().failed, 1);
+    }
+
+    #[test]
+    fn the_request_cap_ends_an_endless_lookup() {
+        let cfg = LookupConfig {
+            k: 3,
+            alpha: 3,
+            max_requests: 10,
+            deadline_ms: 1_000_000,
+        };
+        let mut l = Lookup::new(TARGET, LookupKind::FindNode, cfg, None, vec![at(60_000)], 0);
+        // A liar answers every request with three fresh, ever closer ids.
+        let mut next = 59_999u16;
+        let mut sent = 0;
+        while !l.is_finished() {
+            let peers = l.next_peers();
+            assert!(!peers.is_empty() || l.is_finished());
+            for p in peers {
+                sent += 1;
+                let closer: Vec<Contact> = (0..3).map(|i| at(next - i)).collect();
+                next -= 3;
+                l.on_success(&p.id, closer);
+            }
+        }
+        assert_eq!(sent, 10);
+        let r = l.result();
+        assert_eq!(r.bound, Some(Bound::Requests));
+        assert_eq!((r.contacted, r.closest.len()), (10, 3));
+    }
+
+    #[test]
+    fn the_deadline_ends_a_lookup_with_the_best_it_has() {
+        let cfg = LookupConfig {
+            k: 3,
+            alpha: 1,
+            max_requests: 100,
+            deadline_ms: 5_000,
+        };
+        let mut l = Lookup::new(
+            TARGET,
+            LookupKind::FindNode,
+            cfg,
+            None,
+            vec![at(9), at(8)],
+            1_000,
+        );
+        assert_eq!(l.deadline(), 6_000);
+        assert_eq!(ns(&l.next_peers()), vec![8]);
+        ok(&mut l, 8, &[]);
+        l.next_peers();
+        assert!(!l.tick(5_999));
+        assert!(l.tick(6_000));
+        assert!(l.is_finished());
+        assert!(!l.tick(7_000), "ends once");
+        let r = l.result();
+        assert_eq!(r.bound, Some(Bound::Deadline));
+        assert_eq!(ns(&r.closest), vec![8]);
+        // Late answers change nothing.
+        ok(&mut l, 9, &[1]);
+        assert_eq!(ns(&l.result().closest), vec![8]);
+        // An honest lookup ends on its own with no bound.
+        let mut l = lookup(LookupKind::FindNode, 1, 1, None, &[1]);
+        l.next_peers();
+        ok(&mut l, 1, &[]);
+        assert_eq!(l.result().bound, None);
     }
 }

@@ -63,6 +63,10 @@ pub struct Metrics {
     verify_checked: IntCounter,
     verify_corrupt: IntCounter,
     verify_repaired: IntCounter,
+    requests_limited: IntCounter,
+    lookups_bounded: IntCounterVec,
+    admission: IntCounterVec,
+    checks: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -149,6 +153,10 @@ impl Metrics {
             verify_checked: counter(&r, "dhtfs_verify_checked_blocks_total", "Blocks re-hashed by verification.")?,
             verify_corrupt: counter(&r, "dhtfs_verify_corrupt_blocks_total", "Blocks verification found corrupt.")?,
             verify_repaired: counter(&r, "dhtfs_verify_repaired_blocks_total", "Corrupt blocks replaced by a good copy.")?,
+            requests_limited: counter(&r, "dhtfs_requests_limited_total", "DHT requests dropped by the per-source rate limit.")?,
+            lookups_bounded: counter_vec(&r, "dhtfs_lookups_bounded_total", "Lookups ended early by a bound (deadline|requests).", &["bound"])?,
+            admission: counter_vec(&r, "dhtfs_routing_admission_refused_total", "Contacts kept out of the routing table, by reason (ip_limit: per-IP or per-prefix limit; address_conflict: another node holds the address or id).", &["reason"])?,
+            checks: counter_vec(&r, "dhtfs_contact_checks_total", "Pings checking an unproven contact, by outcome (passed|failed|skipped: over the check budget).", &["outcome"])?,
             registry: r,
             node,
             store,
@@ -196,6 +204,7 @@ impl Metrics {
             ("bad_hash", &s.stores_bad_hash),
             ("refused", &s.stores_refused),
             ("pull_failed", &s.stores_pull_failed),
+            ("not_responsible", &s.stores_not_responsible),
         ] {
             sync(
                 &self.stores.with_label_values(&[outcome]),
@@ -214,6 +223,43 @@ impl Metrics {
             &self.tcp_connections.with_label_values(&["refused"]),
             Stats::get(&s.tcp_connections_refused),
         );
+        sync(
+            &self.tcp_connections.with_label_values(&["refused_per_ip"]),
+            Stats::get(&s.tcp_connections_refused_per_ip),
+        );
+        sync(
+            &self.tcp_blocks.with_label_values(&["slow"]),
+            Stats::get(&s.tcp_slow_key_lines),
+        );
+        sync(&self.requests_limited, Stats::get(&s.requests_limited));
+        for (bound, counter) in [
+            ("deadline", &s.lookups_ended_deadline),
+            ("requests", &s.lookups_ended_requests),
+        ] {
+            sync(
+                &self.lookups_bounded.with_label_values(&[bound]),
+                Stats::get(counter),
+            );
+        }
+        for (reason, counter) in [
+            ("ip_limit", &s.contacts_rejected),
+            ("address_conflict", &s.address_conflicts),
+        ] {
+            sync(
+                &self.admission.with_label_values(&[reason]),
+                Stats::get(counter),
+            );
+        }
+        for (outcome, counter) in [
+            ("passed", &s.checks_passed),
+            ("failed", &s.checks_failed),
+            ("skipped", &s.checks_skipped),
+        ] {
+            sync(
+                &self.checks.with_label_values(&[outcome]),
+                Stats::get(counter),
+            );
+        }
         sync(
             &self.tcp_blocks.with_label_values(&["served"]),
             Stats::get(&s.tcp_blocks_served),

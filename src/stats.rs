@@ -79,6 +79,26 @@ pub struct Stats {
     pub tcp_blocks_absent: AtomicU64,
     /// TCP key lines that were too long or not a key.
     pub tcp_bad_requests: AtomicU64,
+    /// TCP connections refused at the per-IP cap.
+    pub tcp_connections_refused_per_ip: AtomicU64,
+    /// TCP connections closed because a key line did not arrive in time.
+    pub tcp_slow_key_lines: AtomicU64,
+    /// Requests dropped by the per-source rate limit.
+    pub requests_limited: AtomicU64,
+    /// Claims on an address or id the table binds to another node.
+    pub address_conflicts: AtomicU64,
+    /// Newcomers refused by the per-IP or per-prefix limits.
+    pub contacts_rejected: AtomicU64,
+    /// Pings checking a contact: begun, skipped for want of budget, passed, failed.
+    pub checks_sent: AtomicU64,
+    pub checks_skipped: AtomicU64,
+    pub checks_passed: AtomicU64,
+    pub checks_failed: AtomicU64,
+    /// Lookups ended by their deadline, and by their request cap.
+    pub lookups_ended_deadline: AtomicU64,
+    pub lookups_ended_requests: AtomicU64,
+    /// store_value requests refused because we are not among the key's holders.
+    pub stores_not_responsible: AtomicU64,
     /// Lookups run and their hop counts added up.
     pub lookups: AtomicU64,
     pub lookup_hops_total: AtomicU64,

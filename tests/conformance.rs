@@ -19,7 +19,9 @@ use tokio::net::{TcpListener, UdpSocket};
 /// served as `len (4 bytes LE) \n bytes`, closing without a byte when absent.
 struct OriginalPeer {
     id: Id,
-    udp: UdpSocket,
+    udp: Arc<UdpSocket>,
+    /// Datagrams that are not requests (answers and errors), in arrival order.
+    inbox: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Value>>,
     addr: SocketAddr,
     /// What it serves for each key (a liar serves bytes that do not match).
     serves: Arc<Mutex<HashMap<Id, Vec<u8>>>>,
@@ -37,6 +39,33 @@ impl OriginalPeer {
             }
         };
         let addr = udp.local_addr().unwrap();
+        let id = Id::random();
+        let udp = Arc::new(udp);
+        // Like an original node, it answers the pings a node sends to check
+        // it, whenever they come; everything else goes to the test.
+        let (tx, inbox) = tokio::sync::mpsc::unbounded_channel();
+        let socket = udp.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let msg: Value = serde_json::from_slice(&buf[..n]).expect("the node sends JSON");
+                if msg.get("resp").is_some() || msg.get("error").is_some() {
+                    if tx.send(msg).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                assert_eq!(
+                    msg["type"],
+                    json!("ping_node"),
+                    "the node only pings: {msg}"
+                );
+                let me = json!({"node_id": id.to_hex(), "ip": "127.0.0.1", "port": addr.port()});
+                let pong =
+                    json!({"magic": msg["magic"], "type": "ping_node", "resp": true, "result": me});
+                let _ = socket.send_to(pong.to_string().as_bytes(), from).await;
+            }
+        });
         let serves: Arc<Mutex<HashMap<Id, Vec<u8>>>> = Arc::default();
         let pulls: Arc<Mutex<u32>> = Arc::default();
         let (s, p) = (serves.clone(), pulls.clone());
@@ -63,8 +92,9 @@ impl OriginalPeer {
             }
         });
         OriginalPeer {
-            id: Id::random(),
+            id,
             udp,
+            inbox: tokio::sync::Mutex::new(inbox),
             addr,
             serves,
             pulls,
@@ -83,14 +113,10 @@ impl OriginalPeer {
         self.udp.send_to(bytes, to).await.unwrap();
     }
 
-    /// The next datagram, or None within `wait`.
+    /// The next datagram that is not a request, or None within `wait`.
     async fn recv(&self, wait: Duration) -> Option<Value> {
-        let mut buf = vec![0u8; 65_536];
-        let (n, _) = tokio::time::timeout(wait, self.udp.recv_from(&mut buf))
-            .await
-            .ok()?
-            .unwrap();
-        Some(serde_json::from_slice(&buf[..n]).expect("the node sends JSON"))
+        let mut inbox = self.inbox.lock().await;
+        tokio::time::timeout(wait, inbox.recv()).await.ok()?
     }
 
     async fn call(&self, to: SocketAddr, msg: Value) -> Value {
@@ -140,8 +166,18 @@ async fn ping_find_node_and_requester_spelling() {
         others.push(p);
     }
 
-    // find_node: up to 7 nodes, closest to the target first, from its table.
+    // The node hands out only peers whose id it proved with a ping of its
+    // own: each peer answers it, as an original node does.
     let target = Id::random();
+    for _ in 0..100 {
+        if node.node.table().closest_good(&target, 20).len() == 11 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(node.node.table().closest_good(&target, 20).len(), 11);
+
+    // find_node: up to 7 nodes, closest to the target first, from its table.
     let resp = peer
         .call(
             to,

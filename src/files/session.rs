@@ -53,7 +53,10 @@ impl Session {
             stats.clone(),
         ));
         let cfg = NodeConfig {
-            lookup: LookupConfig { k, alpha: 3 },
+            lookup: LookupConfig {
+                k,
+                ..LookupConfig::default()
+            },
             is_holder: false,
             ..NodeConfig::default()
         };

@@ -1,6 +1,11 @@
 //! The block-fetch client, with connection reuse: after a block, our server
 //! waits for the next key line on the same connection, so a connection is kept
-//! in a small bounded pool for the next fetch from that peer.
+//! in a small bounded pool for the next fetch from that peer, for a while.
+//!
+//! A peer must accept the connection and send the first byte of its answer
+//! within a short deadline (a black hole that accepts and never answers ties
+//! up a pull for seconds, not the whole pull timeout); the rest of the block
+//! then has the full timeout per read.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,6 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::id::Id;
 use crate::node::FetchError;
@@ -19,23 +25,41 @@ use crate::wire::block_frame::{encode_key_line, parse_header, HEADER_LEN};
 const IDLE_PER_PEER: usize = 4;
 /// Idle connections kept in all.
 const IDLE_TOTAL: usize = 256;
+/// An idle connection is dropped after this long, well before our server's
+/// 30 s idle timeout closes its end.
+const IDLE_MAX: Duration = Duration::from_secs(10);
+/// Longest wait for a connection to open, and for the first byte of an answer.
+const START_DEADLINE: Duration = Duration::from_secs(5);
+
+type Pool = HashMap<SocketAddr, Vec<(Instant, TcpStream)>>;
 
 /// A cloneable block-fetch client.
 #[derive(Clone)]
 pub struct TcpClient {
-    idle: Arc<Mutex<HashMap<SocketAddr, Vec<TcpStream>>>>,
+    idle: Arc<Mutex<Pool>>,
     timeout: Duration,
+    start: Duration,
     stats: Arc<Stats>,
 }
 
 impl TcpClient {
-    /// A client whose connects and reads each time out after `timeout`.
+    /// A client whose reads each time out after `timeout`; connecting and
+    /// the first byte of an answer get at most 5 s of that.
     pub fn new(timeout: Duration, stats: Arc<Stats>) -> TcpClient {
         TcpClient {
             idle: Arc::new(Mutex::new(HashMap::new())),
             timeout,
+            start: timeout.min(START_DEADLINE),
             stats,
         }
+    }
+
+    /// Idle connections pooled now.
+    pub fn idle_connections(&self) -> usize {
+        self.idle
+            .lock()
+            .map(|p| p.values().map(Vec::len).sum())
+            .unwrap_or(0)
     }
 
     /// Fetches block `key` from `from`, refusing one longer than `max_len`.
@@ -54,7 +78,7 @@ impl TcpClient {
                 other => return other,
             }
         }
-        let conn = tokio::time::timeout(self.timeout, TcpStream::connect(from))
+        let conn = tokio::time::timeout(self.start, TcpStream::connect(from))
             .await
             .map_err(|_| FetchError::Timeout)?
             .map_err(|e| FetchError::Io(e.to_string()))?;
@@ -73,7 +97,10 @@ impl TcpClient {
         let line = encode_key_line(&key);
         self.timed(conn.write_all(&line)).await?.map_err(io)?;
         let mut header = [0u8; HEADER_LEN];
-        let first = self.timed(conn.read(&mut header[..1])).await?.map_err(io)?;
+        let first = tokio::time::timeout(self.start, conn.read(&mut header[..1]))
+            .await
+            .map_err(|_| FetchError::Timeout)?
+            .map_err(io)?;
         if first == 0 {
             return Err(FetchError::Absent);
         }
@@ -106,7 +133,8 @@ impl TcpClient {
     fn take_idle(&self, addr: SocketAddr) -> Option<TcpStream> {
         let mut idle = self.idle.lock().ok()?;
         let conns = idle.get_mut(&addr)?;
-        let conn = conns.pop();
+        conns.retain(|(since, _)| since.elapsed() < IDLE_MAX);
+        let conn = conns.pop().map(|(_, c)| c);
         if conns.is_empty() {
             idle.remove(&addr);
         }
@@ -117,10 +145,15 @@ impl TcpClient {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
+        // Only what is pooled has an entry; stale connections go first.
+        idle.retain(|_, conns| {
+            conns.retain(|(since, _)| since.elapsed() < IDLE_MAX);
+            !conns.is_empty()
+        });
         let total: usize = idle.values().map(Vec::len).sum();
-        let conns = idle.entry(addr).or_default();
-        if conns.len() < IDLE_PER_PEER && total < IDLE_TOTAL {
-            conns.push(conn);
+        let held = idle.get(&addr).map_or(0, Vec::len);
+        if held < IDLE_PER_PEER && total < IDLE_TOTAL {
+            idle.entry(addr).or_default().push((Instant::now(), conn));
         }
     }
 }

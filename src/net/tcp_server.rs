@@ -1,14 +1,18 @@
 //! The TCP block server: reads key lines, answers with framed blocks, and keeps
 //! the connection for the next key (our clients reuse it; the original's read
 //! one block and close, which is just as fine). Bounded in line length,
-//! connections and idle time.
+//! connections (in all and per IP), the time a key line may take to arrive,
+//! and idle time.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
 
 use crate::stats::Stats;
 use crate::store::BlockStore;
@@ -19,8 +23,14 @@ use crate::wire::block_frame::{encode_header, parse_key_line, KeyLine, MAX_KEY_L
 pub struct TcpLimits {
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
-    /// A connection with no complete key line for this long is closed.
+    /// Connections served at once from one IP (loopback included: a
+    /// devnet's nodes share 127.0.0.1, so this is sized for them).
+    pub max_per_ip: usize,
+    /// A connection waiting for the next key line is closed after this long.
     pub idle_timeout: Duration,
+    /// A key line must be complete this soon after the connection opened,
+    /// or after the line's first byte: a slow sender holds no slot for long.
+    pub key_line_timeout: Duration,
     /// Writing one block may take at most this long.
     pub write_timeout: Duration,
 }
@@ -29,8 +39,47 @@ impl Default for TcpLimits {
     fn default() -> Self {
         TcpLimits {
             max_connections: 256,
+            max_per_ip: 64,
             idle_timeout: Duration::from_secs(30),
+            key_line_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Connections open per IP, shared by the accept loop and the connections.
+#[derive(Clone, Default)]
+struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection counted against its IP; freed when dropped.
+struct IpSlot {
+    counts: PerIp,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn take(&self, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
         }
     }
 }
@@ -45,10 +94,17 @@ pub async fn serve_blocks(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = PerIp::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
+                let ip = crate::addr::canonical(peer.ip());
+                let Some(ip_slot) = per_ip.take(ip, limits.max_per_ip) else {
+                    Stats::inc(&stats.tcp_connections_refused_per_ip);
+                    tracing::debug!(%peer, "tcp connection refused: at the per-IP cap");
+                    continue;
+                };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     Stats::inc(&stats.tcp_connections_refused);
                     tracing::debug!(%peer, "tcp connection refused: at the connection cap");
@@ -60,6 +116,7 @@ pub async fn serve_blocks(
                 tokio::spawn(async move {
                     serve_connection(stream, blocks, &stats, &limits, stop).await;
                     drop(permit);
+                    drop(ip_slot);
                 });
             }
             _ = shutdown.changed() => break,
@@ -79,6 +136,11 @@ async fn serve_connection(
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(MAX_KEY_LINE);
     let mut chunk = [0u8; MAX_KEY_LINE];
+    // When the key line being read began: the connection's opening for the
+    // first, the first byte for later ones (between them the idle timeout
+    // applies). The whole line must arrive within the key-line timeout of it,
+    // however the bytes trickle in.
+    let mut line_began = Some(Instant::now());
     loop {
         // Read until a whole key line is buffered, within bounds and time.
         let (key, consumed) = loop {
@@ -90,15 +152,28 @@ async fn serve_connection(
                 }
                 KeyLine::Incomplete => {}
             }
+            if line_began.is_none() && !buf.is_empty() {
+                line_began = Some(Instant::now());
+            }
+            let wait = match line_began {
+                Some(t) => limits.key_line_timeout.saturating_sub(t.elapsed()),
+                None => limits.idle_timeout,
+            };
             let room = MAX_KEY_LINE - buf.len();
             // Shutdown ends a connection only while it waits for a key: a
             // block being written is finished first.
             let read = tokio::select! {
-                read = tokio::time::timeout(limits.idle_timeout, stream.read(&mut chunk[..room])) => read,
+                read = tokio::time::timeout(wait, stream.read(&mut chunk[..room])) => read,
                 _ = stop.wait_for(|s| *s) => return,
             };
             match read {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Err(_) => {
+                    if line_began.is_some() {
+                        Stats::inc(&stats.tcp_slow_key_lines);
+                    }
+                    return;
+                }
                 Ok(Ok(n)) => {
                     Stats::add(&stats.tcp_bytes_received, n as u64);
                     buf.extend_from_slice(&chunk[..n]);
@@ -106,6 +181,7 @@ async fn serve_connection(
             }
         };
         buf.drain(..consumed);
+        line_began = None;
         let Ok(key) = key else {
             Stats::inc(&stats.tcp_bad_requests);
             return;

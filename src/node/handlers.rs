@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
-use super::Node;
+use super::{lock, Node};
 use crate::contact::Contact;
-use crate::routing::Observed;
+use crate::routing::{Heard, Observed};
 use crate::stats::{Outcome, Stats};
 use crate::wire::message::{self, encode_error, encode_response, node_json, nodes_json};
 use crate::wire::{Message, Request, RequestBody, RequestType};
@@ -57,12 +57,20 @@ impl Node {
     }
 
     fn handle_request(&self, from: SocketAddr, req: Request) {
+        // Per-source limit first, so a flood neither gets answers nor churns
+        // the table. Dropped without a word: an error reply is traffic too.
+        let now = self.inner.clock.now_ms();
+        let source = crate::addr::source(from);
+        if !lock(&self.inner.limiter).allow(&source, 1.0, now) {
+            Stats::inc(&self.inner.stats.requests_limited);
+            return;
+        }
         // The address the datagram came from wins over the one it claims.
         let requester = Contact::new(req.requester.id, from);
         // A short-lived client is answered but not remembered: it will be
         // gone soon, and dead entries slow every lookup that meets them.
         if requester.id != self.inner.me.id && !req.read_only {
-            self.observe(requester);
+            self.observe(requester, Heard::Request);
         }
         let kind = req.body.kind();
         let result = match req.body {
@@ -78,7 +86,7 @@ impl Node {
             RequestBody::StoreValue(key) => {
                 // Pulling takes a while: answer from a task of its own.
                 let node = self.clone();
-                tokio::spawn(async move { node.handle_store(from, req.magic, key).await });
+                tokio::spawn(async move { node.handle_store(requester, req.magic, key).await });
                 return;
             }
         };
@@ -86,22 +94,15 @@ impl Node {
     }
 
     /// The K closest we know to `target`, closest first, leaving out the one
-    /// who asked. Entries whose last request failed go only where no healthy
-    /// one is left: a dead peer in an answer costs the asker a timeout.
+    /// who asked. Only verified entries whose last request did not fail are
+    /// handed out: an unproven id may be made up, and a dead peer in an
+    /// answer costs the asker a timeout.
     fn closest_for(&self, target: &crate::id::Id, requester: &Contact) -> Vec<Contact> {
         let k = self.inner.cfg.lookup.k;
-        let table = self.table();
-        let (mut healthy, failing): (Vec<Contact>, Vec<Contact>) = table
-            .closest(target, 2 * k + 1)
-            .into_iter()
-            .filter(|c| c.id != requester.id)
-            .partition(|c| table.get(&c.id).is_none_or(|e| e.failures == 0));
-        drop(table);
-        let missing = k.saturating_sub(healthy.len());
-        healthy.extend(failing.into_iter().take(missing));
-        healthy.sort_by_key(|c| c.id.distance(target));
-        healthy.truncate(k);
-        healthy
+        let mut out = self.table().closest_good(target, k + 1);
+        out.retain(|c| c.id != requester.id && c.addr != requester.addr);
+        out.truncate(k);
+        out
     }
 
     /// Sends a response and counts it as served.
@@ -122,18 +123,34 @@ impl Node {
         self.inner.transport.send_datagram(to, bytes);
     }
 
-    /// Adds or refreshes a contact we heard from; a full bucket makes us ping
-    /// its least-recently-seen entry, which stays if it answers.
-    pub(super) fn observe(&self, contact: Contact) {
+    /// Adds or refreshes a contact we heard from, `how` saying what that
+    /// proves. A newcomer whose id is unproven is checked by a ping; a full
+    /// bucket makes us ping its least-recently-seen entry, which stays if it
+    /// answers; a claim on another node's address or id is checked too.
+    pub(super) fn observe(&self, contact: Contact, how: Heard) {
         let now = self.inner.clock.now_ms();
-        let outcome = self.table().observe(contact, now);
-        if let Observed::Pending { ping } = outcome {
-            let node = self.clone();
-            tokio::spawn(async move {
-                let alive = node.ping_contact(&ping).await.is_ok();
-                let now = node.inner.clock.now_ms();
-                node.table().on_ping_result(&ping.id, alive, now);
-            });
+        let outcome = self.table().observe(contact, how, now);
+        let stats = &self.inner.stats;
+        match outcome {
+            Observed::Pending { ping } => {
+                let node = self.clone();
+                tokio::spawn(async move {
+                    let alive = node.ping_contact(&ping).await.is_ok();
+                    let now = node.inner.clock.now_ms();
+                    node.table().on_ping_result(&ping.id, alive, now);
+                });
+            }
+            Observed::Inserted if how != Heard::Pong => {
+                self.check(contact);
+            }
+            Observed::Conflict { known } => {
+                Stats::inc(&stats.address_conflicts);
+                if how != Heard::Pong {
+                    self.check_conflict(known, contact);
+                }
+            }
+            Observed::Rejected => Stats::inc(&stats.contacts_rejected),
+            _ => {}
         }
     }
 }

@@ -1,15 +1,19 @@
 //! Drives the pure [`Lookup`] state machine over real requests, α at a time,
-//! and builds on it: finding a block's holders and replicating a block.
+//! with a soft timeout per request (from the measured round trips) and the
+//! lookup's deadline, and builds on it: finding a block's holders and
+//! replicating a block.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::task::JoinSet;
 
 use super::Node;
 use crate::contact::Contact;
 use crate::id::Id;
-use crate::lookup::{Lookup, LookupKind, LookupResult};
+use crate::lookup::{Bound, Lookup, LookupKind, LookupResult};
+use crate::stats::Stats;
 use crate::wire::message::FindValueResult;
 
 /// What replicating one block achieved.
@@ -49,8 +53,11 @@ impl Node {
             table.closest(&target, cfg.k)
         };
         let local = self.inner.cfg.is_holder.then_some(self.inner.me);
-        let mut lookup = Lookup::new(target, kind, cfg, local, seeds);
+        let clock = self.inner.clock.clone();
+        let mut lookup = Lookup::new(target, kind, cfg, local, seeds, now);
         let mut in_flight: JoinSet<(Id, Answer)> = JoinSet::new();
+        // Soft deadlines (ms) of the requests not yet answered nor slow.
+        let mut waiting: Vec<(u64, Id)> = Vec::new();
         loop {
             let mut peers = lookup.next_peers();
             while !peers.is_empty() {
@@ -59,6 +66,8 @@ impl Node {
                 for peer in &avoided {
                     lookup.on_failure(&peer.id);
                 }
+                let soft = clock.now_ms() + self.soft_timeout().as_millis() as u64;
+                waiting.extend(asked.iter().map(|p| (soft, p.id)));
                 self.spawn_asks(&mut in_flight, asked, target, kind);
                 // Failing avoided peers frees slots for the next ones.
                 peers = if avoided.is_empty() {
@@ -70,20 +79,48 @@ impl Node {
             if lookup.is_finished() {
                 break;
             }
-            let Some(joined) = in_flight.join_next().await else {
-                break;
-            };
-            let Ok((peer, answer)) = joined else {
-                continue;
-            };
-            match answer {
-                Answer::Nodes(nodes) => lookup.on_success(&peer, nodes),
-                Answer::Holder => lookup.on_value(&peer),
-                Answer::Failed => lookup.on_failure(&peer),
+            let wake = waiting
+                .iter()
+                .map(|(at, _)| *at)
+                .fold(lookup.deadline(), u64::min);
+            let nap = Duration::from_millis(wake.saturating_sub(clock.now_ms()));
+            tokio::select! {
+                biased;
+                joined = in_flight.join_next() => {
+                    let Some(joined) = joined else { break };
+                    let Ok((peer, answer)) = joined else { continue };
+                    waiting.retain(|(_, id)| *id != peer);
+                    match answer {
+                        Answer::Nodes(nodes) => lookup.on_success(&peer, nodes),
+                        Answer::Holder => lookup.on_value(&peer),
+                        Answer::Failed => lookup.on_failure(&peer),
+                    }
+                }
+                _ = clock.sleep(nap) => {
+                    let now = clock.now_ms();
+                    if lookup.tick(now) {
+                        break;
+                    }
+                    waiting.retain(|(at, id)| {
+                        if *at <= now {
+                            lookup.on_slow(id);
+                        }
+                        *at > now
+                    });
+                }
             }
         }
+        // Requests still out finish on their own, within the hard timeout, so
+        // that a dead peer is still charged its failure in the table.
+        in_flight.detach_all();
         let result = lookup.result();
-        self.inner.stats.observe_hops(result.hops);
+        let stats = &self.inner.stats;
+        stats.observe_hops(result.hops);
+        match result.bound {
+            Some(Bound::Deadline) => Stats::inc(&stats.lookups_ended_deadline),
+            Some(Bound::Requests) => Stats::inc(&stats.lookups_ended_requests),
+            None => {}
+        }
         result
     }
 

@@ -2,6 +2,7 @@
 //! runs lookups and stores. It reaches the network only through a [`Transport`]
 //! and time only through a [`Clock`], so a simulation can drive it.
 
+mod checks;
 mod handlers;
 mod lookups;
 pub mod pending;
@@ -10,15 +11,19 @@ mod store_value;
 pub mod transport;
 mod upkeep;
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use crate::addr::Source;
 use crate::contact::Contact;
+use crate::limits::{Rate, SourceLimiter, TokenBucket};
 use crate::lookup::LookupConfig;
 use crate::routing::{RoutingConfig, RoutingTable};
+use crate::rtt::RttEstimator;
 use crate::stats::Stats;
 use crate::store::BlockStore;
 
@@ -51,6 +56,22 @@ pub struct NodeConfig {
     pub is_holder: bool,
     /// A bucket with no lookup in its range for this long is refreshed.
     pub bucket_refresh: Duration,
+    /// The soft timeout of a lookup's request never falls below this.
+    pub soft_timeout_min: Duration,
+    /// Requests each source may send us (the IP on public addresses, the
+    /// IP and port on local ones); more are dropped and counted.
+    pub request_rate: Rate,
+    /// Sources the request limiter tracks at once.
+    pub max_rate_sources: usize,
+    /// Pings checking unverified contacts and address conflicts.
+    pub check_rate: Rate,
+    /// Checks in flight at once.
+    pub max_checks: usize,
+    /// store_value pulls at once from one source.
+    pub max_pulls_per_source: usize,
+    /// A store_value is refused when we know at least `k + store_slack`
+    /// nodes closer to its key than ourselves: we are not among its holders.
+    pub store_slack: usize,
 }
 
 impl Default for NodeConfig {
@@ -62,10 +83,17 @@ impl Default for NodeConfig {
             store_timeout: Duration::from_secs(30),
             pull_timeout: Duration::from_secs(20),
             max_block_size: 1 << 20,
-            max_concurrent_pulls: 16,
+            max_concurrent_pulls: 64,
             max_pending: 4096,
             is_holder: true,
             bucket_refresh: Duration::from_secs(3600),
+            soft_timeout_min: Duration::from_millis(100),
+            request_rate: Rate::new(250.0, 1000.0),
+            max_rate_sources: 10_000,
+            check_rate: Rate::new(20.0, 100.0),
+            max_checks: 64,
+            max_pulls_per_source: 16,
+            store_slack: 7,
         }
     }
 }
@@ -86,6 +114,14 @@ struct Inner {
     blocks: Arc<dyn BlockStore>,
     stats: Arc<Stats>,
     pulls: Semaphore,
+    /// store_value pulls running, per source.
+    pulls_by_source: Mutex<HashMap<Source, usize>>,
+    /// Requests per source.
+    limiter: Mutex<SourceLimiter<Source>>,
+    /// Round trips of our requests, for soft timeouts.
+    rtt: Mutex<RttEstimator>,
+    /// Checks of contacts: the addresses being checked, and the budget.
+    checks: Mutex<(HashSet<SocketAddr>, TokenBucket)>,
 }
 
 impl Node {
@@ -98,12 +134,21 @@ impl Node {
         blocks: Arc<dyn BlockStore>,
         stats: Arc<Stats>,
     ) -> Node {
-        let table = RoutingTable::new(me.id, cfg.routing.clone(), clock.now_ms());
+        let now = clock.now_ms();
+        let table = RoutingTable::new(me.id, cfg.routing.clone(), now);
         Node {
             inner: Arc::new(Inner {
                 me,
                 pending: pending::Pending::new(cfg.max_pending),
                 pulls: Semaphore::new(cfg.max_concurrent_pulls),
+                pulls_by_source: Mutex::new(HashMap::new()),
+                limiter: Mutex::new(SourceLimiter::new(
+                    cfg.request_rate,
+                    cfg.max_rate_sources,
+                    now,
+                )),
+                rtt: Mutex::new(RttEstimator::new()),
+                checks: Mutex::new((HashSet::new(), TokenBucket::new(cfg.check_rate, now))),
                 table: Mutex::new(table),
                 cfg,
                 transport,
@@ -141,13 +186,13 @@ impl Node {
 
     /// Locks the routing table. Held briefly, never across an await.
     pub fn table(&self) -> MutexGuard<'_, RoutingTable> {
-        // A panic while holding the lock leaves a table that is still a valid
-        // structure (every method keeps its invariants before returning), so
-        // recovering from poisoning is safe.
-        self.inner
-            .table
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.inner.table)
+    }
+
+    /// The soft timeout a lookup gives each request now.
+    pub fn soft_timeout(&self) -> Duration {
+        let cfg = &self.inner.cfg;
+        lock(&self.inner.rtt).soft_timeout(cfg.soft_timeout_min, cfg.request_timeout)
     }
 
     /// Requests of ours waiting for answers.
@@ -170,4 +215,11 @@ impl Node {
     pub fn is_me(&self, addr: SocketAddr) -> bool {
         addr == self.inner.me.addr
     }
+}
+
+/// Locks `m`. A panic while holding one of the engine's locks leaves a
+/// structure that is still valid (every method keeps its invariants before
+/// returning), so recovering from poisoning is safe.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::Node;
+use super::{lock, Node};
 use crate::contact::Contact;
 use crate::id::Id;
+use crate::routing::Heard;
 use crate::stats::{Outcome, Stats};
 use crate::wire::message::{
     decode_find_value, decode_node, decode_nodes, decode_saved, encode_request, FindValueResult,
@@ -62,6 +63,10 @@ impl Node {
             stats.sent.add(kind, Outcome::Timeout);
             return Err(RequestError::Timeout(timeout));
         };
+        // A store_value's answer waits for a pull: not a round trip.
+        if kind != crate::wire::RequestType::StoreValue {
+            lock(&self.inner.rtt).sample(Duration::from_micros(elapsed));
+        }
         match answer {
             Ok(value) => {
                 stats.sent.add(kind, Outcome::Ok);
@@ -85,12 +90,16 @@ impl Node {
         let result = self.request(to.addr, body, timeout).await;
         let now = self.inner.clock.now_ms();
         match &result {
-            Ok(_) => self.observe(*to),
+            // An answer proves the address alive, not the id: only a ping's
+            // answer names the responder.
+            Ok(_) => self.observe(*to, Heard::Answer),
             Err(RequestError::Timeout(_)) => {
                 self.table().on_failure(&to.id, now);
             }
             // An error reply or a garbled answer still proves it is alive.
-            Err(RequestError::Remote(_)) | Err(RequestError::BadAnswer(_)) => self.observe(*to),
+            Err(RequestError::Remote(_)) | Err(RequestError::BadAnswer(_)) => {
+                self.observe(*to, Heard::Answer)
+            }
             Err(RequestError::Busy) => {}
         }
         result
@@ -104,7 +113,7 @@ impl Node {
         // Trust the id it gives, but the address we reached it at.
         let contact = Contact::new(decode_node(&value)?.id, addr);
         if contact.id != self.inner.me.id {
-            self.observe(contact);
+            self.observe(contact, Heard::Pong);
         }
         Ok(contact)
     }

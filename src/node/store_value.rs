@@ -1,17 +1,31 @@
 //! store_value received: pull the block from the requester over TCP, check its
 //! hash, store it durably, and only then answer "saved".
+//!
+//! Guarded against a host that would tie up or fill the node: a key is taken
+//! only when this node is plausibly among its holders, pulls are capped in
+//! all and per source, and a pull must connect and start within the block
+//! client's short deadlines.
 
 use std::net::SocketAddr;
 
-use super::Node;
+use super::{lock, Node};
+use crate::addr::Source;
+use crate::contact::Contact;
 use crate::id::Id;
 use crate::stats::Stats;
 use crate::store::{PutOutcome, StoreError};
 use crate::wire::RequestType;
 
 impl Node {
-    pub(super) async fn handle_store(&self, from: SocketAddr, magic: u64, key: Id) {
+    pub(super) async fn handle_store(&self, requester: Contact, magic: u64, key: Id) {
         let kind = RequestType::StoreValue;
+        let from = requester.addr;
+        if let Err(text) = self.check_responsible(&requester, &key) {
+            Stats::inc(&self.inner.stats.stores_not_responsible);
+            tracing::debug!(%from, key = %key.short(), "store_value refused: not responsible");
+            self.reply_error(from, magic, kind, &text);
+            return;
+        }
         match self.pull_and_store(from, key).await {
             Ok(_) => {
                 Stats::inc(&self.inner.stats.stores_saved);
@@ -34,6 +48,10 @@ impl Node {
             Stats::inc(&stats.stores_refused);
             return Err(e.to_string());
         }
+        let Some(_per_source) = SourceSlot::take(self, crate::addr::source(from)) else {
+            Stats::inc(&stats.stores_refused);
+            return Err("busy: too many stores in flight from your address, retry later".into());
+        };
         let Ok(_permit) = self.inner.pulls.try_acquire() else {
             Stats::inc(&stats.stores_refused);
             return Err("busy: too many stores in flight, retry later".into());
@@ -86,6 +104,60 @@ impl Node {
                 Err(format!(
                     "this node could not store block {key}: local storage error"
                 ))
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Refuses a key this node is plainly not a holder of: one for which we
+    /// know `k + store_slack` verified nodes closer than ourselves (the one
+    /// asking aside). The slack keeps an honest put, whose view of the
+    /// network differs a little from ours, from ever being refused.
+    fn check_responsible(&self, requester: &Contact, key: &Id) -> Result<(), String> {
+        let cfg = &self.inner.cfg;
+        let limit = cfg.lookup.k + cfg.store_slack;
+        let ours = self.inner.me.id.distance(key);
+        let closer = self
+            .table()
+            .closest_good(key, limit + 1)
+            .into_iter()
+            .filter(|c| c.id != requester.id && c.id.distance(key) < ours)
+            .count();
+        if closer >= limit {
+            return Err(format!(
+                "not responsible for block {key}: this node knows {closer} nodes closer to it"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One store_value pull counted against its source; freed when dropped.
+struct SourceSlot<'a> {
+    node: &'a Node,
+    source: Source,
+}
+
+impl<'a> SourceSlot<'a> {
+    fn take(node: &'a Node, source: Source) -> Option<SourceSlot<'a>> {
+        let mut running = lock(&node.inner.pulls_by_source);
+        let n = running.entry(source).or_insert(0);
+        if *n >= node.inner.cfg.max_pulls_per_source {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot { node, source })
+    }
+}
+
+impl Drop for SourceSlot<'_> {
+    fn drop(&mut self) {
+        let mut running = lock(&self.node.inner.pulls_by_source);
+        if let Some(n) = running.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.source);
             }
         }
     }

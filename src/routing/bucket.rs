@@ -20,6 +20,10 @@ pub struct Entry {
     pub last_seen: u64,
     /// Requests to it that failed since it last answered.
     pub failures: u32,
+    /// Whether a ping of ours to `contact.addr` returned `contact.id`: only
+    /// then is it handed out to others (BEP 5's good node; until then it is
+    /// questionable, since anyone can claim any id).
+    pub verified: bool,
 }
 
 /// What [`RoutingTable::observe`](super::RoutingTable::observe) did with a node.
@@ -39,6 +43,16 @@ pub enum Observed {
     Cached,
     /// Our own id, which never goes in the table.
     Ignored,
+    /// Another node holds this id at another address, or this address with
+    /// another id: nothing changed. One address gets one vote; a ping of ours
+    /// to the new address that returns the id, once the old binding has
+    /// failed, is what may move it.
+    Conflict {
+        /// The binding the table keeps.
+        known: Contact,
+    },
+    /// Over the table's per-IP or per-prefix limit for public addresses.
+    Rejected,
 }
 
 /// A newcomer waiting on the outcome of a ping to the bucket's oldest entry.
@@ -79,6 +93,14 @@ impl Bucket {
         self.entries.iter().find(|e| e.contact.id == *id)
     }
 
+    /// Nodes waiting for a slot: the eviction candidate and the replacement cache.
+    pub(super) fn waiting(&self) -> impl Iterator<Item = &Entry> {
+        self.pending
+            .iter()
+            .map(|p| &p.candidate)
+            .chain(self.replacements.iter())
+    }
+
     /// When a lookup or a node last showed activity in this range.
     pub(super) fn last_touched(&self) -> u64 {
         self.last_touched
@@ -90,11 +112,18 @@ impl Bucket {
     }
 
     /// A node in this range was heard from.
-    pub(super) fn observe(&mut self, contact: Contact, now: u64, cfg: &RoutingConfig) -> Observed {
+    pub(super) fn observe(
+        &mut self,
+        contact: Contact,
+        now: u64,
+        verified: bool,
+        cfg: &RoutingConfig,
+    ) -> Observed {
         self.last_touched = now;
         let id = contact.id;
         if let Some(entry) = self.refresh(&id, now) {
             entry.contact = contact;
+            entry.verified |= verified;
             // Hearing from the challenged entry answers the challenge.
             if self.challenged() == Some(id) {
                 self.resolve(&id, true, now, cfg);
@@ -108,13 +137,19 @@ impl Bucket {
         {
             p.candidate.contact = contact;
             p.candidate.last_seen = now;
+            p.candidate.verified |= verified;
             return Observed::Cached;
         }
+        let was_verified = self
+            .replacements
+            .iter()
+            .any(|e| e.contact.id == id && e.verified);
         self.replacements.retain(|e| e.contact.id != id);
         let entry = Entry {
             contact,
             last_seen: now,
             failures: 0,
+            verified: verified || was_verified,
         };
         if self.entries.len() < cfg.k {
             self.entries.push(entry);
@@ -141,7 +176,9 @@ impl Bucket {
         } else if alive {
             // Not a challenge we know (already resolved, or never issued): an
             // answer is still proof of life.
-            self.refresh(id, now);
+            if let Some(entry) = self.refresh(id, now) {
+                entry.verified = true;
+            }
         }
     }
 
@@ -209,7 +246,9 @@ impl Bucket {
         if !alive {
             self.replace_challenged(cfg);
         } else if let Some(pending) = self.pending.take() {
-            self.refresh(id, now);
+            if let Some(entry) = self.refresh(id, now) {
+                entry.verified = true;
+            }
             self.cache(pending.candidate, cfg);
         }
     }
@@ -263,6 +302,7 @@ mod tests {
             k,
             replacement_cache: cache,
             max_failures: 2,
+            ..RoutingConfig::default()
         }
     }
 
@@ -281,13 +321,13 @@ mod tests {
     fn cache_keeps_the_most_recent_and_dedupes() {
         let cfg = cfg(1, 2);
         let mut b = Bucket::new(0);
-        assert_eq!(b.observe(contact(1), 1, &cfg), Observed::Inserted);
+        assert_eq!(b.observe(contact(1), 1, false, &cfg), Observed::Inserted);
         assert!(matches!(
-            b.observe(contact(2), 2, &cfg),
+            b.observe(contact(2), 2, false, &cfg),
             Observed::Pending { .. }
         ));
         for (n, t) in [(3, 3), (4, 4), (3, 5), (5, 6)] {
-            assert_eq!(b.observe(contact(n), t, &cfg), Observed::Cached);
+            assert_eq!(b.observe(contact(n), t, false, &cfg), Observed::Cached);
         }
         // 3 was re-observed after 4, so 4 is the oldest and went first.
         assert_eq!(ids(&b.replacements), vec![3, 5]);
@@ -298,9 +338,9 @@ mod tests {
     fn candidate_observed_again_stays_candidate() {
         let cfg = cfg(1, 2);
         let mut b = Bucket::new(0);
-        b.observe(contact(1), 1, &cfg);
-        b.observe(contact(2), 2, &cfg);
-        assert_eq!(b.observe(contact(2), 3, &cfg), Observed::Cached);
+        b.observe(contact(1), 1, false, &cfg);
+        b.observe(contact(2), 2, false, &cfg);
+        assert_eq!(b.observe(contact(2), 3, false, &cfg), Observed::Cached);
         assert!(b.replacements.is_empty());
         b.on_ping_result(&contact(1).id, false, 4, &cfg);
         assert_eq!(ids(&b.entries), vec![2]);
@@ -311,13 +351,13 @@ mod tests {
     fn hearing_from_the_challenged_entry_settles_the_challenge() {
         let cfg = cfg(2, 2);
         let mut b = Bucket::new(0);
-        b.observe(contact(1), 1, &cfg);
-        b.observe(contact(2), 2, &cfg);
+        b.observe(contact(1), 1, false, &cfg);
+        b.observe(contact(2), 2, false, &cfg);
         assert_eq!(
-            b.observe(contact(3), 3, &cfg),
+            b.observe(contact(3), 3, false, &cfg),
             Observed::Pending { ping: contact(1) }
         );
-        assert_eq!(b.observe(contact(1), 4, &cfg), Observed::Updated);
+        assert_eq!(b.observe(contact(1), 4, false, &cfg), Observed::Updated);
         assert!(b.pending.is_none());
         assert_eq!(ids(&b.entries), vec![2, 1]);
         assert_eq!(ids(&b.replacements), vec![3]);
@@ -326,7 +366,7 @@ mod tests {
         assert_eq!(ids(&b.entries), vec![2, 1]);
         // And a new newcomer challenges the new oldest.
         assert_eq!(
-            b.observe(contact(4), 6, &cfg),
+            b.observe(contact(4), 6, false, &cfg),
             Observed::Pending { ping: contact(2) }
         );
     }
@@ -335,10 +375,10 @@ mod tests {
     fn a_freed_slot_goes_to_the_candidate_when_the_cache_is_empty() {
         let cfg = cfg(2, 0);
         let mut b = Bucket::new(0);
-        b.observe(contact(1), 1, &cfg);
-        b.observe(contact(2), 2, &cfg);
-        b.observe(contact(3), 3, &cfg);
-        assert_eq!(b.observe(contact(4), 4, &cfg), Observed::Cached);
+        b.observe(contact(1), 1, false, &cfg);
+        b.observe(contact(2), 2, false, &cfg);
+        b.observe(contact(3), 3, false, &cfg);
+        assert_eq!(b.observe(contact(4), 4, false, &cfg), Observed::Cached);
         assert!(
             b.replacements.is_empty(),
             "a zero-sized cache holds nothing"
@@ -355,15 +395,15 @@ mod tests {
     fn removing_waiting_nodes_is_quiet() {
         let cfg = cfg(1, 4);
         let mut b = Bucket::new(0);
-        b.observe(contact(1), 1, &cfg);
-        b.observe(contact(2), 2, &cfg);
-        b.observe(contact(3), 3, &cfg);
+        b.observe(contact(1), 1, false, &cfg);
+        b.observe(contact(2), 2, false, &cfg);
+        b.observe(contact(3), 3, false, &cfg);
         assert!(!b.remove(&contact(3).id, &cfg));
         assert!(!b.remove(&contact(2).id, &cfg));
         assert!(b.pending.is_none() && b.replacements.is_empty());
         assert_eq!(ids(&b.entries), vec![1]);
         // Removing the challenged entry admits the candidate.
-        b.observe(contact(5), 5, &cfg);
+        b.observe(contact(5), 5, false, &cfg);
         assert!(b.remove(&contact(1).id, &cfg));
         assert_eq!(ids(&b.entries), vec![5]);
     }

@@ -4,11 +4,13 @@
 //! Pure: the caller passes the time in as `now` (milliseconds) and performs
 //! any ping the table asks for, reporting the outcome back.
 
+mod admission;
 mod bucket;
 mod table;
 
+pub use admission::{Breach, IpLimits};
 pub use bucket::{Entry, Observed};
-pub use table::RoutingTable;
+pub use table::{Heard, RoutingTable};
 
 /// Sizes and limits of the routing table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +21,8 @@ pub struct RoutingConfig {
     pub replacement_cache: usize,
     /// Consecutive failed requests before an entry is dropped.
     pub max_failures: u32,
+    /// Per-IP and per-prefix limits on entries.
+    pub ip_limits: IpLimits,
 }
 
 impl Default for RoutingConfig {
@@ -27,6 +31,7 @@ impl Default for RoutingConfig {
             k: 20,
             replacement_cache: 8,
             max_failures: 3,
+            ip_limits: IpLimits::default(),
         }
     }
 }
@@ -74,7 +79,7 @@ mod lookup_sim {
             let fill = |me: &Contact| {
                 let mut table = RoutingTable::new(me.id, RoutingConfig::default(), 0);
                 for c in &contacts {
-                    if let Observed::Pending { ping } = table.observe(*c, 0) {
+                    if let Observed::Pending { ping } = table.observe(*c, Heard::Pong, 0) {
                         table.on_ping_result(&ping.id, true, 0);
                     }
                 }
@@ -105,7 +110,7 @@ mod lookup_sim {
         let seeds = net.tables[origin].closest(&target, 7);
         let me = Some(net.contacts[origin]);
         let cfg = LookupConfig::default();
-        let mut lookup = Lookup::new(target, LookupKind::FindNode, cfg, me, seeds);
+        let mut lookup = Lookup::new(target, LookupKind::FindNode, cfg, me, seeds, 0);
         let mut queue = VecDeque::new();
         loop {
             queue.extend(lookup.next_peers());

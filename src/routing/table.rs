@@ -1,5 +1,7 @@
 //! The routing table proper: one bucket per bit of distance from our own id.
 
+use std::net::SocketAddr;
+
 use crate::contact::Contact;
 use crate::id::{Distance, Id, ID_BITS, ID_LEN};
 
@@ -32,13 +34,105 @@ impl RoutingTable {
         self.local
     }
 
-    /// A node was heard from: it sent us a request or answered one.
-    pub fn observe(&mut self, contact: Contact, now: u64) -> Observed {
-        let cfg = &self.cfg;
-        match bucket_of(&mut self.buckets, &self.local, &contact.id) {
-            Some(bucket) => bucket.observe(contact, now, cfg),
-            None => Observed::Ignored,
+    /// A node was heard from, `how` saying what that proves.
+    ///
+    /// One address, one vote: the table holds at most one node per address
+    /// (waiting nodes included). A known id at a new address, or a new id at
+    /// a known address, changes nothing ([`Observed::Conflict`]) unless `how`
+    /// is [`Heard::Pong`] (a ping of ours to that address returned that id)
+    /// and the old binding has failed a request since it last answered; a
+    /// waiting node's binding is not trusted yet and simply gives way.
+    /// Newcomers must fit the per-IP and per-prefix limits.
+    pub fn observe(&mut self, contact: Contact, how: Heard, now: u64) -> Observed {
+        let Some(index) = self.local.bucket_index(&contact.id) else {
+            return Observed::Ignored;
+        };
+        let pong = how == Heard::Pong;
+        if let Some(holder) = self.holder_of(contact.addr) {
+            if holder.contact.id != contact.id {
+                if holder.is_entry && !(pong && holder.failures > 0) {
+                    return Observed::Conflict {
+                        known: holder.contact,
+                    };
+                }
+                self.remove(&holder.contact.id);
+            }
         }
+        if let Some(known) = self.binding_of(&contact.id) {
+            if known.contact.addr != contact.addr {
+                if known.is_entry && !(pong && known.failures > 0) {
+                    return Observed::Conflict {
+                        known: known.contact,
+                    };
+                }
+                self.remove(&contact.id);
+            }
+        }
+        let bucket = &self.buckets[index];
+        let present = bucket.get(&contact.id).is_some()
+            || bucket.waiting().any(|e| e.contact.id == contact.id);
+        if !present {
+            let limits = &self.cfg.ip_limits;
+            let in_bucket = bucket.entries().iter().map(|e| e.contact.addr);
+            let in_table = self
+                .buckets
+                .iter()
+                .flat_map(|b| b.entries().iter().map(|e| e.contact.addr));
+            if limits.check(contact.addr, in_bucket, in_table).is_err() {
+                return Observed::Rejected;
+            }
+        }
+        self.buckets[index].observe(contact, now, pong, &self.cfg)
+    }
+
+    /// A check of an unverified `id` ended: a pong with its id makes it
+    /// verified; no pong (or another id) removes it, since it never proved
+    /// the id it claimed. A verified entry only counts a failure.
+    pub fn on_check_result(&mut self, id: &Id, ok: bool, now: u64) {
+        if ok {
+            self.on_ping_result(id, true, now);
+        } else if self.get(id).is_some_and(|e| e.verified) {
+            self.on_failure(id, now);
+        } else {
+            self.remove(id);
+        }
+    }
+
+    /// Entries not yet verified, least recently seen first, up to `n`.
+    pub fn unverified(&self, n: usize) -> Vec<Contact> {
+        let mut found: Vec<&Entry> = self
+            .buckets
+            .iter()
+            .flat_map(|b| b.entries().iter())
+            .filter(|e| !e.verified)
+            .collect();
+        found.sort_by_key(|e| e.last_seen);
+        found.into_iter().take(n).map(|e| e.contact).collect()
+    }
+
+    /// Whoever holds `addr` in the table, waiting nodes included.
+    fn holder_of(&self, addr: SocketAddr) -> Option<Binding> {
+        self.buckets.iter().find_map(|b| {
+            let entry = b.entries().iter().find(|e| e.contact.addr == addr);
+            let found = entry.map(|e| Binding::of(e, true));
+            found.or_else(|| {
+                b.waiting()
+                    .find(|e| e.contact.addr == addr)
+                    .map(|e| Binding::of(e, false))
+            })
+        })
+    }
+
+    /// Where `id` is bound, waiting nodes included.
+    fn binding_of(&self, id: &Id) -> Option<Binding> {
+        let bucket = self.bucket(id)?;
+        if let Some(e) = bucket.get(id) {
+            return Some(Binding::of(e, true));
+        }
+        bucket
+            .waiting()
+            .find(|e| e.contact.id == *id)
+            .map(|e| Binding::of(e, false))
     }
 
     /// Settles the eviction challenge to `id` after [`Observed::Pending`]; if
@@ -66,6 +160,23 @@ impl RoutingTable {
 
     /// Up to `n` entries closest to `target` by XOR distance, closest first.
     pub fn closest(&self, target: &Id, n: usize) -> Vec<Contact> {
+        self.closest_where(target, n, |_| true)
+    }
+
+    /// Up to `n` entries fit to hand out to others, closest to `target` first:
+    /// verified, and whose last request did not fail (a dead peer in an
+    /// answer costs the asker a timeout).
+    pub fn closest_good(&self, target: &Id, n: usize) -> Vec<Contact> {
+        self.closest_where(target, n, |e| e.verified && e.failures == 0)
+    }
+
+    /// Up to `n` entries passing `keep`, closest to `target` first.
+    pub fn closest_where(
+        &self,
+        target: &Id,
+        n: usize,
+        keep: impl Fn(&Entry) -> bool,
+    ) -> Vec<Contact> {
         let mut found: Vec<(Distance, Contact)> = Vec::new();
         // Buckets come nearest first and never overlap in distance, so once
         // n entries are in hand no later bucket can hold a closer one.
@@ -73,7 +184,7 @@ impl RoutingTable {
             if found.len() >= n {
                 break;
             }
-            let entries = self.buckets[i].entries().iter();
+            let entries = self.buckets[i].entries().iter().filter(|e| keep(e));
             found.extend(entries.map(|e| (e.contact.id.distance(target), e.contact)));
         }
         found.sort_unstable_by_key(|(d, _)| *d);
@@ -148,6 +259,36 @@ impl RoutingTable {
     }
 }
 
+/// What the table knows of a binding of an id to an address.
+struct Binding {
+    contact: Contact,
+    /// An entry proper (not a node waiting for a slot).
+    is_entry: bool,
+    failures: u32,
+}
+
+impl Binding {
+    fn of(e: &Entry, is_entry: bool) -> Binding {
+        Binding {
+            contact: e.contact,
+            is_entry,
+            failures: e.failures,
+        }
+    }
+}
+
+/// How a node was heard from, which decides what it proves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// It sent us a request (its claimed id is unproven).
+    Request,
+    /// It answered a request of ours at this address (alive, id unproven:
+    /// only a ping's answer carries the responder's id).
+    Answer,
+    /// A ping of ours to this address returned this id.
+    Pong,
+}
+
 /// Bucket indices ordered by the distance of their contents from `target`.
 ///
 /// With `d = local ^ target` and `b` its top bit (the target's own bucket),
@@ -184,6 +325,7 @@ mod tests {
             k,
             replacement_cache: 2,
             max_failures: 3,
+            ..RoutingConfig::default()
         };
         RoutingTable::new(Id::random(), cfg, 0)
     }
@@ -212,7 +354,7 @@ mod tests {
         let mut t = table(3);
         assert!(t.is_empty());
         let c = at(t.local().random_in_bucket(200), 1);
-        assert_eq!(t.observe(c, 5), Observed::Inserted);
+        assert_eq!(t.observe(c, Heard::Pong, 5), Observed::Inserted);
         assert_eq!(t.len(), 1);
         assert!(t.contains(&c.id));
         let e = t.get(&c.id).expect("inserted");
@@ -224,7 +366,10 @@ mod tests {
     #[test]
     fn own_id_is_ignored() {
         let mut t = table(3);
-        assert_eq!(t.observe(at(t.local(), 1), 1), Observed::Ignored);
+        assert_eq!(
+            t.observe(at(t.local(), 1), Heard::Pong, 1),
+            Observed::Ignored
+        );
         assert!(t.is_empty());
         assert!(!t.contains(&t.local()));
         assert!(!t.on_failure(&t.local(), 1));
@@ -236,13 +381,18 @@ mod tests {
         let mut t = table(3);
         let cs = in_bucket(&t, 100, 3);
         for (i, c) in cs.iter().enumerate() {
-            t.observe(*c, i as u64);
+            t.observe(*c, Heard::Pong, i as u64);
         }
         assert!(!t.on_failure(&cs[0].id, 10));
         assert!(!t.on_failure(&cs[0].id, 11));
         assert_eq!(t.get(&cs[0].id).map(|e| e.failures), Some(2));
+        // The same id at the same address is a refresh.
+        assert_eq!(t.observe(cs[0], Heard::Request, 15), Observed::Updated);
+        assert_eq!(t.get(&cs[0].id).map(|e| e.failures), Some(0));
+        t.on_failure(&cs[0].id, 16);
+        // A pong from a new address, once the old binding failed, moves it.
         let moved = at(cs[0].id, 9999);
-        assert_eq!(t.observe(moved, 20), Observed::Updated);
+        assert_eq!(t.observe(moved, Heard::Pong, 20), Observed::Inserted);
         let e = t.get(&cs[0].id).expect("still there");
         assert_eq!(
             (e.contact.addr, e.last_seen, e.failures),
@@ -253,25 +403,168 @@ mod tests {
     }
 
     #[test]
+    fn one_address_one_vote() {
+        let mut t = table(20);
+        let a = at(t.local().random_in_bucket(200), 1);
+        assert_eq!(t.observe(a, Heard::Request, 1), Observed::Inserted);
+        assert!(!t.get(&a.id).unwrap().verified);
+        // Many ids claimed at one address: only the first holds it.
+        for b in 0..40 {
+            let sybil = at(t.local().random_in_bucket(150 + b), 1);
+            for how in [Heard::Request, Heard::Answer, Heard::Pong] {
+                assert_eq!(t.observe(sybil, how, 2), Observed::Conflict { known: a });
+            }
+        }
+        assert_eq!(t.len(), 1);
+        // A known id claimed from another address moves nothing.
+        let elsewhere = at(a.id, 2);
+        for how in [Heard::Request, Heard::Answer, Heard::Pong] {
+            assert_eq!(
+                t.observe(elsewhere, how, 3),
+                Observed::Conflict { known: a }
+            );
+        }
+        assert_eq!(t.get(&a.id).unwrap().contact, a);
+        // Once the old binding has failed, a pong from the new one moves it...
+        t.on_failure(&a.id, 4);
+        assert_eq!(
+            t.observe(elsewhere, Heard::Request, 5),
+            Observed::Conflict { known: a }
+        );
+        assert_eq!(t.observe(elsewhere, Heard::Pong, 5), Observed::Inserted);
+        assert_eq!(t.get(&a.id).unwrap().contact, elsewhere);
+        assert!(t.get(&a.id).unwrap().verified);
+        // ...and likewise a new id takes over a failed address only by pong.
+        let successor = at(t.local().random_in_bucket(100), 2);
+        assert_eq!(
+            t.observe(successor, Heard::Pong, 6),
+            Observed::Conflict { known: elsewhere }
+        );
+        t.on_failure(&a.id, 7);
+        assert_eq!(
+            t.observe(successor, Heard::Answer, 8),
+            Observed::Conflict { known: elsewhere }
+        );
+        assert_eq!(t.observe(successor, Heard::Pong, 8), Observed::Inserted);
+        assert!(!t.contains(&a.id));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn waiting_nodes_hold_no_address_against_an_entry() {
+        let mut t = table(1);
+        let first = at(t.local().random_in_bucket(80), 1);
+        let second = at(t.local().random_in_bucket(80), 2);
+        t.observe(first, Heard::Pong, 1);
+        assert_eq!(
+            t.observe(second, Heard::Request, 2),
+            Observed::Pending { ping: first }
+        );
+        // Another id at the candidate's address replaces the candidate.
+        let third = at(t.local().random_in_bucket(80), 2);
+        assert_eq!(
+            t.observe(third, Heard::Request, 3),
+            Observed::Pending { ping: first }
+        );
+        t.on_ping_result(&first.id, false, 4);
+        assert!(t.contains(&third.id) && !t.contains(&second.id));
+    }
+
+    #[test]
+    fn only_verified_healthy_entries_are_handed_out() {
+        let mut t = table(20);
+        let heard = at(t.local().random_in_bucket(255), 1);
+        let answered = at(t.local().random_in_bucket(255), 2);
+        let ponged = at(t.local().random_in_bucket(255), 3);
+        let failing = at(t.local().random_in_bucket(255), 4);
+        t.observe(heard, Heard::Request, 1);
+        t.observe(answered, Heard::Answer, 1);
+        t.observe(ponged, Heard::Pong, 1);
+        t.observe(failing, Heard::Pong, 1);
+        t.on_failure(&failing.id, 2);
+        let target = Id::random();
+        assert_eq!(t.closest(&target, 10).len(), 4);
+        assert_eq!(t.closest_good(&target, 10), vec![ponged]);
+        let mut waiting = t.unverified(10);
+        waiting.sort_by_key(|c| c.addr);
+        assert_eq!(waiting, vec![heard, answered]);
+        // A check: a pong verifies, no pong removes.
+        t.on_check_result(&heard.id, true, 3);
+        t.on_check_result(&answered.id, false, 3);
+        assert!(!t.contains(&answered.id));
+        let mut good = t.closest_good(&target, 10);
+        good.sort_by_key(|c| c.addr);
+        assert_eq!(good, vec![heard, ponged]);
+        // A failed check of a verified entry counts one failure, no more.
+        t.on_check_result(&ponged.id, false, 4);
+        assert_eq!(t.get(&ponged.id).map(|e| e.failures), Some(1));
+    }
+
+    #[test]
+    fn public_addresses_are_limited_per_ip_and_prefix() {
+        let mut t = table(20);
+        let public = |ip: [u8; 4], port: u16, bucket: usize, t: &RoutingTable| {
+            Contact::new(
+                t.local().random_in_bucket(bucket),
+                SocketAddr::from((ip, port)),
+            )
+        };
+        let a = public([1, 2, 3, 4], 1, 200, &t);
+        assert_eq!(t.observe(a, Heard::Pong, 1), Observed::Inserted);
+        // A second port of the same IP in the same bucket is refused...
+        let b = public([1, 2, 3, 4], 2, 200, &t);
+        assert_eq!(t.observe(b, Heard::Pong, 1), Observed::Rejected);
+        // ...but fits another bucket, up to 2 per IP in the table.
+        let c = public([1, 2, 3, 4], 3, 201, &t);
+        assert_eq!(t.observe(c, Heard::Pong, 1), Observed::Inserted);
+        let d = public([1, 2, 3, 4], 4, 202, &t);
+        assert_eq!(t.observe(d, Heard::Pong, 1), Observed::Rejected);
+        // Two per /24 in a bucket.
+        let e = public([1, 2, 3, 5], 1, 200, &t);
+        assert_eq!(t.observe(e, Heard::Pong, 1), Observed::Inserted);
+        let f = public([1, 2, 3, 6], 1, 200, &t);
+        assert_eq!(t.observe(f, Heard::Pong, 1), Observed::Rejected);
+        // Eight per /24 in the table.
+        for i in 0..6u8 {
+            let g = public([1, 2, 3, 10 + i], 1, 190 - usize::from(i), &t);
+            let want = if i < 5 {
+                Observed::Inserted
+            } else {
+                Observed::Rejected
+            };
+            assert_eq!(t.observe(g, Heard::Pong, 1), want, "{i}");
+        }
+        assert_eq!(t.len(), 8);
+        // Loopback is exempt by default (devnets share one IP).
+        for port in 0..5 {
+            let l = at(t.local().random_in_bucket(200), 100 + port);
+            assert_eq!(t.observe(l, Heard::Pong, 1), Observed::Inserted);
+        }
+    }
+
+    #[test]
     fn full_bucket_challenges_the_least_recently_seen() {
         let mut t = table(2);
         let cs = in_bucket(&t, 50, 3);
-        t.observe(cs[0], 1);
-        t.observe(cs[1], 2);
-        assert_eq!(t.observe(cs[2], 3), Observed::Pending { ping: cs[0] });
+        t.observe(cs[0], Heard::Pong, 1);
+        t.observe(cs[1], Heard::Pong, 2);
+        assert_eq!(
+            t.observe(cs[2], Heard::Pong, 3),
+            Observed::Pending { ping: cs[0] }
+        );
         assert!(!t.contains(&cs[2].id));
         // Other buckets are unaffected.
         let other = at(t.local().random_in_bucket(51), 7);
-        assert_eq!(t.observe(other, 4), Observed::Inserted);
+        assert_eq!(t.observe(other, Heard::Pong, 4), Observed::Inserted);
     }
 
     #[test]
     fn live_challenged_entry_stays_and_newcomer_is_cached() {
         let mut t = table(2);
         let cs = in_bucket(&t, 50, 4);
-        t.observe(cs[0], 1);
-        t.observe(cs[1], 2);
-        t.observe(cs[2], 3);
+        t.observe(cs[0], Heard::Pong, 1);
+        t.observe(cs[1], Heard::Pong, 2);
+        t.observe(cs[2], Heard::Pong, 3);
         t.on_ping_result(&cs[0].id, true, 10);
         assert_eq!(bucket_ids(&t, 50), vec![cs[1].id, cs[0].id]);
         assert_eq!(t.get(&cs[0].id).map(|e| e.last_seen), Some(10));
@@ -280,16 +573,19 @@ mod tests {
         assert!(t.remove(&cs[1].id));
         assert_eq!(bucket_ids(&t, 50), vec![cs[0].id, cs[2].id]);
         // A resolved challenge lets the next newcomer challenge again.
-        assert_eq!(t.observe(cs[3], 11), Observed::Pending { ping: cs[0] });
+        assert_eq!(
+            t.observe(cs[3], Heard::Pong, 11),
+            Observed::Pending { ping: cs[0] }
+        );
     }
 
     #[test]
     fn dead_challenged_entry_is_replaced_by_the_newcomer() {
         let mut t = table(2);
         let cs = in_bucket(&t, 50, 3);
-        t.observe(cs[0], 1);
-        t.observe(cs[1], 2);
-        t.observe(cs[2], 3);
+        t.observe(cs[0], Heard::Pong, 1);
+        t.observe(cs[1], Heard::Pong, 2);
+        t.observe(cs[2], Heard::Pong, 3);
         t.on_ping_result(&cs[0].id, false, 10);
         assert_eq!(bucket_ids(&t, 50), vec![cs[1].id, cs[2].id]);
         assert!(!t.contains(&cs[0].id));
@@ -303,11 +599,14 @@ mod tests {
     fn newcomers_while_pending_are_cached_and_the_cache_is_bounded() {
         let mut t = table(2); // replacement cache of 2
         let cs = in_bucket(&t, 80, 6);
-        t.observe(cs[0], 1);
-        t.observe(cs[1], 2);
-        assert_eq!(t.observe(cs[2], 3), Observed::Pending { ping: cs[0] });
+        t.observe(cs[0], Heard::Pong, 1);
+        t.observe(cs[1], Heard::Pong, 2);
+        assert_eq!(
+            t.observe(cs[2], Heard::Pong, 3),
+            Observed::Pending { ping: cs[0] }
+        );
         for (i, c) in cs[3..].iter().enumerate() {
-            assert_eq!(t.observe(*c, 4 + i as u64), Observed::Cached);
+            assert_eq!(t.observe(*c, Heard::Pong, 4 + i as u64), Observed::Cached);
         }
         assert_eq!(t.len(), 2);
         // Only the two most recent (4 and 5) were kept, and the candidate 2
@@ -325,11 +624,11 @@ mod tests {
     fn max_failures_drops_the_entry_and_promotes_a_replacement() {
         let mut t = table(2);
         let cs = in_bucket(&t, 10, 5);
-        t.observe(cs[0], 1);
-        t.observe(cs[1], 2);
-        t.observe(cs[2], 3); // pending on cs[0]
-        t.observe(cs[3], 4); // cached
-        t.observe(cs[4], 5); // cached, most recent
+        t.observe(cs[0], Heard::Pong, 1);
+        t.observe(cs[1], Heard::Pong, 2);
+        t.observe(cs[2], Heard::Pong, 3); // pending on cs[0]
+        t.observe(cs[3], Heard::Pong, 4); // cached
+        t.observe(cs[4], Heard::Pong, 5); // cached, most recent
         assert!(!t.on_failure(&cs[1].id, 6));
         assert!(!t.on_failure(&cs[1].id, 7));
         assert!(t.on_failure(&cs[1].id, 8));
@@ -361,7 +660,8 @@ mod tests {
                     0 => t.local().random_in_bucket(rng.gen_range(0..256)),
                     _ => Id(rng.gen()),
                 };
-                if let Observed::Pending { ping } = t.observe(at(id, i), u64::from(i)) {
+                if let Observed::Pending { ping } = t.observe(at(id, i), Heard::Pong, u64::from(i))
+                {
                     t.on_ping_result(&ping.id, rng.gen::<bool>(), u64::from(i));
                 }
             }
@@ -393,8 +693,8 @@ mod tests {
             t.buckets_to_refresh(1_000_000, 10).is_empty(),
             "empty table"
         );
-        t.observe(at(t.local().random_in_bucket(250), 1), 100);
-        t.observe(at(t.local().random_in_bucket(252), 2), 100);
+        t.observe(at(t.local().random_in_bucket(250), 1), Heard::Pong, 100);
+        t.observe(at(t.local().random_in_bucket(252), 2), Heard::Pong, 100);
         // Nearest peer is in bucket 250: only 250..=255 are candidates.
         assert!(t.buckets_to_refresh(50, 60).is_empty());
         assert_eq!(t.buckets_to_refresh(60, 60), vec![251, 253, 254, 255]);
@@ -408,7 +708,7 @@ mod tests {
         t.touch_bucket(256, 150);
         assert_eq!(t.buckets_to_refresh(160, 60), vec![250, 252, 253, 254]);
         // A nearer peer widens the range down to its bucket.
-        t.observe(at(t.local().random_in_bucket(240), 3), 200);
+        t.observe(at(t.local().random_in_bucket(240), 3), Heard::Pong, 200);
         assert_eq!(
             t.buckets_to_refresh(259, 60),
             (241..256).collect::<Vec<_>>()
