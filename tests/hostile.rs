@@ -34,7 +34,11 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 
-/// The `n`-th hostile loopback address (127.0.0.2, 127.0.0.3, ...).
+/// One test of this file at a time: each measures time and throughput on a
+/// 2-core machine, so two at once would measure each other.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Hostile loopback address 127.0.0.`last`.
 fn hostile_ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
 }
@@ -203,6 +207,7 @@ fn spawn_sybil(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sybil_socket_gets_one_table_entry_one_result_one_replica() {
+    let _serial = SERIAL.lock().await;
     let mut net = TestNet::start(10).await;
     let victim = net.nodes[0].node.clone();
     let victim_id = victim.me().id;
@@ -494,6 +499,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn departed_peer_costs_little_throughput() {
+    let _serial = SERIAL.lock().await;
     let tmp = tempfile::tempdir().unwrap();
     let mut data = vec![0u8; 64 << 20];
     rand::rngs::StdRng::seed_from_u64(64).fill_bytes(&mut data);
@@ -563,6 +569,7 @@ async fn departed_peer_costs_little_throughput() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_tcp_clients_do_not_starve_honest_fetches() {
+    let _serial = SERIAL.lock().await;
     let mut net = TestNet::start(1).await;
     let victim = net.nodes[0].local_addr;
     let mut rng = rand::rngs::StdRng::seed_from_u64(300);
@@ -679,6 +686,7 @@ async fn slow_tcp_clients_do_not_starve_honest_fetches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn black_hole_pulls_do_not_block_honest_stores() {
+    let _serial = SERIAL.lock().await;
     let mut net = TestNet::start(3).await;
     let victim = net.nodes[0].node.me();
     let honest = net.nodes[1].node.clone();
@@ -782,6 +790,7 @@ async fn black_hole_pulls_do_not_block_honest_stores() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_node_flood_is_not_amplified_and_honest_pings_stay_fast() {
+    let _serial = SERIAL.lock().await;
     let mut net = TestNet::start(8).await;
     let victim = net.nodes[0].local_addr;
     let flood = Arc::new(UdpSocket::bind((hostile_ip(6), 0)).await.unwrap());
