@@ -249,6 +249,13 @@ impl Lookup {
         false
     }
 
+    /// The address of candidate `peer`, if it is one.
+    pub fn address_of(&self, peer: &Id) -> Option<SocketAddr> {
+        self.candidates
+            .get(&peer.distance(&self.target))
+            .map(|c| c.contact.addr)
+    }
+
     /// When the lookup's deadline falls (ms, the clock `new` was given).
     pub fn deadline(&self) -> u64 {
         self.deadline

@@ -38,8 +38,8 @@ pub struct TcpLimits {
 impl Default for TcpLimits {
     fn default() -> Self {
         TcpLimits {
-            max_connections: 256,
-            max_per_ip: 64,
+            max_connections: 1024,
+            max_per_ip: 256,
             idle_timeout: Duration::from_secs(30),
             key_line_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(60),

@@ -59,22 +59,31 @@ impl Node {
         // Soft deadlines (ms) of the requests not yet answered nor slow.
         let mut waiting: Vec<(u64, Id)> = Vec::new();
         loop {
-            let mut peers = lookup.next_peers();
-            while !peers.is_empty() {
+            // Avoided peers fail at once and suspect ones go slow at once,
+            // each freeing its slot for the next peer: ask until none is free.
+            loop {
+                let peers = lookup.next_peers();
+                if peers.is_empty() {
+                    break;
+                }
                 let (avoided, asked): (Vec<Contact>, Vec<Contact>) =
                     peers.into_iter().partition(|p| avoid.contains(&p.addr));
                 for peer in &avoided {
                     lookup.on_failure(&peer.id);
                 }
-                let soft = clock.now_ms() + self.soft_timeout().as_millis() as u64;
-                waiting.extend(asked.iter().map(|p| (soft, p.id)));
+                let now = clock.now_ms();
+                let soft = now + self.soft_timeout().as_millis() as u64;
+                for peer in &asked {
+                    // A peer that recently let a request of ours run past
+                    // its soft timeout, or whose last request failed, is
+                    // still asked but not waited for.
+                    if self.is_suspect(peer, now) {
+                        lookup.on_slow(&peer.id);
+                    } else {
+                        waiting.push((soft, peer.id));
+                    }
+                }
                 self.spawn_asks(&mut in_flight, asked, target, kind);
-                // Failing avoided peers frees slots for the next ones.
-                peers = if avoided.is_empty() {
-                    Vec::new()
-                } else {
-                    lookup.next_peers()
-                };
             }
             if lookup.is_finished() {
                 break;
@@ -101,12 +110,19 @@ impl Node {
                     if lookup.tick(now) {
                         break;
                     }
+                    let mut slow = Vec::new();
                     waiting.retain(|(at, id)| {
                         if *at <= now {
-                            lookup.on_slow(id);
+                            slow.push(*id);
                         }
                         *at > now
                     });
+                    for id in slow {
+                        lookup.on_slow(&id);
+                        if let Some(addr) = lookup.address_of(&id) {
+                            self.mark_suspect(addr, now);
+                        }
+                    }
                 }
             }
         }
@@ -215,3 +231,42 @@ impl Node {
         report
     }
 }
+
+impl Node {
+    /// Whether `peer` should be asked without being waited for: a request
+    /// to it recently ran past its soft timeout unanswered, or its last
+    /// request failed. A dead peer then costs a lookup nothing.
+    fn is_suspect(&self, peer: &Contact, now: u64) -> bool {
+        let suspects = super::lock(&self.inner.suspects);
+        if suspects.get(&peer.addr).is_some_and(|until| *until > now) {
+            return true;
+        }
+        drop(suspects);
+        self.table().get(&peer.id).is_some_and(|e| e.failures > 0)
+    }
+
+    /// `addr` let a request run past its soft timeout: suspect it for a
+    /// minute, or until it answers anything.
+    fn mark_suspect(&self, addr: SocketAddr, now: u64) {
+        let mut suspects = super::lock(&self.inner.suspects);
+        if suspects.len() >= SUSPECTS_MAX {
+            suspects.retain(|_, until| *until > now);
+        }
+        if suspects.len() < SUSPECTS_MAX {
+            suspects.insert(addr, now + SUSPECT_MS);
+        }
+    }
+
+    /// `addr` answered: no longer suspect.
+    pub(super) fn clear_suspect(&self, addr: &SocketAddr) {
+        let mut suspects = super::lock(&self.inner.suspects);
+        if !suspects.is_empty() {
+            suspects.remove(addr);
+        }
+    }
+}
+
+/// How long a peer stays suspect after a request ran past its soft timeout.
+const SUSPECT_MS: u64 = 60_000;
+/// Suspects remembered at once.
+const SUSPECTS_MAX: usize = 4096;

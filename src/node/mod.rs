@@ -87,7 +87,7 @@ impl Default for NodeConfig {
             max_pending: 4096,
             is_holder: true,
             bucket_refresh: Duration::from_secs(3600),
-            soft_timeout_min: Duration::from_millis(100),
+            soft_timeout_min: Duration::from_millis(50),
             request_rate: Rate::new(250.0, 1000.0),
             max_rate_sources: 10_000,
             check_rate: Rate::new(20.0, 100.0),
@@ -120,6 +120,8 @@ struct Inner {
     limiter: Mutex<SourceLimiter<Source>>,
     /// Round trips of our requests, for soft timeouts.
     rtt: Mutex<RttEstimator>,
+    /// Peers that let a request run past its soft timeout, until when (ms).
+    suspects: Mutex<HashMap<SocketAddr, u64>>,
     /// Checks of contacts: the addresses being checked, and the budget.
     checks: Mutex<(HashSet<SocketAddr>, TokenBucket)>,
 }
@@ -148,6 +150,7 @@ impl Node {
                     now,
                 )),
                 rtt: Mutex::new(RttEstimator::new()),
+                suspects: Mutex::new(HashMap::new()),
                 checks: Mutex::new((HashSet::new(), TokenBucket::new(cfg.check_rate, now))),
                 table: Mutex::new(table),
                 cfg,

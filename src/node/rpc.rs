@@ -63,6 +63,7 @@ impl Node {
             stats.sent.add(kind, Outcome::Timeout);
             return Err(RequestError::Timeout(timeout));
         };
+        self.clear_suspect(&to);
         // A store_value's answer waits for a pull: not a round trip.
         if kind != crate::wire::RequestType::StoreValue {
             lock(&self.inner.rtt).sample(Duration::from_micros(elapsed));
