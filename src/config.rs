@@ -52,8 +52,16 @@ pub struct Config {
     pub max_block_size: u64,
     /// Blocks up to this size live inside sled; larger ones in files.
     pub inline_max: u64,
-    /// Most bytes of blocks stored; 0 means no limit.
+    /// Most bytes of blocks stored, each block charged its bookkeeping too; 0 means no limit.
     pub quota_bytes: u64,
+    /// Refuse blocks that would leave less than this many bytes free on the data dir's disk...
+    pub min_free_bytes: u64,
+    /// ...or less than this percentage of it, whichever is larger (both 0: no floor).
+    pub min_free_percent: u8,
+    /// Start even when most block files are missing (an unmounted disk?), dropping their index entries.
+    pub accept_data_loss: bool,
+    /// Serve the admin API on a non-loopback address without a token (never wise).
+    pub allow_remote_admin_without_token: bool,
     /// sled's page cache.
     pub sled_cache_mb: u64,
     /// store_value pulls at once.
@@ -93,6 +101,10 @@ impl Default for Config {
             max_block_size: 1 << 20,
             inline_max: 64 << 10,
             quota_bytes: 0,
+            min_free_bytes: 1 << 30,
+            min_free_percent: 5,
+            accept_data_loss: false,
+            allow_remote_admin_without_token: false,
             sled_cache_mb: 64,
             max_concurrent_pulls: 16,
             max_tcp_connections: 256,
@@ -133,12 +145,17 @@ impl Config {
             path: path.to_path_buf(),
             message: e.message().to_string(),
         })?;
-        cfg.validate()?;
+        cfg.validate_values()?;
         Ok(cfg)
     }
 
     /// Checks the settings make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_values()
+    }
+
+    /// Checks each setting's own range.
+    fn validate_values(&self) -> Result<(), ConfigError> {
         let invalid = |field, problem: &str| {
             Err(ConfigError::Invalid {
                 field,
@@ -159,6 +176,9 @@ impl Config {
         }
         if self.inline_max > self.max_block_size {
             return invalid("inline_max", "must not exceed max_block_size");
+        }
+        if self.min_free_percent > 100 {
+            return invalid("min_free_percent", "must be 0..100");
         }
         for (field, v) in [
             ("request_timeout_ms", self.request_timeout_ms),
@@ -203,6 +223,9 @@ impl Config {
             cache_bytes: self.sled_cache_mb << 20,
             max_block_size: self.max_block_size as usize,
             quota_bytes: (self.quota_bytes > 0).then_some(self.quota_bytes),
+            min_free_bytes: self.min_free_bytes,
+            min_free_percent: self.min_free_percent,
+            accept_data_loss: self.accept_data_loss,
         }
     }
 
