@@ -149,9 +149,43 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Checks the settings make sense together.
+    /// Checks the settings make sense together, including the admin API's
+    /// exposure; run once the environment (DHTFS_ADMIN_TOKEN) is applied.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_values()
+        self.validate_values()?;
+        self.validate_admin()
+    }
+
+    /// An empty token is a mistake (an unset variable in an env file), not a
+    /// wish for no token; an admin API reachable from other hosts needs one.
+    fn validate_admin(&self) -> Result<(), ConfigError> {
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                field: "admin_token",
+                problem: "the admin token (admin_token or DHTFS_ADMIN_TOKEN) is empty: \
+                          set a real one (e.g. `openssl rand -hex 32`) or unset it for no token"
+                    .into(),
+            });
+        }
+        if !self.admin.ip().is_loopback()
+            && self.admin_token.is_none()
+            && !self.allow_remote_admin_without_token
+        {
+            return Err(ConfigError::Invalid {
+                field: "admin",
+                problem: format!(
+                    "the admin API on {} is reachable from other hosts but has no token: \
+                     set DHTFS_ADMIN_TOKEN (or admin_token), or use --admin 127.0.0.1:PORT, \
+                     or set allow_remote_admin_without_token = true",
+                    self.admin
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Checks each setting's own range.
@@ -272,5 +306,56 @@ mod tests {
             ..Config::default()
         };
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn an_empty_admin_token_is_an_error_not_no_token() {
+        for token in ["", "  "] {
+            let cfg = Config {
+                admin_token: Some(token.into()),
+                ..Config::default()
+            };
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("admin token") && err.contains("empty"),
+                "{err}"
+            );
+        }
+        let cfg = Config {
+            admin_token: Some("s3cret".into()),
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn a_remote_admin_api_needs_a_token_or_an_explicit_yes() {
+        let remote = Config {
+            admin: "0.0.0.0:7401".parse().unwrap(),
+            ..Config::default()
+        };
+        let err = remote.validate().unwrap_err().to_string();
+        for needle in [
+            "0.0.0.0:7401",
+            "DHTFS_ADMIN_TOKEN",
+            "allow_remote_admin_without_token",
+        ] {
+            assert!(err.contains(needle), "{needle:?} in {err}");
+        }
+        let with_token = Config {
+            admin_token: Some("s3cret".into()),
+            ..remote.clone()
+        };
+        assert!(with_token.validate().is_ok());
+        let allowed = Config {
+            allow_remote_admin_without_token: true,
+            ..remote.clone()
+        };
+        assert!(allowed.validate().is_ok());
+        let v6_loopback = Config {
+            admin: "[::1]:7401".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(v6_loopback.validate().is_ok());
     }
 }
