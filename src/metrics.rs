@@ -63,6 +63,7 @@ pub struct Metrics {
     verify_checked: IntCounter,
     verify_corrupt: IntCounter,
     verify_repaired: IntCounter,
+    verify_unreadable: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -149,6 +150,7 @@ impl Metrics {
             verify_checked: counter(&r, "dhtfs_verify_checked_blocks_total", "Blocks re-hashed by verification.")?,
             verify_corrupt: counter(&r, "dhtfs_verify_corrupt_blocks_total", "Blocks verification found corrupt.")?,
             verify_repaired: counter(&r, "dhtfs_verify_repaired_blocks_total", "Corrupt blocks replaced by a good copy.")?,
+            verify_unreadable: counter(&r, "dhtfs_verify_unreadable_blocks_total", "Blocks verification could not read (I/O error) and skipped.")?,
             registry: r,
             node,
             store,
@@ -248,6 +250,7 @@ impl Metrics {
         sync(&self.verify_checked, Stats::get(&s.verify_checked));
         sync(&self.verify_corrupt, Stats::get(&s.verify_corrupt));
         sync(&self.verify_repaired, Stats::get(&s.verify_repaired));
+        sync(&self.verify_unreadable, Stats::get(&s.verify_unreadable));
     }
 }
 
