@@ -55,6 +55,7 @@ pub struct Metrics {
     pending_requests: IntGauge,
     blocks_stored: IntGauge,
     stored_bytes: IntGauge,
+    charged_bytes: IntGauge,
     quota_bytes: IntGauge,
     republish_runs: IntCounter,
     republished_blocks: IntCounter,
@@ -142,6 +143,7 @@ impl Metrics {
             pending_requests: gauge(&r, "dhtfs_pending_requests", "DHT requests of ours waiting for answers.")?,
             blocks_stored: gauge(&r, "dhtfs_blocks_stored", "Blocks held by this node.")?,
             stored_bytes: gauge(&r, "dhtfs_stored_bytes", "Bytes of blocks held by this node.")?,
+            charged_bytes: gauge(&r, "dhtfs_storage_charged_bytes", "What the blocks held count against the quota: their bytes plus per-block bookkeeping.")?,
             quota_bytes: gauge(&r, "dhtfs_storage_quota_bytes", "The storage quota in bytes; 0 when unlimited.")?,
             republish_runs: counter(&r, "dhtfs_republish_runs_total", "Republish passes run.")?,
             republished_blocks: counter(&r, "dhtfs_republished_blocks_total", "Blocks republished.")?,
@@ -233,6 +235,7 @@ impl Metrics {
             .set(self.node.pending_requests() as i64);
         self.blocks_stored.set(self.store.block_count() as i64);
         self.stored_bytes.set(self.store.bytes_stored() as i64);
+        self.charged_bytes.set(self.store.charged_bytes() as i64);
         self.quota_bytes.set(self.quota.unwrap_or(0) as i64);
         sync(&self.republish_runs, Stats::get(&s.republish_runs));
         sync(&self.republished_blocks, Stats::get(&s.republished_blocks));

@@ -84,33 +84,6 @@ fn the_percent_floor_refuses_too_and_no_floor_accepts() {
 }
 
 #[test]
-fn a_floor_just_above_what_is_left_stops_a_burst_within_one_sample() {
-    let tmp = tempfile::tempdir().unwrap();
-    let free = disk_space(tmp.path()).unwrap().available;
-    // Room for 32 MiB above the floor: under 32 blocks of 1 MiB fit, 64 do
-    // not, though all come within one statvfs sample.
-    let cfg = StoreConfig {
-        min_free_bytes: free.saturating_sub(32 << 20),
-        min_free_percent: 0,
-        ..StoreConfig::default()
-    };
-    let store = open_with(tmp.path(), cfg);
-    let mut stored = 0;
-    let mut refused = 0;
-    for i in 0..64 {
-        let data = block(1 << 20, 500 + i);
-        match store.put_verified(&Id::of_block(&data), &data) {
-            Ok(_) => stored += 1,
-            Err(StoreError::LowDisk { .. }) => refused += 1,
-            Err(e) => panic!("{e}"),
-        }
-    }
-    assert!((1..32).contains(&stored), "stored {stored}");
-    assert_eq!(stored + refused, 64);
-    assert_eq!(tmp_entries(tmp.path()), 0);
-}
-
-#[test]
 fn the_quota_charges_bookkeeping_so_empty_blocks_are_not_free() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = StoreConfig {
