@@ -38,11 +38,17 @@ pub fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
     }
     // SAFETY: statvfs returned 0, so it initialised `st`.
     let st = unsafe { st.assume_init() };
+    Ok(space_of(&st))
+}
+
+/// The fields are u64 here but narrower on some targets, hence the casts.
+#[allow(clippy::unnecessary_cast)]
+fn space_of(st: &libc::statvfs) -> DiskSpace {
     let frsize = st.f_frsize as u64;
-    Ok(DiskSpace {
+    DiskSpace {
         available: (st.f_bavail as u64).saturating_mul(frsize),
         total: (st.f_blocks as u64).saturating_mul(frsize),
-    })
+    }
 }
 
 /// The free-space floor: the larger of `min_free_bytes` and `min_free_percent`
