@@ -53,8 +53,16 @@ pub struct Config {
     pub max_block_size: u64,
     /// Blocks up to this size live inside sled; larger ones in files.
     pub inline_max: u64,
-    /// Most bytes of blocks stored; 0 means no limit.
+    /// Most bytes of blocks stored, each block charged its bookkeeping too; 0 means no limit.
     pub quota_bytes: u64,
+    /// Refuse blocks that would leave less than this many bytes free on the data dir's disk...
+    pub min_free_bytes: u64,
+    /// ...or less than this percentage of it, whichever is larger (both 0: no floor).
+    pub min_free_percent: u8,
+    /// Start even when most block files are missing (an unmounted disk?), dropping their index entries.
+    pub accept_data_loss: bool,
+    /// Serve the admin API on a non-loopback address without a token (never wise).
+    pub allow_remote_admin_without_token: bool,
     /// sled's page cache.
     pub sled_cache_mb: u64,
     /// store_value pulls at once.
@@ -126,6 +134,10 @@ impl Default for Config {
             max_block_size: 1 << 20,
             inline_max: 64 << 10,
             quota_bytes: 0,
+            min_free_bytes: 1 << 30,
+            min_free_percent: 5,
+            accept_data_loss: false,
+            allow_remote_admin_without_token: false,
             sled_cache_mb: 64,
             max_concurrent_pulls: 64,
             max_tcp_connections: 1_024,
@@ -181,12 +193,51 @@ impl Config {
             path: path.to_path_buf(),
             message: e.message().to_string(),
         })?;
-        cfg.validate()?;
+        cfg.validate_values()?;
         Ok(cfg)
     }
 
-    /// Checks the settings make sense together.
+    /// Checks the settings make sense together, including the admin API's
+    /// exposure; run once the environment (DHTFS_ADMIN_TOKEN) is applied.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_values()?;
+        self.validate_admin()
+    }
+
+    /// An empty token is a mistake (an unset variable in an env file), not a
+    /// wish for no token; an admin API reachable from other hosts needs one.
+    fn validate_admin(&self) -> Result<(), ConfigError> {
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                field: "admin_token",
+                problem: "the admin token (admin_token or DHTFS_ADMIN_TOKEN) is empty: \
+                          set a real one (e.g. `openssl rand -hex 32`) or unset it for no token"
+                    .into(),
+            });
+        }
+        if !self.admin.ip().is_loopback()
+            && self.admin_token.is_none()
+            && !self.allow_remote_admin_without_token
+        {
+            return Err(ConfigError::Invalid {
+                field: "admin",
+                problem: format!(
+                    "the admin API on {} is reachable from other hosts but has no token: \
+                     set DHTFS_ADMIN_TOKEN (or admin_token), or use --admin 127.0.0.1:PORT, \
+                     or set allow_remote_admin_without_token = true",
+                    self.admin
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks each setting's own range.
+    fn validate_values(&self) -> Result<(), ConfigError> {
         let invalid = |field, problem: &str| {
             Err(ConfigError::Invalid {
                 field,
@@ -207,6 +258,9 @@ impl Config {
         }
         if self.inline_max > self.max_block_size {
             return invalid("inline_max", "must not exceed max_block_size");
+        }
+        if self.min_free_percent > 100 {
+            return invalid("min_free_percent", "must be 0..100");
         }
         for (field, v) in [
             ("request_timeout_ms", self.request_timeout_ms),
@@ -287,6 +341,9 @@ impl Config {
             cache_bytes: self.sled_cache_mb << 20,
             max_block_size: self.max_block_size as usize,
             quota_bytes: (self.quota_bytes > 0).then_some(self.quota_bytes),
+            min_free_bytes: self.min_free_bytes,
+            min_free_percent: self.min_free_percent,
+            accept_data_loss: self.accept_data_loss,
         }
     }
 
@@ -335,5 +392,56 @@ mod tests {
             ..Config::default()
         };
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn an_empty_admin_token_is_an_error_not_no_token() {
+        for token in ["", "  "] {
+            let cfg = Config {
+                admin_token: Some(token.into()),
+                ..Config::default()
+            };
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("admin token") && err.contains("empty"),
+                "{err}"
+            );
+        }
+        let cfg = Config {
+            admin_token: Some("s3cret".into()),
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn a_remote_admin_api_needs_a_token_or_an_explicit_yes() {
+        let remote = Config {
+            admin: "0.0.0.0:7401".parse().unwrap(),
+            ..Config::default()
+        };
+        let err = remote.validate().unwrap_err().to_string();
+        for needle in [
+            "0.0.0.0:7401",
+            "DHTFS_ADMIN_TOKEN",
+            "allow_remote_admin_without_token",
+        ] {
+            assert!(err.contains(needle), "{needle:?} in {err}");
+        }
+        let with_token = Config {
+            admin_token: Some("s3cret".into()),
+            ..remote.clone()
+        };
+        assert!(with_token.validate().is_ok());
+        let allowed = Config {
+            allow_remote_admin_without_token: true,
+            ..remote.clone()
+        };
+        assert!(allowed.validate().is_ok());
+        let v6_loopback = Config {
+            admin: "[::1]:7401".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(v6_loopback.validate().is_ok());
     }
 }

@@ -82,6 +82,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     if args.advertise_ip.is_some() {
         cfg.advertise_ip = args.advertise_ip;
     }
+    if args.accept_data_loss {
+        cfg.accept_data_loss = true;
+    }
     cfg.validate()?;
     // Handlers first: a SIGTERM right after the listening line must still stop
     // the node gracefully.

@@ -26,6 +26,10 @@ pub const VERSION: u32 = 1;
 pub const MAX_DEPTH: usize = 8;
 /// Largest chunk size accepted in a manifest.
 pub const MAX_CHUNK_SIZE: u64 = 16 << 20;
+/// Smallest chunk size accepted in a manifest (`put`'s smallest): with the
+/// size of a file bounded by the free disk, it bounds the chunk list `get`
+/// builds, however a lying tree repeats its parts.
+pub const MIN_CHUNK_SIZE: u64 = 4 << 10;
 /// Largest file size accepted in a manifest (2^53, what JSON numbers hold exactly).
 pub const MAX_FILE_SIZE: u64 = 1 << 53;
 /// Room kept in each manifest block for everything but the entries.
@@ -126,7 +130,7 @@ impl Manifest {
         if wire.size > MAX_FILE_SIZE {
             return Err(bad(format!("claims {} bytes", wire.size)));
         }
-        if wire.chunk_size == 0 || wire.chunk_size > MAX_CHUNK_SIZE {
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&wire.chunk_size) {
             return Err(bad(format!(
                 "chunk size {} is out of range",
                 wire.chunk_size
@@ -139,11 +143,31 @@ impl Manifest {
                         "chunk {k} of {s} bytes exceeds the chunk size"
                     )));
                 }
+                // With every chunk at most chunk_size and the sizes adding up
+                // (checked below), this makes all but the last one full.
+                let want = wire.size.div_ceil(wire.chunk_size);
+                if chunks.len() as u64 != want {
+                    return Err(bad(format!(
+                        "{} chunks for {} bytes in {}-byte chunks (want {want})",
+                        chunks.len(),
+                        wire.size,
+                        wire.chunk_size
+                    )));
+                }
                 Body::Chunks(chunks)
             }
             (None, Some(parts)) => {
                 if parts.is_empty() || parts.iter().any(|e| e.1 == 0) {
                     return Err(bad("a tree node with no parts or an empty part".into()));
+                }
+                // Only the last chunk of a file may be short, so every part
+                // but the last covers whole chunks.
+                let (_, init) = parts.split_last().unwrap_or((&parts[0], &[]));
+                if let Some(Entry(k, s)) = init.iter().find(|e| e.1 % wire.chunk_size != 0) {
+                    return Err(bad(format!(
+                        "part {k} covers {s} bytes, not whole {}-byte chunks",
+                        wire.chunk_size
+                    )));
                 }
                 Body::Parts(parts)
             }
@@ -283,12 +307,12 @@ mod tests {
 
     #[test]
     fn small_file_is_one_block_with_its_name() {
-        let c = chunks(3, 100);
-        let built = build(Some("a.txt"), 100, &c, 1 << 20);
+        let c = chunks(3, 4096);
+        let built = build(Some("a.txt"), 4096, &c, 1 << 20);
         assert_eq!(built.blocks.len(), 1);
         let m = Manifest::parse(built.root, &built.blocks[0].1).unwrap();
         assert_eq!(m.name.as_deref(), Some("a.txt"));
-        assert_eq!(m.size, 300);
+        assert_eq!(m.size, 3 * 4096);
         assert_eq!(m.body, Body::Chunks(c));
     }
 
@@ -318,19 +342,19 @@ mod tests {
     fn lies_are_refused() {
         let key = Id::ZERO;
         let cases = [
-            r#"{"dhtfs":"manifest","v":1,"size":10,"chunk_size":4,"chunks":[["#.to_string()
+            r#"{"dhtfs":"manifest","v":1,"size":10,"chunk_size":4096,"chunks":[["#.to_string()
                 + &format!("\"{}\",4]]}}", Id::ZERO),
             format!(
-                r#"{{"dhtfs":"manifest","v":1,"size":4,"chunk_size":2,"chunks":[["{}",4]]}}"#,
+                r#"{{"dhtfs":"manifest","v":1,"size":8192,"chunk_size":4096,"chunks":[["{}",8192]]}}"#,
                 Id::ZERO
             ),
-            r#"{"dhtfs":"manifest","v":2,"size":0,"chunk_size":2,"chunks":[]}"#.to_string(),
-            r#"{"dhtfs":"other","v":1,"size":0,"chunk_size":2,"chunks":[]}"#.to_string(),
+            r#"{"dhtfs":"manifest","v":2,"size":0,"chunk_size":4096,"chunks":[]}"#.to_string(),
+            r#"{"dhtfs":"other","v":1,"size":0,"chunk_size":4096,"chunks":[]}"#.to_string(),
             r#"{"dhtfs":"manifest","v":1,"size":0,"chunk_size":0,"chunks":[]}"#.to_string(),
-            r#"{"dhtfs":"manifest","v":1,"size":0,"chunk_size":2,"parts":[]}"#.to_string(),
-            r#"{"dhtfs":"manifest","v":1,"size":0,"chunk_size":2}"#.to_string(),
+            r#"{"dhtfs":"manifest","v":1,"size":0,"chunk_size":4096,"parts":[]}"#.to_string(),
+            r#"{"dhtfs":"manifest","v":1,"size":0,"chunk_size":4096}"#.to_string(),
             format!(
-                r#"{{"dhtfs":"manifest","v":1,"size":18446744073709551615,"chunk_size":2,"chunks":[["{0}",18446744073709551615],["{0}",1]]}}"#,
+                r#"{{"dhtfs":"manifest","v":1,"size":18446744073709551615,"chunk_size":4096,"chunks":[["{0}",18446744073709551615],["{0}",1]]}}"#,
                 Id::ZERO
             ),
             "not json".to_string(),
@@ -349,5 +373,54 @@ mod tests {
         assert_eq!(parse_hashfile(&text).unwrap(), c);
         assert!(parse_hashfile("abc$1|").is_err());
         assert_eq!(parse_hashfile("").unwrap(), vec![]);
+    }
+
+    fn leaf(size: u64, sizes: &[u64]) -> String {
+        let entries: Vec<String> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("[\"{}\",{s}]", Id::of_block(&i.to_le_bytes())))
+            .collect();
+        format!(
+            r#"{{"dhtfs":"manifest","v":1,"size":{size},"chunk_size":4096,"chunks":[{}]}}"#,
+            entries.join(",")
+        )
+    }
+
+    #[test]
+    fn the_chunk_count_must_match_size_and_chunk_size() {
+        let parse = |text: String| Manifest::parse(Id::ZERO, text.as_bytes());
+        assert!(parse(leaf(10_000, &[4096, 4096, 1808])).is_ok());
+        assert!(parse(leaf(0, &[])).is_ok(), "an empty file has no chunks");
+        // The same bytes in more, smaller chunks: the sizes add up, the count does not.
+        let err = parse(leaf(10_000, &[4096, 2048, 2048, 1808])).unwrap_err();
+        assert!(err.to_string().contains("4 chunks"), "{err}");
+        // Empty chunks padding the list.
+        assert!(parse(leaf(4096, &[4096, 0, 0])).is_err());
+        // A chunk size below put's smallest.
+        let tiny = format!(
+            r#"{{"dhtfs":"manifest","v":1,"size":1,"chunk_size":1,"chunks":[["{}",1]]}}"#,
+            Id::ZERO
+        );
+        assert!(parse(tiny).is_err());
+    }
+
+    #[test]
+    fn tree_parts_but_the_last_cover_whole_chunks() {
+        let part = |n: u8| Id::of_block(&[n]);
+        let parts = |covers: &[u64]| {
+            let entries: Vec<String> = covers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("[\"{}\",{c}]", part(i as u8)))
+                .collect();
+            let size: u64 = covers.iter().sum();
+            format!(
+                r#"{{"dhtfs":"manifest","v":1,"size":{size},"chunk_size":4096,"parts":[{}]}}"#,
+                entries.join(",")
+            )
+        };
+        assert!(Manifest::parse(Id::ZERO, parts(&[8192, 8192, 100]).as_bytes()).is_ok());
+        assert!(Manifest::parse(Id::ZERO, parts(&[8192, 100, 8192]).as_bytes()).is_err());
     }
 }

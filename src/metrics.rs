@@ -55,6 +55,7 @@ pub struct Metrics {
     pending_requests: IntGauge,
     blocks_stored: IntGauge,
     stored_bytes: IntGauge,
+    charged_bytes: IntGauge,
     quota_bytes: IntGauge,
     republish_runs: IntCounter,
     republished_blocks: IntCounter,
@@ -67,6 +68,7 @@ pub struct Metrics {
     lookups_bounded: IntCounterVec,
     admission: IntCounterVec,
     checks: IntCounterVec,
+    verify_unreadable: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -145,6 +147,7 @@ impl Metrics {
             pending_requests: gauge(&r, "dhtfs_pending_requests", "DHT requests of ours waiting for answers.")?,
             blocks_stored: gauge(&r, "dhtfs_blocks_stored", "Blocks held by this node.")?,
             stored_bytes: gauge(&r, "dhtfs_stored_bytes", "Bytes of blocks held by this node.")?,
+            charged_bytes: gauge(&r, "dhtfs_storage_charged_bytes", "What the blocks held count against the quota: their bytes plus per-block bookkeeping.")?,
             quota_bytes: gauge(&r, "dhtfs_storage_quota_bytes", "The storage quota in bytes; 0 when unlimited.")?,
             republish_runs: counter(&r, "dhtfs_republish_runs_total", "Republish passes run.")?,
             republished_blocks: counter(&r, "dhtfs_republished_blocks_total", "Blocks republished.")?,
@@ -157,6 +160,7 @@ impl Metrics {
             lookups_bounded: counter_vec(&r, "dhtfs_lookups_bounded_total", "Lookups ended early by a bound (deadline|requests).", &["bound"])?,
             admission: counter_vec(&r, "dhtfs_routing_admission_refused_total", "Contacts kept out of the routing table, by reason (ip_limit: per-IP or per-prefix limit; address_conflict: another node holds the address or id).", &["reason"])?,
             checks: counter_vec(&r, "dhtfs_contact_checks_total", "Pings checking an unproven contact, by outcome (passed|failed|skipped: over the check budget).", &["outcome"])?,
+            verify_unreadable: counter(&r, "dhtfs_verify_unreadable_blocks_total", "Blocks verification could not read (I/O error) and skipped.")?,
             registry: r,
             node,
             store,
@@ -277,6 +281,7 @@ impl Metrics {
             .set(self.node.pending_requests() as i64);
         self.blocks_stored.set(self.store.block_count() as i64);
         self.stored_bytes.set(self.store.bytes_stored() as i64);
+        self.charged_bytes.set(self.store.charged_bytes() as i64);
         self.quota_bytes.set(self.quota.unwrap_or(0) as i64);
         sync(&self.republish_runs, Stats::get(&s.republish_runs));
         sync(&self.republished_blocks, Stats::get(&s.republished_blocks));
@@ -294,6 +299,7 @@ impl Metrics {
         sync(&self.verify_checked, Stats::get(&s.verify_checked));
         sync(&self.verify_corrupt, Stats::get(&s.verify_corrupt));
         sync(&self.verify_repaired, Stats::get(&s.verify_repaired));
+        sync(&self.verify_unreadable, Stats::get(&s.verify_unreadable));
     }
 }
 

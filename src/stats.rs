@@ -112,6 +112,8 @@ pub struct Stats {
     pub verify_checked: AtomicU64,
     pub verify_corrupt: AtomicU64,
     pub verify_repaired: AtomicU64,
+    /// Blocks verification could not read (an I/O error): skipped, not judged.
+    pub verify_unreadable: AtomicU64,
     /// Where distributions go (the metrics exporter plugs one in).
     observer: OnceLock<Arc<dyn Observer>>,
 }

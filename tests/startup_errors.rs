@@ -57,8 +57,13 @@ struct Outcome {
 
 /// Runs `args` to completion within [`EXIT_TIMEOUT`].
 fn run(args: &[&str], log: Option<&str>) -> Outcome {
+    run_command(dhtfs(args, log), args)
+}
+
+/// Runs `cmd` (made by [`dhtfs`] from `args`) to completion within [`EXIT_TIMEOUT`].
+fn run_command(mut cmd: Command, args: &[&str]) -> Outcome {
     let began = Instant::now();
-    let mut guard = Guard(dhtfs(args, log).spawn().expect("spawn dhtfs"));
+    let mut guard = Guard(cmd.spawn().expect("spawn dhtfs"));
     let mut stderr_pipe = guard.0.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
@@ -145,14 +150,19 @@ fn hold_tcp() -> (TcpListener, u16) {
 /// SIGTERM and checks it exits 0: leaves an initialised data dir behind.
 fn init_data_dir(dir: &Path) {
     let dir_arg = dir.to_str().unwrap();
-    let mut guard = Guard(
+    serves_then_stops(
         dhtfs(
             &["node", "--data-dir", dir_arg, "--listen", "127.0.0.1:0"],
             Some("error"),
-        )
-        .spawn()
-        .expect("spawn dhtfs"),
+        ),
+        dir_arg,
     );
+}
+
+/// Spawns `cmd` (a node listening on 127.0.0.1), waits for its `listening`
+/// line, stops it with SIGTERM and checks it exits 0.
+fn serves_then_stops(mut cmd: Command, what: &str) {
+    let mut guard = Guard(cmd.spawn().expect("spawn dhtfs"));
     let stdout = guard.0.stdout.take().unwrap();
     let mut stderr_pipe = guard.0.stderr.take().unwrap();
     let stderr_reader = std::thread::spawn(move || {
@@ -169,7 +179,7 @@ fn init_data_dir(dir: &Path) {
     });
     let line = rx
         .recv_timeout(START_TIMEOUT)
-        .unwrap_or_else(|e| panic!("node on {dir_arg} did not print its listening line: {e}"));
+        .unwrap_or_else(|e| panic!("{what}: the node did not print its listening line: {e}"));
     assert!(line.starts_with("listening "), "first stdout line: {line}");
     let addr: SocketAddr = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
@@ -177,7 +187,7 @@ fn init_data_dir(dir: &Path) {
     let stderr = stderr_reader.join().unwrap();
     assert!(
         status.success(),
-        "node exited with {status} after SIGTERM; stderr:\n{stderr}"
+        "{what}: node exited with {status} after SIGTERM; stderr:\n{stderr}"
     );
 }
 
@@ -480,5 +490,144 @@ fn unknown_config_key_names_the_file() {
     assert!(
         !dir.exists(),
         "a refused config must not create the data dir"
+    );
+}
+
+#[test]
+fn an_empty_admin_token_is_refused_not_taken_as_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let dir_arg = dir.to_str().unwrap();
+    let args = ["node", "--data-dir", dir_arg, "--listen", "127.0.0.1:0"];
+    let mut cmd = dhtfs(&args, None);
+    cmd.env("DHTFS_ADMIN_TOKEN", "");
+    let line = one_error_line("empty DHTFS_ADMIN_TOKEN", &run_command(cmd, &args));
+    assert_mentions(
+        "empty DHTFS_ADMIN_TOKEN",
+        &line,
+        &["DHTFS_ADMIN_TOKEN", "empty"],
+    );
+    assert!(
+        !dir.exists(),
+        "a refused start must not create the data dir"
+    );
+
+    let config = tmp.path().join("dhtfs.toml");
+    std::fs::write(&config, "admin_token = \"\"\n").unwrap();
+    let config_arg = config.to_str().unwrap();
+    let args = [
+        "node",
+        "--config",
+        config_arg,
+        "--data-dir",
+        dir_arg,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let mut cmd = dhtfs(&args, None);
+    cmd.env_remove("DHTFS_ADMIN_TOKEN");
+    let line = one_error_line("admin_token = \"\"", &run_command(cmd, &args));
+    assert_mentions("admin_token = \"\"", &line, &["admin_token", "empty"]);
+}
+
+#[test]
+fn a_remote_admin_api_without_a_token_is_refused_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let dir_arg = dir.to_str().unwrap();
+    let args = [
+        "node",
+        "--data-dir",
+        dir_arg,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "0.0.0.0:0",
+    ];
+    let mut cmd = dhtfs(&args, None);
+    cmd.env_remove("DHTFS_ADMIN_TOKEN");
+    let line = one_error_line("remote admin, no token", &run_command(cmd, &args));
+    assert_mentions(
+        "remote admin, no token",
+        &line,
+        &[
+            "0.0.0.0:0",
+            "DHTFS_ADMIN_TOKEN",
+            "--admin 127.0.0.1",
+            "allow_remote_admin_without_token",
+        ],
+    );
+    assert!(
+        !dir.exists(),
+        "a refused start must not create the data dir"
+    );
+
+    // With a token it starts.
+    let mut cmd = dhtfs(&args, Some("error"));
+    cmd.env("DHTFS_ADMIN_TOKEN", "s3cret");
+    serves_then_stops(cmd, "remote admin with a token");
+    // Or when explicitly allowed.
+    let config = tmp.path().join("dhtfs.toml");
+    std::fs::write(&config, "allow_remote_admin_without_token = true\n").unwrap();
+    let config_arg = config.to_str().unwrap();
+    let mut with_config = vec!["node", "--config", config_arg];
+    with_config.extend_from_slice(&args[1..]);
+    let mut cmd = dhtfs(&with_config, Some("error"));
+    cmd.env_remove("DHTFS_ADMIN_TOKEN");
+    serves_then_stops(cmd, "remote admin explicitly allowed");
+}
+
+/// Index entries in the `index` tree of a data dir no node holds open.
+fn index_len(dir: &Path) -> usize {
+    let db = sled::Config::new()
+        .path(dir.join("db"))
+        .open()
+        .expect("open sled");
+    db.open_tree("index").unwrap().len()
+}
+
+#[test]
+fn a_data_dir_whose_block_files_are_gone_is_refused_unless_the_loss_is_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    {
+        let (store, _) =
+            dhtfs::store::Store::open(&dir, dhtfs::store::StoreConfig::default()).unwrap();
+        for i in 0..20u8 {
+            // Over inline_max (64 KiB), so each is a file under blocks/.
+            let data = vec![i; 70 * 1024];
+            store
+                .put_verified(&dhtfs::id::Id::of_block(&data), &data)
+                .unwrap();
+        }
+    }
+    assert_eq!(index_len(&dir), 20);
+    // The disk that held blocks/ is not mounted: an empty mount point.
+    let blocks = dir.join("blocks");
+    std::fs::remove_dir_all(&blocks).unwrap();
+    std::fs::create_dir(&blocks).unwrap();
+
+    let dir_arg = dir.to_str().unwrap();
+    let args = ["node", "--data-dir", dir_arg, "--listen", "127.0.0.1:0"];
+    let line = one_error_line("blocks/ emptied", &run(&args, None));
+    assert_mentions(
+        "blocks/ emptied",
+        &line,
+        &[
+            blocks.to_str().unwrap(),
+            "20",
+            "unmounted",
+            "--accept-data-loss",
+        ],
+    );
+    assert_eq!(index_len(&dir), 20, "a refused start keeps the index");
+
+    let mut accept = args.to_vec();
+    accept.push("--accept-data-loss");
+    serves_then_stops(dhtfs(&accept, Some("error")), "--accept-data-loss");
+    assert_eq!(
+        index_len(&dir),
+        0,
+        "accepted: the dangling entries are dropped"
     );
 }

@@ -17,12 +17,15 @@ pub fn parse_id(field: &str, value: &str) -> Result<Id, Status> {
 pub fn store(e: StoreError) -> Status {
     let text = e.to_string();
     match e {
-        StoreError::TooLarge { .. } | StoreError::QuotaExceeded { .. } => {
-            Status::resource_exhausted(text)
-        }
+        StoreError::TooLarge { .. }
+        | StoreError::QuotaExceeded { .. }
+        | StoreError::LowDisk { .. }
+        | StoreError::DiskFull { .. } => Status::resource_exhausted(text),
         StoreError::HashMismatch { .. } => Status::invalid_argument(text),
         StoreError::Corrupt { .. } => Status::data_loss(text),
-        StoreError::NewerSchema { .. } => Status::failed_precondition(text),
+        StoreError::NewerSchema { .. } | StoreError::BlocksMissing { .. } => {
+            Status::failed_precondition(text)
+        }
         StoreError::Open { .. } | StoreError::Io { .. } | StoreError::Db { .. } => {
             Status::internal(text)
         }

@@ -98,7 +98,7 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
             let text = std::fs::read_to_string(path).map_err(io(path))?;
             manifest::parse_hashfile(&text)?
         }
-        (None, Some(root)) => resolve(session, root, &bad_peers).await?,
+        (None, Some(root)) => resolve(session, root, &bad_peers, &opts.out).await?,
         (None, None) => return Err(FilesError::RootNotFound(Id::ZERO)),
     };
     if let Some(Entry(key, size)) = chunks.iter().find(|e| e.1 > MAX_BLOCK) {
@@ -109,6 +109,9 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
         .into());
     }
     let size: u64 = chunks.iter().map(|e| e.1).sum();
+    if opts.hashfile.is_some() {
+        check_disk_room(&opts.out, size)?;
+    }
     let mut wants: Vec<Want> = Vec::new();
     let mut by_key: HashMap<Id, usize> = HashMap::new();
     let mut offset = 0;
@@ -319,11 +322,14 @@ pub(super) async fn fetch_block(
     Err(last)
 }
 
-/// Fetches the root manifest and, for a tree, every part, in file order.
+/// Fetches the root manifest and, for a tree, every part, in file order;
+/// refuses a file larger than the free space where `out` goes before
+/// fetching any part.
 async fn resolve(
     session: &Session,
     root: Id,
     bad: &Mutex<HashSet<SocketAddr>>,
+    out: &Path,
 ) -> Result<Vec<Entry>, FilesError> {
     let counters = Counters::default();
     let counters = &counters;
@@ -342,15 +348,39 @@ async fn resolve(
         .await
         .map_err(|_| FilesError::RootNotFound(root))?;
     let top = Manifest::parse(root, &bytes)?;
+    check_disk_room(out, top.size)?;
+    expand(root, top, fetch).await
+}
+
+/// Expands a parsed root manifest into its chunk list, fetching each distinct
+/// child manifest once (a file of repeated data repeats whole subtrees, and a
+/// liar could repeat them to make us fetch without end), at most
+/// [`MAX_DEPTH`] levels deep, and never more chunks than the root's size and
+/// chunk size allow.
+async fn expand<F, Fut>(root: Id, top: Manifest, mut fetch: F) -> Result<Vec<Entry>, FilesError>
+where
+    F: FnMut(Id) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, String>>,
+{
     let chunk_size = top.chunk_size;
+    let want = top.size.div_ceil(chunk_size);
+    let too_many = |key: Id| manifest::ManifestError::Inconsistent {
+        key,
+        why: format!(
+            "its tree lists more than the {want} chunks of {} bytes in {chunk_size}-byte chunks",
+            top.size
+        ),
+    };
     let mut out = Vec::new();
-    // Depth-first, in order: (entries still to expand at each level).
-    let mut stack: Vec<std::vec::IntoIter<Entry>> = Vec::new();
+    // Each child manifest fetched, by key: the bytes it covers and its body.
+    let mut seen: HashMap<Id, (u64, Body)> = HashMap::new();
+    // Depth-first, in order: (the manifest, its entries still to expand) per level.
+    let mut stack: Vec<(Id, std::vec::IntoIter<Entry>)> = Vec::new();
     match top.body {
         Body::Chunks(c) => return Ok(c),
-        Body::Parts(p) => stack.push(p.into_iter()),
+        Body::Parts(p) => stack.push((root, p.into_iter())),
     }
-    while let Some(level) = stack.last_mut() {
+    while let Some((_, level)) = stack.last_mut() {
         let Some(Entry(key, covered)) = level.next() else {
             stack.pop();
             continue;
@@ -358,29 +388,79 @@ async fn resolve(
         if stack.len() >= MAX_DEPTH {
             return Err(manifest::ManifestError::TooDeep { root }.into());
         }
-        let bytes = fetch(key).await.map_err(|why| FilesError::ChunkNotFound {
-            index: out.len(),
-            key,
-            why: format!("manifest part: {why}"),
-            out: PathBuf::new(),
-        })?;
-        let m = Manifest::parse(key, &bytes)?;
-        if m.size != covered || m.chunk_size != chunk_size {
+        if stack.iter().any(|(k, _)| *k == key) {
             return Err(manifest::ManifestError::Inconsistent {
                 key,
-                why: format!(
-                    "covers {} bytes in {}-byte chunks, its parent says {covered} in {chunk_size}",
-                    m.size, m.chunk_size
-                ),
+                why: "it lists itself among its own parts".into(),
             }
             .into());
         }
-        match m.body {
-            Body::Chunks(c) => out.extend(c),
-            Body::Parts(p) => stack.push(p.into_iter()),
+        let (size, body) = match seen.get(&key) {
+            Some(known) => known.clone(),
+            None => {
+                let bytes = fetch(key).await.map_err(|why| FilesError::ChunkNotFound {
+                    index: out.len(),
+                    key,
+                    why: format!("manifest part: {why}"),
+                    out: PathBuf::new(),
+                })?;
+                let m = Manifest::parse(key, &bytes)?;
+                if m.chunk_size != chunk_size {
+                    return Err(manifest::ManifestError::Inconsistent {
+                        key,
+                        why: format!("has {}-byte chunks, its root {chunk_size}", m.chunk_size),
+                    }
+                    .into());
+                }
+                seen.insert(key, (m.size, m.body.clone()));
+                (m.size, m.body)
+            }
+        };
+        // Checked at every occurrence: a repeated part must cover the same.
+        if size != covered {
+            return Err(manifest::ManifestError::Inconsistent {
+                key,
+                why: format!("covers {size} bytes, its parent says {covered}"),
+            }
+            .into());
+        }
+        match body {
+            Body::Chunks(c) => {
+                if out.len() as u64 + c.len() as u64 > want {
+                    return Err(too_many(root).into());
+                }
+                out.extend(c);
+            }
+            Body::Parts(p) => stack.push((key, p.into_iter())),
         }
     }
+    if out.len() as u64 != want {
+        return Err(too_many(root).into());
+    }
     Ok(out)
+}
+
+/// Refuses a file of `size` bytes when the disk `out` goes to has less free
+/// (counting what an `OUT.part` being resumed already holds).
+fn check_disk_room(out: &Path, size: u64) -> Result<(), FilesError> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let space = crate::store::disk_space(dir).map_err(io(dir))?;
+    let held = std::fs::metadata(part_path(out))
+        .map(|m| m.blocks().saturating_mul(512))
+        .unwrap_or(0);
+    let needed = size.saturating_sub(held);
+    if needed > space.available {
+        return Err(FilesError::NoRoom {
+            out: out.to_path_buf(),
+            size,
+            free: space.available,
+        });
+    }
+    Ok(())
 }
 
 /// Asks the kernel to start writing a range to disk now, without waiting, so
@@ -444,4 +524,134 @@ fn finish(file: &File, part: &Path, out: &Path) -> Result<(), FilesError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::manifest::{build, ManifestError};
+
+    /// Expands `root` from an in-memory set of blocks, counting fetches.
+    fn expand_from(
+        root: Id,
+        blocks: &HashMap<Id, Vec<u8>>,
+        fetches: &AtomicUsize,
+    ) -> Result<Vec<Entry>, FilesError> {
+        let top = Manifest::parse(root, &blocks[&root]).unwrap();
+        let fetch = |key: Id| {
+            fetches.fetch_add(1, Ordering::SeqCst);
+            let found = blocks
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| "absent".to_string());
+            async move { found }
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(expand(root, top, fetch))
+    }
+
+    #[test]
+    fn each_child_manifest_is_fetched_once() {
+        // A file of one repeated chunk: every leaf (and every inner node but
+        // the last of each level) is the same block.
+        let chunk = Entry(Id::of_block(b"zeros"), 4096);
+        let chunks = vec![chunk; 20_000];
+        let built = build(None, 4096, &chunks, 4096);
+        let blocks: HashMap<Id, Vec<u8>> = built.blocks.iter().cloned().collect();
+        assert!(
+            blocks.len() < 20,
+            "{} distinct manifest blocks",
+            blocks.len()
+        );
+        let fetches = AtomicUsize::new(0);
+        let out = expand_from(built.root, &blocks, &fetches).unwrap();
+        assert_eq!(out, chunks);
+        assert_eq!(
+            fetches.load(Ordering::SeqCst),
+            blocks.len() - 1,
+            "each distinct part once, the root not again"
+        );
+    }
+
+    /// A tree node over `parts` (key, bytes covered) in 4 KiB chunks.
+    fn parts_block(parts: &[(Id, u64)]) -> (Id, Vec<u8>) {
+        let entries = parts.iter().map(|&(k, c)| Entry(k, c)).collect();
+        let m = Manifest {
+            name: None,
+            size: parts.iter().map(|p| p.1).sum(),
+            chunk_size: 4096,
+            body: Body::Parts(entries),
+        };
+        let bytes = m.encode();
+        (Id::of_block(&bytes), bytes)
+    }
+
+    #[test]
+    fn a_tree_deeper_than_the_limit_is_refused() {
+        let leaf = Manifest {
+            name: None,
+            size: 4096,
+            chunk_size: 4096,
+            body: Body::Chunks(vec![Entry(Id::of_block(b"c"), 4096)]),
+        }
+        .encode();
+        let mut blocks = HashMap::new();
+        let mut key = Id::of_block(&leaf);
+        blocks.insert(key, leaf);
+        for _ in 0..MAX_DEPTH + 1 {
+            let (k, bytes) = parts_block(&[(key, 4096)]);
+            blocks.insert(k, bytes);
+            key = k;
+        }
+        let fetches = AtomicUsize::new(0);
+        let err = expand_from(key, &blocks, &fetches).unwrap_err();
+        assert!(
+            matches!(err, FilesError::Manifest(ManifestError::TooDeep { .. })),
+            "{err}"
+        );
+        assert!(fetches.load(Ordering::SeqCst) <= MAX_DEPTH);
+    }
+
+    #[test]
+    fn a_part_that_disagrees_with_its_parent_is_refused() {
+        let leaf = Manifest {
+            name: None,
+            size: 8192,
+            chunk_size: 4096,
+            body: Body::Chunks(vec![Entry(Id::of_block(b"c"), 4096); 2]),
+        }
+        .encode();
+        let leaf_key = Id::of_block(&leaf);
+        // The parent claims the leaf covers 3 chunks' worth; it covers 2.
+        let (root, root_bytes) = parts_block(&[(leaf_key, 12288), (leaf_key, 4096)]);
+        let blocks = HashMap::from([(leaf_key, leaf.clone()), (root, root_bytes)]);
+        let err = expand_from(root, &blocks, &AtomicUsize::new(0)).unwrap_err();
+        assert!(err.to_string().contains("its parent says 12288"), "{err}");
+        // Right the first time, wrong when repeated (no second fetch to check it).
+        let (root, root_bytes) = parts_block(&[(leaf_key, 8192), (leaf_key, 4096)]);
+        let blocks = HashMap::from([(leaf_key, leaf), (root, root_bytes)]);
+        let err = expand_from(root, &blocks, &AtomicUsize::new(0)).unwrap_err();
+        assert!(err.to_string().contains("its parent says 4096"), "{err}");
+    }
+
+    #[test]
+    fn an_output_larger_than_the_free_disk_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("big.iso");
+        let free = crate::store::disk_space(tmp.path()).unwrap().available;
+        let err = check_disk_room(&out, free + (1 << 30)).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, FilesError::NoRoom { .. }), "{text}");
+        assert!(
+            text.contains(out.to_str().unwrap()) && text.contains("-o"),
+            "{text}"
+        );
+        assert!(check_disk_room(&out, 1 << 20).is_ok());
+        // The refusal comes before anything is written.
+        assert!(!out.exists() && !part_path(&out).exists());
+    }
 }

@@ -49,6 +49,8 @@ pub enum FilesError {
         why: String,
         out: PathBuf,
     },
+    #[error("{out} would need {size} bytes but its disk has {free} free: free some space there, or write elsewhere with -o")]
+    NoRoom { out: PathBuf, size: u64, free: u64 },
     #[error("stopped after {0} chunks, as asked; rerun to resume")]
     Interrupted(usize),
 }

@@ -92,6 +92,13 @@ impl Node {
                 Stats::inc(&stats.stores_refused);
                 Err(e.to_string())
             }
+            // The disk filled between the early check and the write: refused,
+            // and said without the local path a DiskFull names.
+            Ok(Err(e @ (StoreError::LowDisk { .. } | StoreError::DiskFull { .. }))) => {
+                Stats::inc(&stats.stores_refused);
+                tracing::warn!(key = %key, error = %e, "store refused: disk full or below the free-space floor");
+                Err(format!("this node is out of disk space: block {key} refused"))
+            }
             // The details (paths on this machine) are for our log, not for peers.
             Ok(Err(e)) => {
                 tracing::error!(key = %key, error = %e, "cannot store a pulled block");

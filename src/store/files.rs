@@ -106,6 +106,11 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), StoreError> {
         .create_new(true)
         .open(path)
         .map_err(|e| StoreError::io(path, e))?;
+    write_and_sync(&mut file, path, data)
+}
+
+/// Writes all of `data` and fsyncs; a full disk comes back as `DiskFull`.
+fn write_and_sync(file: &mut File, path: &Path, data: &[u8]) -> Result<(), StoreError> {
     file.write_all(data)
         .and_then(|()| file.sync_all())
         .map_err(|e| StoreError::io(path, e))
@@ -120,7 +125,13 @@ fn place(tmp: &Path, dest: &Path) -> Result<(), StoreError> {
     }
     ensure_dir(parent)?;
     fs::rename(tmp, dest).map_err(|e| StoreError::io(dest, e))?;
-    fsync_dir(parent)
+    let synced = fsync_dir(parent);
+    if synced.is_err() {
+        // The rename may not survive a crash: take it back, so that no file is
+        // left under the final name by a write reported as failed.
+        let _ = fs::remove_file(dest);
+    }
+    synced
 }
 
 /// Removes the file of a deleted block; a missing file is already the goal.
@@ -157,6 +168,34 @@ mod tests {
         let upper = hex.to_uppercase();
         assert_eq!(parse_block_path(&Path::new("E3/B0").join(&upper)), None);
         assert_eq!(parse_block_path(Path::new("e3/b0/notes.txt")), None);
+    }
+
+    #[test]
+    fn a_real_enospc_is_reported_as_a_full_disk() {
+        // /dev/full fails every write with ENOSPC: a real full disk, no mount.
+        let path = Path::new("/dev/full");
+        let mut file = OpenOptions::new().write(true).open(path).unwrap();
+        let err = write_and_sync(&mut file, path, &[1u8; 8192]).unwrap_err();
+        assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
+        assert!(
+            err.to_string().contains("disk full writing /dev/full"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_failed_placement_leaves_no_file_anywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_layout(dir.path()).unwrap();
+        let data = vec![9u8; 1000];
+        let key = Id::of_block(&data);
+        // blocks/ab is a file, so the directory for the block cannot be made.
+        let fan = block_path(dir.path(), &key);
+        let fan = fan.parent().unwrap().parent().unwrap();
+        fs::write(fan, b"in the way").unwrap();
+        assert!(write_block(dir.path(), &key, &data).is_err());
+        assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+        assert_eq!(fs::read(fan).unwrap(), b"in the way");
     }
 
     #[test]

@@ -24,12 +24,22 @@
 //!
 //! Concurrency: puts and deletes of one key are serialized by a lock striped on
 //! the key's first byte, so two puts of one key store it once and a delete cannot
-//! interleave with a put. Quota space is reserved under a mutex before writing, so
-//! concurrent puts cannot overshoot the quota; the quota counts block bytes, not
-//! the disk space sled or the file system add on top.
+//! interleave with a put; a second put of a key waits for the first one's flush
+//! and only then answers `AlreadyHad`, and `contains` says no while a put of the
+//! key is in flight (`in_flight.rs`). Quota space is reserved under a mutex
+//! before writing, so concurrent puts cannot overshoot the quota; the quota
+//! charges each block its bookkeeping too (`charge.rs`).
+//!
+//! Full disks: a put is refused before writing anything when it would take the
+//! data dir's disk below the free-space floor (`free_space.rs`); a write that
+//! fails anyway (ENOSPC, any I/O or sled error) removes its temp file and its
+//! block file and takes its index entry back, so nothing half-stored remains.
 
+mod charge;
 mod error;
 mod files;
+mod free_space;
+mod in_flight;
 mod index;
 mod migrate;
 mod repair;
@@ -38,7 +48,10 @@ mod snapshot;
 mod tests;
 #[cfg(test)]
 mod tests_repair;
+#[cfg(test)]
+mod tests_space;
 mod types;
+mod unmounted;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -50,10 +63,14 @@ use crate::contact::Contact;
 use crate::id::Id;
 
 pub use error::StoreError;
+pub use free_space::{disk_space, DiskSpace};
 pub use migrate::SCHEMA_VERSION;
 pub use types::{AuditReport, BlockMeta, BlockStore, PutOutcome, RepairReport, StoreConfig};
 
+use charge::charge;
 use files::DB_DIR;
+use free_space::DiskFloor;
+use in_flight::InFlight;
 use index::{IndexEntry, Location, Trees, NODE_ID_KEY};
 
 /// Number of key-striped locks; 256 so the first key byte picks one directly.
@@ -75,9 +92,13 @@ struct Inner {
     schema_version: u32,
     blocks: AtomicU64,
     bytes: AtomicU64,
-    /// Bytes of puts in flight that passed the quota check but are not yet counted.
+    /// What the blocks held are charged against the quota (bytes plus bookkeeping).
+    charged: AtomicU64,
+    /// Charges of puts in flight that passed the quota check but are not yet counted.
     reserved: Mutex<u64>,
     locks: Vec<Mutex<()>>,
+    in_flight: InFlight,
+    floor: DiskFloor,
 }
 
 impl fmt::Debug for Store {
@@ -135,8 +156,10 @@ impl Store {
         let schema_version = migrate::run(&db, dir, &db_path)?;
         let trees = Trees::open(&db, &db_path)?;
         let node_id = read_node_id(&trees.meta, &db_path)?;
+        // Before ensure_layout, which would create a missing blocks/ and hide
+        // that it was gone.
+        let scan = repair::scan(dir, &trees, true, cfg.accept_data_loss)?;
         files::ensure_layout(dir)?;
-        let scan = repair::scan(dir, &trees, true)?;
         let report = scan.repaired;
         if !report.is_clean() {
             tracing::warn!(
@@ -148,6 +171,7 @@ impl Store {
                 "repaired data dir after an unclean stop"
             );
         }
+        let floor = DiskFloor::new(dir, cfg.min_free_bytes, cfg.min_free_percent);
         let inner = Inner {
             dir: dir.to_path_buf(),
             db_path,
@@ -158,8 +182,11 @@ impl Store {
             schema_version,
             blocks: AtomicU64::new(scan.audit.blocks),
             bytes: AtomicU64::new(scan.bytes),
+            charged: AtomicU64::new(scan.charged),
             reserved: Mutex::new(0),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            in_flight: InFlight::default(),
+            floor,
         };
         let store = Store {
             inner: Arc::new(inner),
@@ -177,7 +204,7 @@ impl Store {
         let (db, db_path) = open_db(dir, StoreConfig::default().cache_bytes)?;
         migrate::check_not_newer(&db, dir, &db_path)?;
         let trees = Trees::open(&db, &db_path)?;
-        Ok(repair::scan(dir, &trees, false)?.audit)
+        Ok(repair::scan(dir, &trees, false, true)?.audit)
     }
 
     /// This node's id, fixed when the data dir was created.
@@ -195,8 +222,9 @@ impl Store {
         &self.inner.dir
     }
 
-    /// Stores `data` under `key` after checking its sha256, size and the quota;
-    /// durable on disk before it returns Ok.
+    /// Stores `data` under `key` after checking its sha256, size, the quota and
+    /// the free-space floor; durable on disk before it returns Ok. On any error
+    /// nothing of it is left: no temp file, no block file, no index entry.
     pub fn put_verified(&self, key: &Id, data: &[u8]) -> Result<PutOutcome, StoreError> {
         let inner = &*self.inner;
         let size = data.len() as u64;
@@ -205,12 +233,17 @@ impl Store {
         if actual != *key {
             return Err(StoreError::HashMismatch { key: *key, actual });
         }
+        // Held through the flush: a second put of this key waits here, and
+        // sees the entry (AlreadyHad) only once it is durable.
         let _key_lock = lock(&inner.locks[usize::from(key.0[0]) % LOCK_STRIPES]);
         if self.entry(key)?.is_some() {
             return Ok(PutOutcome::AlreadyHad);
         }
-        let _reservation = self.reserve(size)?;
         let inline = data.len() <= inner.cfg.inline_max;
+        let cost = charge(size, inline);
+        let _reservation = self.reserve(cost)?;
+        inner.floor.check(cost, true)?;
+        let _in_flight = inner.in_flight.mark(*key);
         let entry = IndexEntry {
             size,
             location: if inline {
@@ -221,23 +254,44 @@ impl Store {
             stored_at: now_secs(),
         }
         .encode();
-        if inline {
+        let file = if inline {
             self.insert_inline(key, &entry, data)?;
+            None
         } else {
             let path = files::write_block(&inner.dir, key, data)?;
             if let Err(e) = inner.trees.index.insert(key.0, &entry[..]) {
                 let _ = files::remove_block(&path);
                 return Err(StoreError::db(&inner.db_path, e));
             }
+            Some(path)
+        };
+        if let Err(e) = inner.db.flush() {
+            self.take_back(key, file.as_deref());
+            return Err(StoreError::db(&inner.db_path, e));
         }
-        // Count before flushing: the entry is visible now, so the counters must be too.
         inner.blocks.fetch_add(1, Ordering::SeqCst);
         inner.bytes.fetch_add(size, Ordering::SeqCst);
-        inner
-            .db
-            .flush()
-            .map_err(|e| StoreError::db(&inner.db_path, e))?;
+        inner.charged.fetch_add(cost, Ordering::SeqCst);
         Ok(PutOutcome::Stored)
+    }
+
+    /// Undoes a put whose flush failed: its entry goes (whether or not some of
+    /// it reached the disk; a durable leftover is dropped by the next open's
+    /// repair, since its file is removed too).
+    fn take_back(&self, key: &Id, file: Option<&Path>) {
+        let trees = &self.inner.trees;
+        let removed = trees
+            .index
+            .remove(key.0)
+            .and_then(|_| trees.inline.remove(key.0));
+        if let Err(e) = removed {
+            tracing::warn!(key = %key, error = %e, "cannot take back a failed put's index entry");
+        }
+        if let Some(path) = file {
+            if let Err(e) = files::remove_block(path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a failed put's file");
+            }
+        }
     }
 
     fn insert_inline(&self, key: &Id, entry: &[u8], data: &[u8]) -> Result<(), StoreError> {
@@ -312,15 +366,19 @@ impl Store {
         Ok(Some(data))
     }
 
-    /// True if the block is held (an unreadable index counts as not held).
+    /// True if the block is held durably (a put still in flight, or an
+    /// unreadable index, counts as not held).
     pub fn contains(&self, key: &Id) -> bool {
-        match self.inner.trees.index.contains_key(key.0) {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!(error = %e, key = %key, "index lookup failed");
-                false
-            }
-        }
+        let index = &self.inner.trees.index;
+        self.inner
+            .in_flight
+            .durable(key, || match index.contains_key(key.0) {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, key = %key, "index lookup failed");
+                    false
+                }
+            })
     }
 
     /// Size, location and age of a held block.
@@ -351,6 +409,8 @@ impl Store {
             })?;
         inner.blocks.fetch_sub(1, Ordering::SeqCst);
         inner.bytes.fetch_sub(entry.size, Ordering::SeqCst);
+        let cost = charge(entry.size, entry.location == Location::Inline);
+        inner.charged.fetch_sub(cost, Ordering::SeqCst);
         inner
             .db
             .flush()
@@ -412,12 +472,20 @@ impl Store {
         self.inner.bytes.load(Ordering::SeqCst)
     }
 
-    /// Fails with TooLarge or QuotaExceeded if a block of `size` bytes would be
-    /// refused now; for checking before a transfer starts.
+    /// What the blocks held are charged against the quota: their bytes plus
+    /// their bookkeeping (see `charge.rs`).
+    pub fn charged_bytes(&self) -> u64 {
+        self.inner.charged.load(Ordering::SeqCst)
+    }
+
+    /// Fails with TooLarge, QuotaExceeded or LowDisk if a block of `size` bytes
+    /// would be refused now; for checking before a transfer starts.
     pub fn check_room(&self, size: u64) -> Result<(), StoreError> {
         self.check_size(size)?;
+        let cost = charge(size, size <= self.inner.cfg.inline_max as u64);
         let reserved = *lock(&self.inner.reserved);
-        self.check_quota(size, reserved)
+        self.check_quota(cost, reserved)?;
+        self.inner.floor.check(cost, false)
     }
 
     /// Replaces the routing snapshot with `contacts`, durably.
@@ -466,11 +534,12 @@ impl Store {
         Ok(())
     }
 
+    /// `size` here is a block's charge, not its length.
     fn check_quota(&self, size: u64, reserved: u64) -> Result<(), StoreError> {
         let Some(quota) = self.inner.cfg.quota_bytes else {
             return Ok(());
         };
-        let used = self.bytes_stored().saturating_add(reserved);
+        let used = self.charged_bytes().saturating_add(reserved);
         if used.saturating_add(size) > quota {
             return Err(StoreError::QuotaExceeded { size, used, quota });
         }

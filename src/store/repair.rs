@@ -15,8 +15,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::charge::charge;
 use super::files::{self, BLOCKS_DIR, DB_DIR, TMP_DIR};
 use super::index::{IndexEntry, Location, Trees};
+use super::unmounted::{self, FileCensus};
 use super::{AuditReport, RepairReport, StoreError};
 use crate::id::{Id, ID_LEN};
 
@@ -28,21 +30,46 @@ pub(crate) struct Scan {
     pub repaired: RepairReport,
     /// Total size of the blocks that passed.
     pub bytes: u64,
+    /// What the blocks that passed are charged against the quota.
+    pub charged: u64,
 }
 
-/// Checks the data dir against the index; with `fix`, removes what is wrong.
-pub(crate) fn scan(dir: &Path, trees: &Trees, fix: bool) -> Result<Scan, StoreError> {
+/// Checks the data dir against the index; with `fix`, removes what is wrong,
+/// unless most block files are missing (see `unmounted.rs`) and the loss was
+/// not accepted, in which case it fails before changing anything.
+pub(crate) fn scan(
+    dir: &Path,
+    trees: &Trees,
+    fix: bool,
+    accept_loss: bool,
+) -> Result<Scan, StoreError> {
     let db_path = dir.join(DB_DIR);
     let mut audit = AuditReport::default();
     let mut repaired = RepairReport::default();
+    let blocks_dir_exists = dir.join(BLOCKS_DIR).is_dir();
+
+    let walk = check_index(dir, trees)?;
+    if fix {
+        let census = FileCensus {
+            blocks_dir_exists,
+            ..walk.census
+        };
+        unmounted::check(dir, census, accept_loss)?;
+    }
+    let IndexWalk {
+        bad,
+        bad_keys,
+        blocks,
+        bytes,
+        charged,
+        ..
+    } = walk;
 
     let temps = clean_tmp(&dir.join(TMP_DIR), fix)?;
     audit.temp_files = temps;
     if fix {
         repaired.temp_files_removed = temps;
     }
-
-    let (bad, bad_keys, blocks, bytes) = check_index(dir, trees)?;
     audit.blocks = blocks;
     audit.index_without_bytes = bad.iter().copied().collect();
     audit.corrupt_entries = bad_keys.len() as u64;
@@ -91,6 +118,7 @@ pub(crate) fn scan(dir: &Path, trees: &Trees, fix: bool) -> Result<Scan, StoreEr
         audit,
         repaired,
         bytes,
+        charged,
     })
 }
 
@@ -130,40 +158,70 @@ fn clean_tmp(tmp: &Path, fix: bool) -> Result<u64, StoreError> {
     Ok(count)
 }
 
-/// Walks the index: returns the ids whose bytes are missing or the wrong size
-/// (or whose entry does not decode), raw keys that are not ids at all, and the
-/// count and total size of the good entries.
-#[allow(clippy::type_complexity)]
-fn check_index(
-    dir: &Path,
-    trees: &Trees,
-) -> Result<(HashSet<Id>, Vec<Vec<u8>>, u64, u64), StoreError> {
+/// What a walk of the index found.
+struct IndexWalk {
+    /// Ids whose bytes are missing or the wrong size, or whose entry does not decode.
+    bad: HashSet<Id>,
+    /// Raw keys that are not ids at all.
+    bad_keys: Vec<Vec<u8>>,
+    /// Count, total size and quota charge of the good entries.
+    blocks: u64,
+    bytes: u64,
+    charged: u64,
+    /// File entries, and how many of their files are missing altogether.
+    census: FileCensus,
+}
+
+/// Walks the index, checking each entry's bytes are there and the right size.
+fn check_index(dir: &Path, trees: &Trees) -> Result<IndexWalk, StoreError> {
     let db_path = dir.join(DB_DIR);
-    let mut bad = HashSet::new();
-    let mut bad_keys = Vec::new();
-    let (mut blocks, mut bytes) = (0u64, 0u64);
+    let mut walk = IndexWalk {
+        bad: HashSet::new(),
+        bad_keys: Vec::new(),
+        blocks: 0,
+        bytes: 0,
+        charged: 0,
+        census: FileCensus {
+            blocks_dir_exists: true,
+            listed: 0,
+            missing: 0,
+        },
+    };
     for item in trees.index.iter() {
         let (key, value) = item.map_err(|e| StoreError::db(&db_path, e))?;
         let Ok(raw) = <[u8; ID_LEN]>::try_from(key.as_ref()) else {
-            bad_keys.push(key.to_vec());
+            walk.bad_keys.push(key.to_vec());
             continue;
         };
         let id = Id(raw);
-        let good = match IndexEntry::decode(&value) {
-            Some(entry) if bytes_present(dir, trees, &id, &entry)? => Some(entry),
-            _ => None,
+        let Some(entry) = IndexEntry::decode(&value) else {
+            walk.bad.insert(id);
+            continue;
         };
-        match good {
-            Some(entry) => {
-                blocks += 1;
-                bytes += entry.size;
-            }
-            None => {
-                bad.insert(id);
-            }
+        let presence = bytes_present(dir, trees, &id, &entry)?;
+        if entry.location == Location::File {
+            walk.census.listed += 1;
+            walk.census.missing += u64::from(presence == Presence::Missing);
+        }
+        if presence == Presence::Good {
+            walk.blocks += 1;
+            walk.bytes += entry.size;
+            walk.charged += charge(entry.size, entry.location == Location::Inline);
+        } else {
+            walk.bad.insert(id);
         }
     }
-    Ok((bad, bad_keys, blocks, bytes))
+    Ok(walk)
+}
+
+/// Whether an entry's bytes are there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Presence {
+    Good,
+    /// There, but the wrong size or not a plain file.
+    Wrong,
+    /// Not there at all.
+    Missing,
 }
 
 fn bytes_present(
@@ -171,20 +229,24 @@ fn bytes_present(
     trees: &Trees,
     id: &Id,
     entry: &IndexEntry,
-) -> Result<bool, StoreError> {
+) -> Result<Presence, StoreError> {
+    let good = |ok: bool| if ok { Presence::Good } else { Presence::Wrong };
     match entry.location {
         Location::Inline => {
             let value = trees
                 .inline
                 .get(id.0)
                 .map_err(|e| StoreError::db(&dir.join(DB_DIR), e))?;
-            Ok(value.is_some_and(|v| v.len() as u64 == entry.size))
+            Ok(match value {
+                Some(v) => good(v.len() as u64 == entry.size),
+                None => Presence::Missing,
+            })
         }
         Location::File => {
             let path = files::block_path(dir, id);
             match fs::symlink_metadata(&path) {
-                Ok(m) => Ok(m.is_file() && m.len() == entry.size),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Ok(m) => Ok(good(m.is_file() && m.len() == entry.size)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Presence::Missing),
                 Err(e) => Err(StoreError::io(&path, e)),
             }
         }

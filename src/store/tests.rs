@@ -140,12 +140,14 @@ fn quota_is_enforced() {
     store.put_verified(&keys[0], &blocks[0]).unwrap();
     store.put_verified(&keys[1], &blocks[1]).unwrap();
     let err = store.put_verified(&keys[2], &blocks[2]).unwrap_err();
+    // Each 100,000-byte file block is charged 25 4-KiB fs blocks plus 256
+    // bytes of bookkeeping: 102,656.
     assert!(
         matches!(
             err,
             StoreError::QuotaExceeded {
-                size: 100_000,
-                used: 200_000,
+                size: 102_656,
+                used: 205_312,
                 quota: 250_000
             }
         ),
@@ -154,7 +156,8 @@ fn quota_is_enforced() {
     assert!(err.to_string().starts_with("storage quota full"), "{err}");
     assert!(!store.contains(&keys[2]));
     assert!(store.check_room(100_000).is_err());
-    assert!(store.check_room(50_000).is_ok());
+    assert!(store.check_room(40_000).is_ok(), "inline: 40,256 charged");
+    assert!(store.check_room(50_000).is_err(), "inline: 50,256 charged");
     // A block already held needs no room.
     assert_eq!(
         store.put_verified(&keys[0], &blocks[0]).unwrap(),
@@ -166,6 +169,7 @@ fn quota_is_enforced() {
         PutOutcome::Stored
     );
     assert_eq!(store.bytes_stored(), 200_000);
+    assert_eq!(store.charged_bytes(), 205_312);
 }
 
 #[test]
@@ -173,7 +177,7 @@ fn concurrent_puts_never_overshoot_the_quota() {
     let tmp = tempfile::tempdir().unwrap();
     let size = 100_000usize;
     let cfg = StoreConfig {
-        quota_bytes: Some(5 * size as u64),
+        quota_bytes: Some(5 * charge::charge(size as u64, false)),
         ..StoreConfig::default()
     };
     let (store, _) = Store::open(tmp.path(), cfg).unwrap();

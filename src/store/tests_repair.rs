@@ -262,3 +262,94 @@ fn every_crash_state_at_once() {
     );
     assert_good_blocks_survive(tmp.path(), &good);
 }
+
+/// Index entries in the raw `index` tree of a closed store.
+fn raw_index_len(dir: &Path) -> usize {
+    let mut n = 0;
+    with_raw_trees(dir, |trees| n = trees.index.len());
+    n
+}
+
+#[test]
+fn an_unmounted_blocks_dir_is_refused_and_the_index_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = open(dir);
+    for seed in 0..20 {
+        let data = block(70 * 1024, 2000 + seed);
+        store.put_verified(&Id::of_block(&data), &data).unwrap();
+    }
+    drop(store);
+    let blocks = dir.join(files::BLOCKS_DIR);
+    let away = dir.join("blocks.away");
+
+    // An empty mount point where the disk should be.
+    fs::rename(&blocks, &away).unwrap();
+    fs::create_dir(&blocks).unwrap();
+    let err = Store::open(dir, StoreConfig::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::BlocksMissing {
+                listed: 20,
+                missing: 20,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("--accept-data-loss") && text.contains(&blocks.display().to_string()),
+        "{text}"
+    );
+    assert_eq!(raw_index_len(dir), 20, "a refused open keeps every entry");
+
+    // No blocks/ at all: refused too, and not created behind our back.
+    fs::remove_dir(&blocks).unwrap();
+    assert!(matches!(
+        Store::open(dir, StoreConfig::default()),
+        Err(StoreError::BlocksMissing { .. })
+    ));
+    assert!(!blocks.exists());
+    assert_eq!(raw_index_len(dir), 20);
+
+    // The disk is back: everything is there.
+    fs::rename(&away, &blocks).unwrap();
+    let (store, report) = Store::open(dir, StoreConfig::default()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(store.block_count(), 20);
+    drop(store);
+
+    // Gone for good, and the operator says so: the entries are dropped.
+    fs::remove_dir_all(&blocks).unwrap();
+    let accept = StoreConfig {
+        accept_data_loss: true,
+        ..StoreConfig::default()
+    };
+    let (store, report) = Store::open(dir, accept).unwrap();
+    assert_eq!(report.index_entries_dropped, 20);
+    assert_eq!(store.block_count(), 0);
+    assert!(blocks.is_dir());
+}
+
+#[test]
+fn a_few_missing_files_among_many_are_still_repaired() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut paths = Vec::new();
+    let store = open(dir);
+    for seed in 0..20 {
+        let data = block(70 * 1024, 3000 + seed);
+        let key = Id::of_block(&data);
+        store.put_verified(&key, &data).unwrap();
+        paths.push(files::block_path(dir, &key));
+    }
+    drop(store);
+    for path in &paths[..10] {
+        fs::remove_file(path).unwrap();
+    }
+    let report = repair(dir);
+    assert_eq!(report.index_entries_dropped, 10, "half is not most");
+    assert_eq!(open(dir).block_count(), 10);
+}

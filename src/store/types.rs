@@ -16,8 +16,17 @@ pub struct StoreConfig {
     pub cache_bytes: u64,
     /// Largest block accepted, in bytes.
     pub max_block_size: usize,
-    /// Most block bytes this node will hold; `None` for no limit.
+    /// Most bytes this node will hold, each block charged its bookkeeping
+    /// too (see `charge.rs`); `None` for no limit.
     pub quota_bytes: Option<u64>,
+    /// Refuse blocks that would leave the data dir's disk with less free than
+    /// this many bytes...
+    pub min_free_bytes: u64,
+    /// ...or this percentage of its size, whichever is larger (both 0: off).
+    pub min_free_percent: u8,
+    /// Open even when most block files are missing (an unmounted disk?),
+    /// dropping their index entries; otherwise such an open is refused.
+    pub accept_data_loss: bool,
 }
 
 impl Default for StoreConfig {
@@ -27,6 +36,9 @@ impl Default for StoreConfig {
             cache_bytes: 64 * 1024 * 1024,
             max_block_size: 1024 * 1024,
             quota_bytes: None,
+            min_free_bytes: 1 << 30,
+            min_free_percent: 5,
+            accept_data_loss: false,
         }
     }
 }

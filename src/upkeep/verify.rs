@@ -1,5 +1,11 @@
-//! Verify: re-hash every stored block; with repair, drop a corrupt copy and
-//! fetch a good one from another holder.
+//! Verify: re-hash every stored block; with repair, replace a corrupt copy by
+//! a good one fetched from another holder.
+//!
+//! Nothing is deleted before its replacement is in hand: a copy that fails its
+//! hash may be the last one anywhere (and a flaky read may have made it look
+//! corrupt), while keeping it costs little, since every reader hashes what it
+//! receives. A block that cannot be read at all (an I/O error) is skipped and
+//! counted, not taken as corrupt, and the pass goes on to the next one.
 
 use super::Keys;
 use crate::id::Id;
@@ -16,6 +22,8 @@ pub struct VerifyReport {
     pub checked: u64,
     pub corrupt: u64,
     pub repaired: u64,
+    /// Blocks that could not be read (I/O error) and were skipped.
+    pub unreadable: u64,
     /// Up to 100 corrupt keys.
     pub corrupt_keys: Vec<Id>,
 }
@@ -35,11 +43,17 @@ pub async fn verify_once(
         let read = tokio::task::spawn_blocking(move || s.get(&key)).await;
         report.checked += 1;
         Stats::inc(&stats.verify_checked);
-        match read {
+        let unreadable = match read {
             Ok(Ok(_)) => continue,
-            Ok(Err(StoreError::Corrupt { .. })) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => continue,
+            Ok(Err(StoreError::Corrupt { .. })) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("read task failed: {e}")),
+        };
+        if let Some(error) = unreadable {
+            report.unreadable += 1;
+            Stats::inc(&stats.verify_unreadable);
+            tracing::warn!(key = %key, %error, "verify: cannot read block; skipped");
+            continue;
         }
         report.corrupt += 1;
         Stats::inc(&stats.verify_corrupt);
@@ -47,7 +61,7 @@ pub async fn verify_once(
         if report.corrupt_keys.len() < MAX_LISTED {
             report.corrupt_keys.push(key);
         }
-        if repair && repair_block(node, store, key).await? {
+        if repair && repair_block(node, store, key).await {
             report.repaired += 1;
             Stats::inc(&stats.verify_repaired);
         }
@@ -55,20 +69,29 @@ pub async fn verify_once(
     Ok(report)
 }
 
-/// Drops our copy and stores a verified one from another holder; false when
-/// no holder could supply it (the bad copy is dropped all the same: serving
-/// rot helps nobody, and republishing from a holder brings it back).
-async fn repair_block(node: &Node, store: &Store, key: Id) -> Result<bool, StoreError> {
-    let s = store.clone();
-    let _ = tokio::task::spawn_blocking(move || s.delete(&key)).await;
+/// Fetches a verified copy from another holder and only then swaps it in for
+/// ours; false (our copy kept, for the next pass to retry) when no holder
+/// could supply one or storing it failed.
+async fn repair_block(node: &Node, store: &Store, key: Id) -> bool {
     let Some(data) = node.fetch_remote(key).await else {
-        tracing::warn!(key = %key, "verify: no holder could supply a good copy");
-        return Ok(false);
+        tracing::warn!(key = %key, "verify: no holder could supply a good copy; keeping ours for now");
+        return false;
     };
     let s = store.clone();
-    match tokio::task::spawn_blocking(move || s.put_verified(&key, &data)).await {
-        Ok(Ok(_)) => Ok(true),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Ok(false),
+    let swapped = tokio::task::spawn_blocking(move || {
+        s.delete(&key)?;
+        s.put_verified(&key, &data)
+    })
+    .await;
+    match swapped {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(key = %key, error = %e, "verify: cannot store the good copy");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(key = %key, error = %e, "verify: repair task failed");
+            false
+        }
     }
 }
