@@ -447,26 +447,30 @@ async fn transfer(file: &Path, out: &Path, departed: bool) -> Transfer {
     };
     let report = report.expect("put succeeds");
     let put_rate = FILE_MIB / started.elapsed().as_secs_f64();
-    let _ = std::fs::remove_file(out);
-    let opts = GetOptions {
-        bootstrap: vec![net.nodes[4].local_addr],
-        quiet: true,
-        ..GetOptions::new(report.root, out.to_path_buf())
-    };
-    let started = Instant::now();
-    let got = tokio::time::timeout(GET_CAP, get(&opts)).await;
-    let get_rate = FILE_MIB / started.elapsed().as_secs_f64();
-    let get_rate = match got {
-        Ok(got) => {
-            got.expect("get succeeds");
-            assert!(
-                std::fs::read(file).unwrap() == std::fs::read(out).unwrap(),
-                "the file came back unchanged"
-            );
-            Some(get_rate)
-        }
-        Err(_) => None,
-    };
+    // Three gets, each a fresh client as `dhtfs get` is, and their median:
+    // a 64 MiB get takes a fraction of a second, where scheduling noise on a
+    // busy machine is large.
+    let mut gets = Vec::new();
+    for _ in 0..3 {
+        let _ = std::fs::remove_file(out);
+        let opts = GetOptions {
+            bootstrap: vec![net.nodes[4].local_addr],
+            quiet: true,
+            ..GetOptions::new(report.root, out.to_path_buf())
+        };
+        let started = Instant::now();
+        let Ok(got) = tokio::time::timeout(GET_CAP, get(&opts)).await else {
+            gets.clear();
+            break;
+        };
+        gets.push(FILE_MIB / started.elapsed().as_secs_f64());
+        got.expect("get succeeds");
+        assert!(
+            std::fs::read(file).unwrap() == std::fs::read(out).unwrap(),
+            "the file came back unchanged"
+        );
+    }
+    let get_rate = (!gets.is_empty()).then(|| median(gets));
     net.stop_all().await;
     Transfer {
         put: Some(put_rate),
@@ -549,7 +553,7 @@ async fn departed_peer_costs_little_throughput() {
     };
     let capped = departed.iter().any(|t| t.put.is_none() || t.get.is_none());
     println!(
-        "hostile: departed (64 MiB, 8 nodes, put/get MiB/s, medians of {rounds} rounds): clean {clean_put:.1}/{clean_get:.1} \
+        "hostile: departed (64 MiB, 8 nodes, put/get MiB/s, medians of {rounds} rounds of a put and 3 gets): clean {clean_put:.1}/{clean_get:.1} \
          (runs {}); one departed peer (in {} of 8 tables) {}{dep_put:.1}/{dep_get:.1} (runs {}); \
          ratio put {put_ratio:.2}x, get {get_ratio:.2}x",
         show(&clean),
