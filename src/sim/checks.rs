@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use super::failures::Check;
 use super::world::{Life, World};
 use crate::id::ID_BITS;
 
@@ -70,7 +71,7 @@ pub fn check_all(world: &mut World) {
         }
     }
     for p in problems {
-        world.fail(p);
+        world.fail(Check::Bound, p);
     }
 }
 
@@ -87,6 +88,6 @@ pub fn check_stores(world: &mut World) {
         }
     }
     for p in problems {
-        world.fail(p);
+        world.fail(Check::Integrity, p);
     }
 }

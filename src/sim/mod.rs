@@ -33,6 +33,7 @@ mod upkeep;
 mod world;
 
 pub use config::{Bug, SimConfig};
+pub use failures::Check;
 pub use report::{without_wall, Report};
 
 /// Runs one simulation and reports what it measured.
@@ -49,8 +50,7 @@ pub fn run(cfg: &SimConfig) -> Report {
     for panic in catcher.take() {
         let line = format!("FAIL seed={} panic: {panic}", cfg.seed);
         eprintln!("{line}");
-        report.failures += 1;
-        report.failure_lines.push(line);
+        report.add_failure(Check::Panic, line);
     }
     report.wall_s = wall.elapsed().as_secs_f64();
     report

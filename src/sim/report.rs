@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::config::SimConfig;
+use super::failures::Check;
 use super::net::NetCounters;
 use super::record::quantile;
 use super::world::{Totals, World};
@@ -39,6 +40,8 @@ pub struct Report {
     pub totals: Totals,
     pub sim_s: f64,
     pub failures: u64,
+    /// Of those, how many of each kind, in [`Check::ALL`] order.
+    pub failures_by: Vec<(Check, u64)>,
     pub failure_lines: Vec<String>,
     /// Filled in by the caller: real seconds the run took.
     pub wall_s: f64,
@@ -95,6 +98,10 @@ impl Report {
             totals,
             sim_s: w.now_ms() as f64 / 1000.0,
             failures: w.failures.count(),
+            failures_by: Check::ALL
+                .iter()
+                .map(|&c| (c, w.failures.count_of(c)))
+                .collect(),
             failure_lines: w.failures.lines().to_vec(),
             wall_s: 0.0,
         }
@@ -133,6 +140,37 @@ impl Report {
             self.failures,
             self.wall_s,
         )
+    }
+
+    /// How many failures of kind `check` there were.
+    pub fn failures_of(&self, check: Check) -> u64 {
+        self.failures_by
+            .iter()
+            .find(|(c, _)| *c == check)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Records a failure found after the run (a panic).
+    pub fn add_failure(&mut self, check: Check, line: String) {
+        self.failures += 1;
+        if let Some((_, n)) = self.failures_by.iter_mut().find(|(c, _)| *c == check) {
+            *n += 1;
+        }
+        self.failure_lines.push(line);
+    }
+
+    fn failures_text(&self) -> String {
+        let kinds: Vec<String> = self
+            .failures_by
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, n)| format!("{} {n}", c.as_str()))
+            .collect();
+        if kinds.is_empty() {
+            "0".into()
+        } else {
+            format!("{} ({})", self.failures, kinds.join(", "))
+        }
     }
 
     /// The last line without `wall_s`, which alone may differ between runs.
@@ -214,7 +252,7 @@ impl Report {
                     self.totals.refused_pending_full, self.totals.unmatched
                 ),
             ),
-            ("invariant failures", self.failures.to_string()),
+            ("invariant failures", self.failures_text()),
             ("wall time", format!("{:.1} s", self.wall_s)),
         ];
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

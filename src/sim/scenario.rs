@@ -15,7 +15,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 
 use super::checks;
 use super::config::SimConfig;
-use super::failures::sim_time;
+use super::failures::{sim_time, Check};
 use super::fetch::fetch_verified;
 use super::lifecycle::{self, Departure};
 use super::measure;
@@ -49,7 +49,7 @@ pub async fn drive(cfg: SimConfig) -> Report {
     let sampler = tokio::spawn(sample(shared.clone(), wall));
     while let Some(done) = phases.join_next().await {
         if let Err(e) = done {
-            lock(&shared).fail(format!("a phase of the scenario failed: {e}"));
+            lock(&shared).fail(Check::Panic, format!("a phase of the scenario failed: {e}"));
         }
     }
     sleep_until(end).await;
@@ -267,7 +267,7 @@ async fn lookups(shared: Shared) {
             let (record, wrong) = measure::judge(&w, &target, side, &result);
             w.lookups.push(record);
             if let Some(wrong) = wrong {
-                w.fail(wrong);
+                w.fail(Check::Shape, wrong);
             }
         });
     }
@@ -370,10 +370,13 @@ async fn fetch_all(shared: &Shared) -> (usize, usize, usize) {
         if holders == 0 {
             lost += 1;
         } else {
-            w.fail(format!(
-                "block {} is held by {holders} live honest nodes but was not found",
-                key.short()
-            ));
+            w.fail(
+                Check::Found,
+                format!(
+                    "block {} is held by {holders} live honest nodes but was not found",
+                    key.short()
+                ),
+            );
         }
     }
     (found, eligible, lost)
@@ -389,9 +392,10 @@ async fn quiesce(shared: &Shared) {
     let mut w = lock(shared);
     let left = handle.metrics().num_alive_tasks();
     if left > 0 {
-        w.fail(format!(
-            "{left} tasks still running after everything stopped"
-        ));
+        w.fail(
+            Check::Leak,
+            format!("{left} tasks still running after everything stopped"),
+        );
     }
     let busy: Vec<String> = w
         .hosts
@@ -401,6 +405,6 @@ async fn quiesce(shared: &Shared) {
         .map(|(a, p)| format!("{a}: {p} requests still pending after everything stopped"))
         .collect();
     for b in busy {
-        w.fail(b);
+        w.fail(Check::Leak, b);
     }
 }

@@ -12,7 +12,7 @@ use rand::Rng;
 
 use super::clock::SimClock;
 use super::config::SimConfig;
-use super::failures::Failures;
+use super::failures::{Check, Failures};
 use super::liar::Liar;
 use super::net::{Endpoint, Faults, Net};
 use super::record::{BlockRecord, LookupRecord};
@@ -270,9 +270,9 @@ impl World {
     }
 
     /// Records a broken invariant.
-    pub fn fail(&mut self, what: String) {
+    pub fn fail(&mut self, check: Check, what: String) {
         let now = self.now_ms();
-        self.failures.record(now, what);
+        self.failures.record(now, check, what);
     }
 }
 
