@@ -75,6 +75,26 @@ pub fn check_all(world: &mut World) {
     }
 }
 
+/// Checks only the pending maps of every up host (cheap, so done often).
+pub fn check_pending(world: &mut World) {
+    let mut problems = Vec::new();
+    for host in world.hosts.iter().filter(|h| h.life == Life::Up) {
+        if let Some(node) = &host.node {
+            let (pending, bound) = (node.pending_requests(), node.config().max_pending);
+            world.max_pending = world.max_pending.max(pending);
+            if pending > bound {
+                problems.push(format!(
+                    "{}: {pending} pending requests, over the bound {bound}",
+                    host.addr
+                ));
+            }
+        }
+    }
+    for p in problems {
+        world.fail(Check::Bound, p);
+    }
+}
+
 /// Every honest store (up or down: a disk) holds only good blocks.
 pub fn check_stores(world: &mut World) {
     let mut problems = Vec::new();

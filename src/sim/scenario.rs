@@ -27,8 +27,10 @@ use super::world::{lock, Life, Shared, World};
 use crate::id::Id;
 use crate::lookup::LookupKind;
 
-/// How often invariants are checked and progress is shown.
-const SAMPLE: Duration = Duration::from_secs(600);
+/// How often pending maps and tasks are measured.
+const SAMPLE: Duration = Duration::from_secs(30);
+/// Every this many samples, all invariants are checked and progress shown.
+const FULL_EVERY: u32 = 20;
 /// After the last stop, how long everything may take to wind down.
 const QUIESCE: Duration = Duration::from_secs(1200);
 
@@ -288,20 +290,27 @@ async fn partition(shared: Shared) {
 
 /// Checks invariants and shows progress now and then, until the run stops.
 async fn sample(shared: Shared, wall: std::time::Instant) {
-    loop {
+    for n in 1.. {
         sleep(SAMPLE).await;
+        let full = n % FULL_EVERY == 0;
         {
             let mut w = lock(&shared);
             if w.stopping() {
                 return;
             }
-            checks::check_all(&mut w);
+            if full {
+                checks::check_all(&mut w);
+            } else {
+                checks::check_pending(&mut w);
+            }
             let tasks = tokio::runtime::Handle::current()
                 .metrics()
                 .num_alive_tasks();
             w.max_tasks = w.max_tasks.max(tasks);
         }
-        progress(&shared, wall, "");
+        if full {
+            progress(&shared, wall, "");
+        }
     }
 }
 
