@@ -61,7 +61,13 @@ fn ci_seeds_every_fault_but_liars_at_2000_nodes() {
         assert!(r.found >= 0.99, "seed {seed}: found {}", r.found);
         assert!(
             r.blocks >= 45,
-            "seed {seed}: only {} blocks saved",
+            "seed {seed}: only {} blocks stored",
+            r.blocks
+        );
+        assert!(
+            r.blocks_replicated + 1 >= r.blocks,
+            "seed {seed}: only {} of {} blocks replicated",
+            r.blocks_replicated,
             r.blocks
         );
         assert!(r.hops_p50 <= 4, "seed {seed}: hops_p50 {}", r.hops_p50);

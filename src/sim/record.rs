@@ -19,7 +19,8 @@ pub struct LookupRecord {
 #[derive(Clone, Debug)]
 pub struct BlockRecord {
     pub key: Id,
-    /// Nodes that answered "saved", and how many of them are honest.
+    /// Nodes that answered "saved", and how many of them are honest nodes
+    /// other than the origin (which keeps its own copy).
     pub saved: usize,
     pub honest_saved: usize,
     /// Its store has finished.

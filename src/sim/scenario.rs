@@ -209,9 +209,11 @@ async fn stores(shared: Shared) {
         running.spawn(async move {
             let report = node.replicate(key).await;
             let mut w = lock(&shared);
+            let me = node.me().id;
             let honest = report
                 .saved
                 .iter()
+                .filter(|c| c.id != me)
                 .filter(|c| w.by_id.get(&c.id).is_some_and(|&i| !w.hosts[i].liar))
                 .count();
             let record = &mut w.blocks[slot];
@@ -331,18 +333,15 @@ async fn republish_all(shared: &Shared) {
     while running.join_next().await.is_some() {}
 }
 
-/// Fetches every block whose store got an honest "saved", each from a
-/// random honest node; returns (found, eligible, lost). A block some live
-/// honest node holds must be found; one nobody holds any more is lost.
+/// Fetches every stored block, each from a random honest node; returns
+/// (found, eligible, lost). Every block had an honest "saved" at least from
+/// its origin, which stores its own copy first (as the admin API's PutBlock
+/// does). A block some live honest node holds must be found; one nobody
+/// holds any more is lost.
 async fn fetch_all(shared: &Shared) -> (usize, usize, usize) {
     let (jobs, net) = {
         let mut w = lock(shared);
-        let keys: Vec<Id> = w
-            .blocks
-            .iter()
-            .filter(|b| b.done && b.honest_saved > 0)
-            .map(|b| b.key)
-            .collect();
+        let keys: Vec<Id> = w.blocks.iter().filter(|b| b.done).map(|b| b.key).collect();
         let mut jobs = Vec::new();
         for key in keys {
             if let Some(i) = w.pick_honest() {
