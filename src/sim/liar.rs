@@ -90,9 +90,9 @@ impl Liar {
         seed.iter().cycle().take(1024).copied().collect()
     }
 
-    /// The `n`th key this liar asks others to store (and then serves junk for).
-    pub fn bogus_key(&self, n: u64) -> Id {
-        Id(digest(&[&self.me.id.0, b"bogus", &n.to_le_bytes()]))
+    /// The `n`th key the liar `me` asks others to store (and then serves junk for).
+    pub fn bogus_key(me: &Id, n: u64) -> Id {
+        Id(digest(&[&me.0, b"bogus", &n.to_le_bytes()]))
     }
 
     fn claims(&self, key: &Id) -> bool {

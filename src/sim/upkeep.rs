@@ -35,8 +35,7 @@ pub async fn run(
     let (store, liar) = {
         let w = lock(&shared);
         let host = &w.hosts[index];
-        let liar = host.liar.then(|| Liar::new(node.me(), 0));
-        (host.store.clone(), liar)
+        (host.store.clone(), host.liar)
     };
     let clock = node.clock().clone();
     let refresh_age = node.config().bucket_refresh.as_millis() as u64;
@@ -53,16 +52,14 @@ pub async fn run(
         }
         node.refresh_buckets(refresh_age).await;
         let now = clock.now_ms();
-        if now - last_republish >= REPUBLISH.as_millis() as u64 && liar.is_none() {
+        if now - last_republish >= REPUBLISH.as_millis() as u64 && !liar {
             last_republish = now;
             republish(&node, &store).await;
         }
-        if let Some(liar) = &liar {
-            if now - last_spam >= SPAM.as_millis() as u64 {
-                last_spam = now;
-                spam_n += 1;
-                ask_to_store_junk(&shared, &node, liar, spam_n);
-            }
+        if liar && now - last_spam >= SPAM.as_millis() as u64 {
+            last_spam = now;
+            spam_n += 1;
+            ask_to_store_junk(&shared, &node, spam_n);
         }
     }
 }
@@ -81,13 +78,13 @@ pub async fn republish(node: &Node, store: &MemStore) {
 }
 
 /// A liar asks a few peers of its table to store a made-up key.
-fn ask_to_store_junk(shared: &Shared, node: &Node, liar: &Liar, n: u64) {
+fn ask_to_store_junk(shared: &Shared, node: &Node, n: u64) {
     let contacts = node.routing_contacts();
     if contacts.is_empty() {
         return;
     }
     let net = lock(shared).net.clone();
-    let key = liar.bogus_key(n);
+    let key = Liar::bogus_key(&node.me().id, n);
     for _ in 0..3 {
         let to = contacts[(node.clock().random_u64() % contacts.len() as u64) as usize];
         let req = Request {

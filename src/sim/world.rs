@@ -260,15 +260,6 @@ impl World {
         self.pick(|h| h.joined && !h.liar)
     }
 
-    /// Whether `id` is a real node that is up and, while the network is
-    /// split, on `side`.
-    pub fn reachable(&self, id: &Id, side: bool) -> bool {
-        self.by_id.get(id).is_some_and(|&i| {
-            let h = &self.hosts[i];
-            h.life == Life::Up && (!self.net.partitioned() || h.side == side)
-        })
-    }
-
     /// Records a broken invariant.
     pub fn fail(&mut self, check: Check, what: String) {
         let now = self.now_ms();
