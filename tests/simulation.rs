@@ -78,6 +78,26 @@ fn ci_seeds_every_fault_but_liars_at_2000_nodes() {
 }
 
 #[test]
+fn a_clean_network_finds_exactly() {
+    // No fault: every lookup must return exactly the K closest, every block
+    // must be found; a lookup that stopped early would show here.
+    let r = run(&SimConfig {
+        nodes: 1000,
+        seed: 4,
+        lookups: 200,
+        blocks: 30,
+        sim_hours: 1.0,
+        ..SimConfig::default()
+    });
+    show("clean", &r);
+    assert_eq!(r.failures, 0, "{:#?}", r.failure_lines);
+    assert_eq!(r.exact, 1.0);
+    assert_eq!(r.found, 1.0);
+    assert_eq!(r.timeouts_per_lookup, 0.0);
+    assert!(r.hops_p99 <= 4, "hops_p99 {}", r.hops_p99);
+}
+
+#[test]
 fn ci_seed_every_fault_with_liars_at_2000_nodes() {
     // Half an hour: liars cost honest nodes much work today (their made-up
     // ids enter routing tables, and each join refreshes ~65 buckets instead

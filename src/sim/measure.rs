@@ -1,6 +1,6 @@
 //! Judging a lookup against brute force over the live nodes.
 
-use super::record::LookupRecord;
+use super::record::{LookupRecord, Phase};
 use super::world::{Life, World};
 use crate::id::{Distance, Id};
 use crate::lookup::LookupResult;
@@ -47,7 +47,15 @@ pub fn judge(
             target.short()
         ));
     }
+    let phase = if world.net.partitioned() {
+        Phase::During
+    } else if world.healed {
+        Phase::After
+    } else {
+        Phase::Before
+    };
     let record = LookupRecord {
+        phase,
         exact: got == want && !made_up,
         made_up,
         hops: result.hops,

@@ -49,3 +49,23 @@ impl Drop for Catcher {
         CAUGHT.with(|c| *c.borrow_mut() = None);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_task_is_caught_on_this_thread_only() {
+        let catcher = catch();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let joined = rt.block_on(tokio::spawn(async { panic!("boom") }));
+        assert!(joined.is_err());
+        let caught = catcher.take();
+        assert_eq!(caught.len(), 1);
+        assert!(caught[0].contains("boom"), "{caught:?}");
+        drop(catcher);
+        assert!(catch().take().is_empty());
+    }
+}

@@ -2,9 +2,21 @@
 
 use crate::id::Id;
 
+/// Where a lookup ended relative to the partition (if any).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// No partition yet (or none asked for).
+    Before,
+    /// The network was split.
+    During,
+    /// The partition had healed.
+    After,
+}
+
 /// One measured lookup.
 #[derive(Clone, Debug)]
 pub struct LookupRecord {
+    pub phase: Phase,
     /// It returned exactly the K live nodes closest to the target.
     pub exact: bool,
     /// It returned an id that no node has.

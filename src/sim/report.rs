@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::config::SimConfig;
 use super::failures::Check;
 use super::net::NetCounters;
-use super::record::quantile;
+use super::record::{quantile, Phase};
 use super::world::{Totals, World};
 
 /// What one run measured.
@@ -19,6 +19,8 @@ pub struct Report {
     /// Shares of the measured lookups that were exact, and that returned a made-up id.
     pub exact: f64,
     pub made_up: f64,
+    /// Exact share and count of lookups before, during and after the partition.
+    pub exact_by_phase: Vec<(Phase, f64, usize)>,
     pub hops_p50: u32,
     pub hops_p99: u32,
     /// Requests a lookup sent, and of those failed (timeouts, nearly all), on average.
@@ -79,6 +81,14 @@ impl Report {
             lookups: n,
             lookups_aborted: w.lookups_aborted,
             exact: ratio(w.lookups.iter().filter(|l| l.exact).count(), n),
+            exact_by_phase: [Phase::Before, Phase::During, Phase::After]
+                .into_iter()
+                .map(|p| {
+                    let of: Vec<_> = w.lookups.iter().filter(|l| l.phase == p).collect();
+                    let exact = of.iter().filter(|l| l.exact).count();
+                    (p, ratio(exact, of.len()), of.len())
+                })
+                .collect(),
             made_up: if n == 0 {
                 0.0
             } else {
@@ -197,6 +207,14 @@ impl Report {
                 format!("{} ({})", self.lookups, self.lookups_aborted),
             ),
             ("exact", format!("{:.4}", self.exact)),
+            (
+                "exact before / in / after partition",
+                self.exact_by_phase
+                    .iter()
+                    .map(|(_, e, n)| format!("{e:.4} ({n})"))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+            ),
             ("with a made-up id", format!("{:.4}", self.made_up)),
             (
                 "hops p50 / p99",

@@ -288,6 +288,7 @@ async fn partition(shared: Shared) {
     net.set_partitioned(true);
     sleep_until(start + dur.mul_f64(0.6).max(warm)).await;
     net.set_partitioned(false);
+    lock(&shared).healed = true;
 }
 
 /// Checks invariants and shows progress now and then, until the run stops.

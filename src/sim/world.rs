@@ -103,6 +103,8 @@ pub struct World {
     pub max_table: usize,
     pub max_pending: usize,
     pub max_tasks: usize,
+    /// A partition happened and healed.
+    pub healed: bool,
     /// Set when the run winds down: loops stop.
     pub stop: Arc<AtomicBool>,
 }
@@ -140,6 +142,7 @@ impl World {
             max_table: 0,
             max_pending: 0,
             max_tasks: 0,
+            healed: false,
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
