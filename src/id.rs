@@ -72,8 +72,14 @@ impl Id {
     /// A random id whose bucket index from `self` is `index` (so it shares the
     /// top `255 - index` bits with `self` and differs in the next one).
     pub fn random_in_bucket(&self, index: usize) -> Id {
+        self.in_bucket_from(index, Id::random())
+    }
+
+    /// The id whose bucket index from `self` is `index`, its remaining bits
+    /// taken from `noise` (random bits the caller drew, from a seeded RNG say).
+    pub fn in_bucket_from(&self, index: usize, noise: Id) -> Id {
         assert!(index < ID_BITS, "bucket index {index} out of range");
-        let mut noise = Id::random().0;
+        let mut noise = noise.0;
         let prefix_bits = ID_BITS - 1 - index; // bits shared with self
         for bit in 0..ID_BITS {
             let byte = bit / 8;

@@ -6,7 +6,8 @@
 //! - shells: [`net`] (UDP and TCP sockets), [`store`] (sled and block files)
 //! - engine: [`node`], which reaches the network and time only through the
 //!   [`node::Transport`] and [`node::Clock`] it is given
-//! - binary: [`config`], [`daemon`], and `main.rs`
+//! - binary: [`config`], [`daemon`], and `main.rs`; beside it [`sim`], the
+//!   simulation of many engines on a fake network
 
 pub mod addr;
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod node;
 pub mod notify;
 pub mod routing;
 pub mod rtt;
+pub mod sim;
 pub mod stats;
 pub mod store;
 pub mod upkeep;

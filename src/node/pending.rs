@@ -53,13 +53,24 @@ impl Pending {
 
     /// Registers a request to `to`; `None` when the map is full.
     pub fn register(&self, to: SocketAddr, kind: RequestType) -> Option<Waiter> {
+        self.register_with(to, kind, &mut rand::random)
+    }
+
+    /// [`register`](Self::register), drawing magics from `draw` (the node's
+    /// clock, which a simulation seeds).
+    pub fn register_with(
+        &self,
+        to: SocketAddr,
+        kind: RequestType,
+        draw: &mut dyn FnMut() -> u64,
+    ) -> Option<Waiter> {
         let mut map = self.map.lock().ok()?;
         if map.len() >= self.capacity {
             return None;
         }
         // Magics are u32 on the wire, as the original's are.
         let magic = loop {
-            let m = u64::from(rand::random::<u32>());
+            let m = draw() & u64::from(u32::MAX);
             if !map.contains_key(&m) {
                 break m;
             }

@@ -39,7 +39,12 @@ impl Node {
     ) -> Result<Value, RequestError> {
         let kind = body.kind();
         let stats = &self.inner.stats;
-        let Some(waiter) = self.inner.pending.register(to, kind) else {
+        let clock = &self.inner.clock;
+        let Some(waiter) = self
+            .inner
+            .pending
+            .register_with(to, kind, &mut || clock.random_u64())
+        else {
             Stats::inc(&stats.requests_refused_pending_full);
             return Err(RequestError::Busy);
         };
@@ -54,6 +59,8 @@ impl Node {
         let sleep = self.inner.clock.sleep(timeout);
         // A closed channel (the map torn down) counts as no answer.
         let answer: Option<super::pending::Answer> = tokio::select! {
+            // In order, not at random: a simulation must repeat exactly.
+            biased;
             answer = &mut { waiter }.rx => answer.ok(),
             _ = sleep => None,
         };

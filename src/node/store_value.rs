@@ -60,6 +60,8 @@ impl Node {
         let fetch = self.inner.transport.fetch_block(from, key, max);
         let sleep = self.inner.clock.sleep(self.inner.cfg.pull_timeout);
         let fetched = tokio::select! {
+            // In order, not at random: a simulation must repeat exactly.
+            biased;
             r = fetch => r,
             _ = sleep => Err(super::FetchError::Timeout),
         };
@@ -79,7 +81,13 @@ impl Node {
         // put_verified checks the hash: the one sha256 pass on this path.
         let len = data.len();
         let blocks = self.inner.blocks.clone();
-        let put = tokio::task::spawn_blocking(move || blocks.put_verified(&key, &data)).await;
+        let put = if blocks.puts_may_block() {
+            tokio::task::spawn_blocking(move || blocks.put_verified(&key, &data)).await
+        } else {
+            // An in-memory store (the simulation's) puts inline: a thread hop
+            // would make a single-threaded run depend on thread timing.
+            Ok(blocks.put_verified(&key, &data))
+        };
         match put {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(StoreError::HashMismatch { .. })) => {

@@ -50,6 +50,12 @@ pub trait Clock: Send + Sync + 'static {
     }
     /// Completes after `d`.
     fn sleep(&self, d: Duration) -> BoxFuture<()>;
+    /// A random number, for request magics and refresh targets. Chance comes
+    /// from the clock, like time, so that a simulation can seed both and a
+    /// run repeats exactly; the real clock draws from the thread's RNG.
+    fn random_u64(&self) -> u64 {
+        rand::random()
+    }
 }
 
 /// The real clock: tokio's, so tests may pause it.

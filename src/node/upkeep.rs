@@ -45,10 +45,19 @@ impl Node {
         let mut lookups = JoinSet::new();
         for index in &stale {
             let node = self.clone();
-            let target = me.random_in_bucket(*index);
+            let target = me.in_bucket_from(*index, self.random_id());
             lookups.spawn(async move { node.find_closest(target).await });
         }
         while lookups.join_next().await.is_some() {}
         stale.len()
+    }
+
+    /// A random id drawn from the clock's chance (seeded in a simulation).
+    fn random_id(&self) -> crate::id::Id {
+        let mut bytes = [0u8; crate::id::ID_LEN];
+        for chunk in bytes.chunks_mut(8) {
+            chunk.copy_from_slice(&self.inner.clock.random_u64().to_le_bytes());
+        }
+        crate::id::Id(bytes)
     }
 }

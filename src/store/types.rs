@@ -134,4 +134,9 @@ pub trait BlockStore: Send + Sync + 'static {
     fn put_verified(&self, key: &Id, data: &[u8]) -> Result<PutOutcome, StoreError>;
     /// Whether a block of `size` bytes would be accepted now.
     fn check_room(&self, size: u64) -> Result<(), StoreError>;
+    /// Whether `put_verified` may block on I/O, and so must run off the async
+    /// runtime; an in-memory store answers false and is called inline.
+    fn puts_may_block(&self) -> bool {
+        true
+    }
 }
