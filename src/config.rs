@@ -151,7 +151,7 @@ impl Default for Config {
             checks_per_sec: 20,
             lookup_timeout_ms: 10_000,
             lookup_max_requests: 300,
-            soft_timeout_min_ms: 25,
+            soft_timeout_min_ms: 15,
             ip_limit_bucket: 1,
             prefix_limit_bucket: 2,
             ip_limit_table: 2,

@@ -83,6 +83,8 @@ pub struct Stats {
     pub tcp_connections_refused_per_ip: AtomicU64,
     /// TCP connections closed because a key line did not arrive in time.
     pub tcp_slow_key_lines: AtomicU64,
+    /// Requests of ours sent again after a soft timeout without an answer.
+    pub requests_resent: AtomicU64,
     /// Requests dropped by the per-source rate limit.
     pub requests_limited: AtomicU64,
     /// Claims on an address or id the table binds to another node.

@@ -72,7 +72,9 @@ impl Node {
                     lookup.on_failure(&peer.id);
                 }
                 let now = clock.now_ms();
-                let soft = now + self.soft_timeout().as_millis() as u64;
+                // Slow once a resend (after one soft timeout) went
+                // unanswered too: one lost datagram is not a slow peer.
+                let soft = now + 2 * self.soft_timeout().as_millis() as u64;
                 for peer in &asked {
                     // A peer that recently let a request of ours run past
                     // its soft timeout, or whose last request failed, is

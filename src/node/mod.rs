@@ -87,7 +87,7 @@ impl Default for NodeConfig {
             max_pending: 4096,
             is_holder: true,
             bucket_refresh: Duration::from_secs(3600),
-            soft_timeout_min: Duration::from_millis(25),
+            soft_timeout_min: Duration::from_millis(15),
             request_rate: Rate::new(250.0, 1000.0),
             max_rate_sources: 10_000,
             check_rate: Rate::new(20.0, 100.0),

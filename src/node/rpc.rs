@@ -16,6 +16,9 @@ use crate::wire::message::{
 };
 use crate::wire::{Request, RequestBody, WireError};
 
+/// Times an unanswered request is sent again, a soft timeout apart.
+const RESENDS: u32 = 2;
+
 /// Why a request to a peer failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
@@ -55,14 +58,31 @@ impl Node {
             read_only: !self.inner.cfg.is_holder,
         };
         let started = self.inner.clock.now_us();
-        self.send(to, &encode_request(&req));
-        let sleep = self.inner.clock.sleep(timeout);
+        let bytes = encode_request(&req);
+        self.send(to, &bytes);
+        let mut hard = self.inner.clock.sleep(timeout);
+        // A datagram lost on the way costs a soft timeout, not the whole
+        // request: unanswered, the same request (same magic) goes again after
+        // each soft timeout, up to RESENDS times. A store_value's answer waits
+        // on a pull, so it is never resent.
+        let soft = self.soft_timeout();
+        let may_resend = kind != crate::wire::RequestType::StoreValue;
+        let mut resent = 0;
+        let mut waiter = waiter;
         // A closed channel (the map torn down) counts as no answer.
-        let answer: Option<super::pending::Answer> = tokio::select! {
-            // In order, not at random: a simulation must repeat exactly.
-            biased;
-            answer = &mut { waiter }.rx => answer.ok(),
-            _ = sleep => None,
+        let answer: Option<super::pending::Answer> = loop {
+            let nap = self.inner.clock.sleep(soft);
+            tokio::select! {
+                // In order, not at random: a simulation must repeat exactly.
+                biased;
+                answer = &mut waiter.rx => break answer.ok(),
+                _ = &mut hard => break None,
+                _ = nap, if may_resend && resent < RESENDS => {
+                    resent += 1;
+                    Stats::inc(&stats.requests_resent);
+                    self.send(to, &bytes);
+                }
+            }
         };
         let elapsed = self.inner.clock.now_us().saturating_sub(started);
         stats.observe_request(kind, elapsed as f64 / 1e6);
@@ -71,8 +91,10 @@ impl Node {
             return Err(RequestError::Timeout(timeout));
         };
         self.clear_suspect(&to);
-        // A store_value's answer waits for a pull: not a round trip.
-        if kind != crate::wire::RequestType::StoreValue {
+        // A store_value's answer waits for a pull: not a round trip; nor is
+        // the answer to a resent request, which may answer either send
+        // (Karn's rule).
+        if kind != crate::wire::RequestType::StoreValue && resent == 0 {
             lock(&self.inner.rtt).sample(Duration::from_micros(elapsed));
         }
         match answer {
