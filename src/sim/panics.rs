@@ -60,12 +60,16 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let joined = rt.block_on(tokio::spawn(async { panic!("boom") }));
-        assert!(joined.is_err());
+        let joined = rt.block_on(async { tokio::spawn(async { panic!("boom") }).await });
         let caught = catcher.take();
-        assert_eq!(caught.len(), 1);
-        assert!(caught[0].contains("boom"), "{caught:?}");
+        // Asserted only now: a failing assertion would itself be caught.
         drop(catcher);
-        assert!(catch().take().is_empty());
+        assert!(joined.is_err());
+        assert_eq!(caught.len(), 1, "{caught:?}");
+        assert!(caught[0].contains("boom"), "{caught:?}");
+        let again = catch();
+        let none = again.take();
+        drop(again);
+        assert!(none.is_empty());
     }
 }
