@@ -97,7 +97,9 @@ impl Node {
             Ok(Err(e @ (StoreError::LowDisk { .. } | StoreError::DiskFull { .. }))) => {
                 Stats::inc(&stats.stores_refused);
                 tracing::warn!(key = %key, error = %e, "store refused: disk full or below the free-space floor");
-                Err(format!("this node is out of disk space: block {key} refused"))
+                Err(format!(
+                    "this node is out of disk space: block {key} refused"
+                ))
             }
             // The details (paths on this machine) are for our log, not for peers.
             Ok(Err(e)) => {
