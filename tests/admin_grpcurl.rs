@@ -79,7 +79,7 @@ async fn grpcurl_lists_and_calls_the_admin_api() {
 
         let stats = g.call("dhtfs.admin.v1.Admin/GetStats", "{}");
         assert_eq!(stats["nodeId"].as_str().unwrap().len(), 64);
-        assert_eq!(stats["schemaVersion"], 1);
+        assert_eq!(stats["schemaVersion"], dhtfs::store::SCHEMA_VERSION);
 
         // PutBlock then GetBlock round-trips (bytes travel as base64 in JSON).
         let put = g.call(

@@ -97,10 +97,12 @@ pub(crate) struct Trees {
     pub index: sled::Tree,
     pub inline: sled::Tree,
     pub routing: sled::Tree,
+    /// Block records (`records.rs`), from schema version 2.
+    pub records: sled::Tree,
 }
 
 impl Trees {
-    /// Opens (creating if absent) the four trees of a store whose sled dir is `db_path`.
+    /// Opens (creating if absent) the trees of a store whose sled dir is `db_path`.
     pub fn open(db: &sled::Db, db_path: &Path) -> Result<Trees, StoreError> {
         let tree = |name: &str| db.open_tree(name).map_err(|e| StoreError::db(db_path, e));
         Ok(Trees {
@@ -108,6 +110,7 @@ impl Trees {
             index: tree(INDEX_TREE)?,
             inline: tree(INLINE_TREE)?,
             routing: tree(ROUTING_TREE)?,
+            records: tree(super::records::RECORDS_TREE)?,
         })
     }
 }
