@@ -95,6 +95,10 @@ async fn grpcurl_lists_and_calls_the_admin_api() {
         assert_eq!(got["data"], "aGVsbG8gZGh0ZnM=");
         let listed = g.call("dhtfs.admin.v1.Admin/ListBlocks", "{}");
         assert_eq!(listed["blocks"][0]["key"], key.as_str());
+        assert_eq!(
+            listed["blocks"][0]["origin"], "BLOCK_ORIGIN_PINNED",
+            "a block put here by hand is pinned: {listed}"
+        );
 
         let absent = Id::random().to_hex();
         let err = g.fail(

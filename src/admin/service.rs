@@ -11,12 +11,20 @@ use crate::contact::Contact;
 use crate::lookup::LookupKind;
 use crate::node::Node;
 use crate::stats::Stats;
-use crate::store::{Store, SCHEMA_VERSION};
+use crate::store::{Origin, Store, SCHEMA_VERSION};
 use crate::upkeep;
 
 /// Blocks per ListBlocks page by default and at most.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
+
+/// A block's origin as the API says it.
+fn origin(o: Origin) -> pb::BlockOrigin {
+    match o {
+        Origin::Replica => pb::BlockOrigin::Replica,
+        Origin::Pinned => pb::BlockOrigin::Pinned,
+    }
+}
 
 /// The Admin service of one node.
 #[derive(Clone)]
@@ -206,6 +214,8 @@ impl Admin for AdminService {
                     size: meta.size,
                     inline: meta.inline,
                     stored_at: meta.stored_at,
+                    origin: origin(meta.origin) as i32,
+                    refreshed_at: meta.refreshed_at,
                 })
                 .collect(),
             next_page_token,
@@ -231,7 +241,9 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::PutBlockResponse>, Status> {
         let data = req.into_inner().data;
         let key = crate::id::Id::of_block(&data);
-        self.blocking(move |s| s.put_verified(&key, &data)).await?;
+        // Put here by hand: this node chose to keep it.
+        self.blocking(move |s| s.put_as(&key, &data, Origin::Pinned))
+            .await?;
         let report = self.node.replicate(key).await;
         Ok(Response::new(pb::PutBlockResponse {
             key: key.to_hex(),
