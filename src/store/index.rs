@@ -99,6 +99,8 @@ pub(crate) struct Trees {
     pub routing: sled::Tree,
     /// Block records (`records.rs`), from schema version 2.
     pub records: sled::Tree,
+    /// Pinned roots (`pins.rs`); an absent or empty tree is no pins.
+    pub pins: sled::Tree,
 }
 
 impl Trees {
@@ -111,6 +113,7 @@ impl Trees {
             inline: tree(INLINE_TREE)?,
             routing: tree(ROUTING_TREE)?,
             records: tree(super::records::RECORDS_TREE)?,
+            pins: tree(super::pins::PINS_TREE)?,
         })
     }
 }

@@ -46,6 +46,7 @@ mod free_space;
 mod in_flight;
 mod index;
 mod migrate;
+mod pins;
 mod records;
 mod repair;
 mod snapshot;
@@ -72,6 +73,7 @@ use crate::id::Id;
 pub use error::StoreError;
 pub use free_space::{disk_space, DiskSpace};
 pub use migrate::SCHEMA_VERSION;
+pub use pins::PinInfo;
 pub use records::{BlockRecord, Origin};
 pub use types::{AuditReport, BlockMeta, BlockStore, PutOutcome, RepairReport, StoreConfig};
 
@@ -402,6 +404,50 @@ impl Store {
         Ok(self
             .record_raw(key)?
             .unwrap_or_else(|| BlockRecord::new(Origin::Replica, entry.stored_at)))
+    }
+
+    /// Sets a held block's origin (a pin, an unpin), keeping its times;
+    /// false if it is not held. Not flushed: call [`Store::flush`] after a
+    /// batch of them.
+    pub fn set_origin(&self, key: &Id, origin: Origin) -> Result<bool, StoreError> {
+        let inner = &*self.inner;
+        let _key_lock = lock(&inner.locks[usize::from(key.0[0]) % LOCK_STRIPES]);
+        let Some(entry) = self.entry(key)? else {
+            return Ok(false);
+        };
+        let mut record = self.record_or_default(key, &entry)?;
+        record.origin = origin;
+        inner
+            .trees
+            .records
+            .insert(key.0, &record.encode()[..])
+            .map_err(|e| StoreError::db(&inner.db_path, e))?;
+        Ok(true)
+    }
+
+    /// Records `root` as pinned, durably.
+    pub fn add_pin(&self, root: &Id, info: &PinInfo) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        pins::add(&inner.trees.pins, &inner.db_path, root, info)?;
+        self.flush()
+    }
+
+    /// Forgets the pin of `root`, durably; false if there was none.
+    pub fn remove_pin(&self, root: &Id) -> Result<bool, StoreError> {
+        let inner = &*self.inner;
+        let removed = inner
+            .trees
+            .pins
+            .remove(root.0)
+            .map_err(|e| StoreError::db(&inner.db_path, e))?
+            .is_some();
+        self.flush()?;
+        Ok(removed)
+    }
+
+    /// Every pinned root, in key order.
+    pub fn pins(&self) -> Result<Vec<(Id, PinInfo)>, StoreError> {
+        pins::list(&self.inner.trees.pins, &self.inner.db_path)
     }
 
     /// Marks a held block refreshed at `now` (we republished it); false if it
