@@ -350,11 +350,12 @@ async fn snapshot_contacts_enter_the_table_only_by_answering_a_ping() {
         .unwrap();
     assert_eq!(answered, 2, "B and C answer, the silent address does not");
 
-    let table = a.node.table();
-    let b_entry = table.get(&b.node.me().id).expect("B answered: it is in");
+    let (b_id, c_id) = (b.node.me().id, c.node.me().id);
+    let table = a.node.table().clone();
+    let b_entry = table.get(&b_id).expect("B answered: it is in");
     assert!(b_entry.verified, "B's pong verified it");
     let c_entry = table
-        .get(&c.node.me().id)
+        .get(&c_id)
         .expect("C is in under the id its pong named");
     assert!(c_entry.verified);
     assert!(
@@ -369,12 +370,11 @@ async fn snapshot_contacts_enter_the_table_only_by_answering_a_ping() {
     // verified entry is a node that answered a ping.
     for (_, e) in table.entries() {
         assert!(
-            [b.node.me().id, c.node.me().id].contains(&e.contact.id),
+            [b_id, c_id].contains(&e.contact.id),
             "unexpected entry {:?}",
             e.contact
         );
     }
-    drop(table);
     for d in [a, b, c] {
         d.shutdown().await;
     }
