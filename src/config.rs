@@ -107,6 +107,8 @@ pub struct Config {
     pub bucket_refresh_secs: u64,
     /// The routing table is snapshotted to sled this often (and at shutdown).
     pub snapshot_interval_secs: u64,
+    /// A changed routing table is snapshotted this long after the change (at most one write per this long); 0 = only every snapshot_interval_secs.
+    pub snapshot_after_change_secs: u64,
     /// Every stored block is republished to its K closest nodes this often; 0 = never.
     pub republish_interval_secs: u64,
     /// Every stored block is re-hashed (and a corrupt one refetched) this often; 0 = never.
@@ -159,6 +161,7 @@ impl Default for Config {
             limit_local_addrs: false,
             bucket_refresh_secs: 3_600,
             snapshot_interval_secs: 300,
+            snapshot_after_change_secs: 10,
             republish_interval_secs: 3_600,
             verify_interval_secs: 86_400,
         }
@@ -352,6 +355,7 @@ impl Config {
         let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
         crate::upkeep::Schedule {
             snapshot: Duration::from_secs(self.snapshot_interval_secs.max(1)),
+            snapshot_after_change: every(self.snapshot_after_change_secs),
             republish: every(self.republish_interval_secs),
             verify: every(self.verify_interval_secs),
         }

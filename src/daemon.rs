@@ -181,14 +181,13 @@ impl Daemon {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        // An empty table keeps the last snapshot: the hint a later start needs.
         let contacts = self.node.routing_contacts();
+        if let Err(e) = crate::upkeep::save_snapshot(&self.store, contacts).await {
+            tracing::error!(error = %e, "could not save the routing snapshot at shutdown");
+        }
         let store = self.store.clone();
-        let saved = tokio::task::spawn_blocking(move || {
-            store.save_routing(&contacts)?;
-            store.flush()
-        })
-        .await;
-        match saved {
+        match tokio::task::spawn_blocking(move || store.flush()).await {
             Ok(Ok(())) => tracing::info!("node stopped cleanly"),
             Ok(Err(e)) => tracing::error!(error = %e, "could not save state at shutdown"),
             Err(e) => tracing::error!(error = %e, "shutdown task failed"),

@@ -168,6 +168,30 @@ async fn every_admin_method_answers() {
     }
     assert_eq!(keys.len(), 6);
     assert!(keys.windows(2).all(|w| w[0] < w[1]));
+    // Each block's origin: put here by hand, pinned; stored to node 1 by
+    // node 0's store_value, a replica there.
+    let listed = |c: &mut AdminClient<tonic::transport::Channel>| {
+        let mut c = c.clone();
+        async move {
+            c.list_blocks(pb::ListBlocksRequest {
+                page_token: String::new(),
+                limit: 100,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .blocks
+        }
+    };
+    for blk in listed(&mut a).await {
+        assert_eq!(blk.origin(), pb::BlockOrigin::Pinned, "{}", blk.key);
+        assert_eq!(blk.refreshed_at, blk.stored_at);
+    }
+    let on_b = listed(&mut b).await;
+    assert_eq!(on_b.len(), 6, "node 1 is among the closest of every block");
+    for blk in &on_b {
+        assert_eq!(blk.origin(), pb::BlockOrigin::Replica, "{}", blk.key);
+    }
 
     // Republish: every block to the other nodes.
     let r = a
@@ -178,6 +202,13 @@ async fn every_admin_method_answers() {
     assert_eq!(r.blocks, 6);
     assert_eq!(r.failures, 0);
     assert_eq!(r.stores_sent, 6 * 4, "four other nodes per block");
+    // Stored to node 1 again: its records count as refreshed, still replicas.
+    let again = listed(&mut b).await;
+    assert_eq!(again.len(), 6);
+    for blk in &again {
+        assert_eq!(blk.origin(), pb::BlockOrigin::Replica);
+        assert!(blk.refreshed_at >= blk.stored_at);
+    }
 
     // Verify: rot one copy on node 0 by hand, find it, repair it from a holder.
     let checked = a

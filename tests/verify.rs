@@ -78,7 +78,10 @@ async fn a_corrupt_copy_is_replaced_by_a_good_one_from_a_holder() {
     let (a, b) = (&net.nodes[0], &net.nodes[1]);
     let data = file_block(9);
     let key = Id::of_block(&data);
-    a.store.put_verified(&key, &data).unwrap();
+    // Pinned on A: the repaired copy must stay pinned.
+    a.store
+        .put_as(&key, &data, dhtfs::store::Origin::Pinned)
+        .unwrap();
     b.store.put_verified(&key, &data).unwrap();
     rot(&block_file(&a.data_dir(), &key));
 
@@ -95,4 +98,9 @@ async fn a_corrupt_copy_is_replaced_by_a_good_one_from_a_holder() {
     );
     assert_eq!(a.store.get(&key).unwrap().as_deref(), Some(&data[..]));
     assert_eq!(Stats::get(&a.stats().verify_repaired), 1);
+    assert_eq!(
+        a.store.record(&key).unwrap().map(|r| r.origin),
+        Some(dhtfs::store::Origin::Pinned),
+        "a repair never unpins"
+    );
 }

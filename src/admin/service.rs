@@ -11,12 +11,20 @@ use crate::contact::Contact;
 use crate::lookup::LookupKind;
 use crate::node::Node;
 use crate::stats::Stats;
-use crate::store::{Store, SCHEMA_VERSION};
+use crate::store::{Origin, Store, SCHEMA_VERSION};
 use crate::upkeep;
 
 /// Blocks per ListBlocks page by default and at most.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
+
+/// A block's origin as the API says it.
+fn origin(o: Origin) -> pb::BlockOrigin {
+    match o {
+        Origin::Replica => pb::BlockOrigin::Replica,
+        Origin::Pinned => pb::BlockOrigin::Pinned,
+    }
+}
 
 /// The Admin service of one node.
 #[derive(Clone)]
@@ -79,8 +87,83 @@ impl AdminService {
     }
 }
 
+/// The stream Pin answers with.
+type PinStream = futures::channel::mpsc::Receiver<Result<pb::PinProgress, Status>>;
+
+fn progress_msg(p: crate::files::PinProgress, done: bool) -> pb::PinProgress {
+    pb::PinProgress {
+        blocks_done: p.blocks_done,
+        blocks_total: p.blocks_total,
+        bytes_done: p.bytes_done,
+        bytes_total: p.bytes_total,
+        done,
+    }
+}
+
 #[tonic::async_trait]
 impl Admin for AdminService {
+    type PinStream = PinStream;
+
+    async fn pin(&self, req: Request<pb::PinRequest>) -> Result<Response<Self::PinStream>, Status> {
+        use futures::SinkExt;
+        let root = status::parse_id("root", &req.into_inner().root)?;
+        let (mut tx, rx) = futures::channel::mpsc::channel(16);
+        let (node, store) = (self.node.clone(), self.store.clone());
+        // The pin runs to its end even if the caller goes away: what it
+        // fetched is kept, and a new Pin would start over anyway.
+        tokio::spawn(async move {
+            let mut progress_tx = tx.clone();
+            let result = crate::files::pin(&node, &store, root, |p| {
+                // A slow reader misses intermediate messages, never the last.
+                let _ = progress_tx.try_send(Ok(progress_msg(p, false)));
+            })
+            .await;
+            let last = match result {
+                Ok(p) => {
+                    tracing::info!(root = %root, blocks = p.blocks_total, bytes = p.bytes_total, "pinned");
+                    Ok(progress_msg(p, true))
+                }
+                Err(e) => {
+                    tracing::warn!(root = %root, error = %e, "pin failed");
+                    Err(status::pin(e))
+                }
+            };
+            let _ = tx.send(last).await;
+        });
+        Ok(Response::new(rx))
+    }
+
+    async fn unpin(
+        &self,
+        req: Request<pb::UnpinRequest>,
+    ) -> Result<Response<pb::UnpinResponse>, Status> {
+        let root = status::parse_id("root", &req.into_inner().root)?;
+        let n = crate::files::unpin(&self.store, root)
+            .await
+            .map_err(status::pin)?;
+        Ok(Response::new(pb::UnpinResponse { blocks_unpinned: n }))
+    }
+
+    async fn list_pins(
+        &self,
+        _: Request<pb::ListPinsRequest>,
+    ) -> Result<Response<pb::ListPinsResponse>, Status> {
+        let pins = self.blocking(|s| s.pins()).await?;
+        Ok(Response::new(pb::ListPinsResponse {
+            pins: pins
+                .into_iter()
+                .map(|(root, p)| pb::PinnedFile {
+                    root: root.to_hex(),
+                    name: p.name.unwrap_or_default(),
+                    size: p.size,
+                    blocks: p.blocks,
+                    bytes: p.bytes,
+                    pinned_at: p.pinned_at,
+                })
+                .collect(),
+        }))
+    }
+
     async fn get_stats(
         &self,
         _: Request<pb::GetStatsRequest>,
@@ -206,6 +289,8 @@ impl Admin for AdminService {
                     size: meta.size,
                     inline: meta.inline,
                     stored_at: meta.stored_at,
+                    origin: origin(meta.origin) as i32,
+                    refreshed_at: meta.refreshed_at,
                 })
                 .collect(),
             next_page_token,
@@ -231,7 +316,9 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::PutBlockResponse>, Status> {
         let data = req.into_inner().data;
         let key = crate::id::Id::of_block(&data);
-        self.blocking(move |s| s.put_verified(&key, &data)).await?;
+        // Put here by hand: this node chose to keep it.
+        self.blocking(move |s| s.put_as(&key, &data, Origin::Pinned))
+            .await?;
         let report = self.node.replicate(key).await;
         Ok(Response::new(pb::PutBlockResponse {
             key: key.to_hex(),

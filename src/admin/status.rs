@@ -46,3 +46,15 @@ pub fn request(what: &str, e: RequestError) -> Status {
 pub fn task(e: tokio::task::JoinError) -> Status {
     Status::internal(format!("task failed: {e}"))
 }
+
+/// A failed pin or unpin as a status.
+pub fn pin(e: crate::files::PinError) -> Status {
+    use crate::files::PinError;
+    let text = e.to_string();
+    match e {
+        PinError::RootNotFound(_) | PinError::NotPinned(_) => Status::not_found(text),
+        PinError::Manifest(_) => Status::failed_precondition(text),
+        PinError::Incomplete { .. } | PinError::Tree { .. } => Status::unavailable(text),
+        PinError::Store(e) => store(e),
+    }
+}

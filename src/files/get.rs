@@ -357,7 +357,11 @@ async fn resolve(
 /// liar could repeat them to make us fetch without end), at most
 /// [`MAX_DEPTH`] levels deep, and never more chunks than the root's size and
 /// chunk size allow.
-async fn expand<F, Fut>(root: Id, top: Manifest, mut fetch: F) -> Result<Vec<Entry>, FilesError>
+pub(crate) async fn expand<F, Fut>(
+    root: Id,
+    top: Manifest,
+    mut fetch: F,
+) -> Result<Vec<Entry>, FilesError>
 where
     F: FnMut(Id) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<u8>, String>>,

@@ -3,6 +3,7 @@
 //! order, verified, resumable. Both run as a short-lived client node.
 
 mod get;
+mod pin;
 mod progress;
 mod put;
 mod session;
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use get::{get, GetOptions, GetReport};
+pub use pin::{pin, unpin, PinError, PinProgress};
 pub use progress::Progress;
 pub use put::{put, PutOptions, PutReport};
 pub use session::Session;

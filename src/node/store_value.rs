@@ -41,6 +41,7 @@ impl Node {
     async fn pull_and_store(&self, from: SocketAddr, key: Id) -> Result<PutOutcome, String> {
         let stats = &self.inner.stats;
         if self.inner.blocks.contains(&key) {
+            self.inner.blocks.stored_again(&key);
             return Ok(PutOutcome::AlreadyHad);
         }
         // Refuse early when already full, before moving any bytes.

@@ -97,10 +97,14 @@ pub(crate) struct Trees {
     pub index: sled::Tree,
     pub inline: sled::Tree,
     pub routing: sled::Tree,
+    /// Block records (`records.rs`), from schema version 2.
+    pub records: sled::Tree,
+    /// Pinned roots (`pins.rs`); an absent or empty tree is no pins.
+    pub pins: sled::Tree,
 }
 
 impl Trees {
-    /// Opens (creating if absent) the four trees of a store whose sled dir is `db_path`.
+    /// Opens (creating if absent) the trees of a store whose sled dir is `db_path`.
     pub fn open(db: &sled::Db, db_path: &Path) -> Result<Trees, StoreError> {
         let tree = |name: &str| db.open_tree(name).map_err(|e| StoreError::db(db_path, e));
         Ok(Trees {
@@ -108,6 +112,8 @@ impl Trees {
             index: tree(INDEX_TREE)?,
             inline: tree(INLINE_TREE)?,
             routing: tree(ROUTING_TREE)?,
+            records: tree(super::records::RECORDS_TREE)?,
+            pins: tree(super::pins::PINS_TREE)?,
         })
     }
 }

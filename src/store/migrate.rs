@@ -14,9 +14,11 @@ use super::StoreError;
 
 #[path = "../../migrations/0001_initial.rs"]
 mod m0001_initial;
+#[path = "../../migrations/0002_block_records.rs"]
+mod m0002_block_records;
 
 /// The schema version this build writes and the newest it can open.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// What a migration step gets to work with.
 pub(crate) struct Ctx<'a> {
@@ -34,11 +36,46 @@ struct Step {
 }
 
 /// Every step, in order; the last one's version is [`SCHEMA_VERSION`].
-const STEPS: &[Step] = &[Step {
-    version: 1,
-    name: "initial",
-    run: m0001_initial::run,
-}];
+const STEPS: &[Step] = &[
+    Step {
+        version: 1,
+        name: "initial",
+        run: m0001_initial::run,
+    },
+    Step {
+        version: 2,
+        name: "block_records",
+        run: m0002_block_records::run,
+    },
+];
+
+/// A test-only crash point: when set to a step's version, [`run`] fails right
+/// after that step completed and before the version is bumped, as a crash
+/// there would leave it. Per thread, so tests running beside it are not hit.
+#[cfg(test)]
+pub(crate) mod crash_hook {
+    use std::cell::Cell;
+
+    thread_local! {
+        static BEFORE_BUMP: Cell<Option<u32>> = const { Cell::new(None) };
+    }
+
+    /// Makes the next [`super::run`] on this thread stop before bumping to `version`.
+    pub(crate) fn before_bump(version: u32) {
+        BEFORE_BUMP.with(|c| c.set(Some(version)));
+    }
+
+    /// Whether to stop before bumping to `version` (the hook fires once).
+    pub(super) fn fires(version: u32) -> bool {
+        BEFORE_BUMP.with(|c| {
+            let fire = c.get() == Some(version);
+            if fire {
+                c.set(None);
+            }
+            fire
+        })
+    }
+}
 
 /// The version recorded in the dir: 0 when none is.
 pub(crate) fn read_version(db: &sled::Db, db_path: &Path) -> Result<u32, StoreError> {
@@ -93,6 +130,16 @@ pub(crate) fn run(db: &sled::Db, dir: &Path, db_path: &Path) -> Result<u32, Stor
             "running migration"
         );
         (step.run)(&ctx)?;
+        #[cfg(test)]
+        if crash_hook::fires(step.version) {
+            return Err(StoreError::corrupt(
+                db_path,
+                format!(
+                    "test crash after migration {} before its bump",
+                    step.version
+                ),
+            ));
+        }
         meta.insert(SCHEMA_VERSION_KEY, &step.version.to_be_bytes())
             .map_err(|e| StoreError::db(db_path, e))?;
         db.flush().map_err(|e| StoreError::db(db_path, e))?;

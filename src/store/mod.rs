@@ -3,7 +3,8 @@
 //! Layout of a data dir:
 //! - `db/`: sled, with trees `meta` (node id, schema version), `index` (key → size,
 //!   location, stored_at; a fixed 18-byte record, laid out in `index.rs`), `inline`
-//!   (bytes of blocks up to `inline_max`) and `routing` (the routing snapshot).
+//!   (bytes of blocks up to `inline_max`), `routing` (the routing snapshot) and
+//!   `records` (how each block came, when stored and refreshed; `records.rs`).
 //! - `blocks/ab/cd/<64 hex>`: bytes of larger blocks, one file each, named by key.
 //! - `tmp/`: files being written; whatever is here at open is a crash leftover.
 //!
@@ -15,12 +16,15 @@
 //!
 //! Durability: nothing is acknowledged before it is on disk, and a crash at any
 //! point leaves a state [`Store::open`] repairs.
-//! - inline put: one sled transaction over `index` and `inline`, then a flush.
+//! - inline put: one sled transaction over `index`, `inline` and `records`, then
+//!   a flush.
 //! - file put: write `tmp/<random>`, fsync, rename into `blocks/`, fsync the
 //!   directory (and any directory just created), then insert the index entry and
-//!   flush. A crash before the insert leaves a stray file, never a dangling entry.
-//! - delete: remove the index (and inline) entry and flush, then the file; a crash
-//!   in between leaves a stray file, which the next open removes.
+//!   its record in one transaction and flush. A crash before the insert leaves a
+//!   stray file, never a dangling entry.
+//! - delete: remove the index (and inline) entry and the record in one
+//!   transaction and flush, then the file; a crash in between leaves a stray
+//!   file, which the next open removes.
 //!
 //! Concurrency: puts and deletes of one key are serialized by a lock striped on
 //! the key's first byte, so two puts of one key store it once and a delete cannot
@@ -42,10 +46,14 @@ mod free_space;
 mod in_flight;
 mod index;
 mod migrate;
+mod pins;
+mod records;
 mod repair;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_records;
 #[cfg(test)]
 mod tests_repair;
 #[cfg(test)]
@@ -65,6 +73,8 @@ use crate::id::Id;
 pub use error::StoreError;
 pub use free_space::{disk_space, DiskSpace};
 pub use migrate::SCHEMA_VERSION;
+pub use pins::PinInfo;
+pub use records::{BlockRecord, Origin};
 pub use types::{AuditReport, BlockMeta, BlockStore, PutOutcome, RepairReport, StoreConfig};
 
 use charge::charge;
@@ -222,10 +232,21 @@ impl Store {
         &self.inner.dir
     }
 
-    /// Stores `data` under `key` after checking its sha256, size, the quota and
-    /// the free-space floor; durable on disk before it returns Ok. On any error
-    /// nothing of it is left: no temp file, no block file, no index entry.
+    /// Stores `data` under `key` as a replica (another node's store_value):
+    /// see [`Store::put_as`].
     pub fn put_verified(&self, key: &Id, data: &[u8]) -> Result<PutOutcome, StoreError> {
+        self.put_as(key, data, Origin::Replica)
+    }
+
+    /// Stores `data` under `key` after checking its sha256, size, the quota and
+    /// the free-space floor, with a record saying it came as `origin`; durable
+    /// on disk before it returns Ok. On any error nothing of it is left: no
+    /// temp file, no block file, no index entry, no record.
+    ///
+    /// A block already held is not written again: its record counts as
+    /// refreshed now, and becomes pinned if `origin` is (a replica never
+    /// unpins a block).
+    pub fn put_as(&self, key: &Id, data: &[u8], origin: Origin) -> Result<PutOutcome, StoreError> {
         let inner = &*self.inner;
         let size = data.len() as u64;
         self.check_size(size)?;
@@ -236,7 +257,8 @@ impl Store {
         // Held through the flush: a second put of this key waits here, and
         // sees the entry (AlreadyHad) only once it is durable.
         let _key_lock = lock(&inner.locks[usize::from(key.0[0]) % LOCK_STRIPES]);
-        if self.entry(key)?.is_some() {
+        if let Some(entry) = self.entry(key)? {
+            self.refresh_record(key, &entry, origin)?;
             return Ok(PutOutcome::AlreadyHad);
         }
         let inline = data.len() <= inner.cfg.inline_max;
@@ -244,6 +266,8 @@ impl Store {
         let _reservation = self.reserve(cost)?;
         inner.floor.check(cost, true)?;
         let _in_flight = inner.in_flight.mark(*key);
+        let now = now_secs();
+        let record = BlockRecord::new(origin, now).encode();
         let entry = IndexEntry {
             size,
             location: if inline {
@@ -251,17 +275,17 @@ impl Store {
             } else {
                 Location::File
             },
-            stored_at: now_secs(),
+            stored_at: now,
         }
         .encode();
         let file = if inline {
-            self.insert_inline(key, &entry, data)?;
+            self.insert_entry(key, &entry, &record, Some(data))?;
             None
         } else {
             let path = files::write_block(&inner.dir, key, data)?;
-            if let Err(e) = inner.trees.index.insert(key.0, &entry[..]) {
+            if let Err(e) = self.insert_entry(key, &entry, &record, None) {
                 let _ = files::remove_block(&path);
-                return Err(StoreError::db(&inner.db_path, e));
+                return Err(e);
             }
             Some(path)
         };
@@ -283,7 +307,8 @@ impl Store {
         let removed = trees
             .index
             .remove(key.0)
-            .and_then(|_| trees.inline.remove(key.0));
+            .and_then(|_| trees.inline.remove(key.0))
+            .and_then(|_| trees.records.remove(key.0));
         if let Err(e) = removed {
             tracing::warn!(key = %key, error = %e, "cannot take back a failed put's index entry");
         }
@@ -294,21 +319,153 @@ impl Store {
         }
     }
 
-    fn insert_inline(&self, key: &Id, entry: &[u8], data: &[u8]) -> Result<(), StoreError> {
+    /// Inserts an index entry, its record and (for an inline block) its
+    /// bytes in one transaction: all of them or none.
+    fn insert_entry(
+        &self,
+        key: &Id,
+        entry: &[u8],
+        record: &[u8],
+        inline_data: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
         use sled::transaction::{TransactionError, Transactional};
         let trees = &self.inner.trees;
-        (&trees.index, &trees.inline)
-            .transaction(|(index, inline)| {
+        (&trees.index, &trees.inline, &trees.records)
+            .transaction(|(index, inline, records)| {
                 index.insert(&key.0[..], entry)?;
-                inline.insert(&key.0[..], data)?;
+                records.insert(&key.0[..], record)?;
+                if let Some(data) = inline_data {
+                    inline.insert(&key.0[..], data)?;
+                }
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {
                 TransactionError::Storage(e) => StoreError::db(&self.inner.db_path, e),
                 TransactionError::Abort(()) => {
-                    StoreError::corrupt(&self.inner.db_path, "inline put aborted")
+                    StoreError::corrupt(&self.inner.db_path, "put aborted")
                 }
             })
+    }
+
+    /// A held block was stored to us again (as `origin`): its record counts
+    /// as refreshed now, and a pin sticks. Called under the key's lock. A
+    /// missing or unreadable record (which only a damaged db can have) is
+    /// rewritten from the index entry.
+    fn refresh_record(
+        &self,
+        key: &Id,
+        entry: &IndexEntry,
+        origin: Origin,
+    ) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        let old = self.record_raw(key)?;
+        let mut record = old.unwrap_or_else(|| BlockRecord::new(Origin::Replica, entry.stored_at));
+        let pinning = origin == Origin::Pinned && record.origin != Origin::Pinned;
+        if pinning {
+            record.origin = Origin::Pinned;
+        }
+        record.refreshed_at = record.refreshed_at.max(now_secs());
+        inner
+            .trees
+            .records
+            .insert(key.0, &record.encode()[..])
+            .map_err(|e| StoreError::db(&inner.db_path, e))?;
+        // A pin is a promise to keep the block: durable before it is answered.
+        // A refresh time is a hint, flushed with whatever comes next.
+        if pinning || old.is_none() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The record of a held block, as stored (None when absent or unreadable).
+    fn record_raw(&self, key: &Id) -> Result<Option<BlockRecord>, StoreError> {
+        let inner = &*self.inner;
+        let raw = inner
+            .trees
+            .records
+            .get(key.0)
+            .map_err(|e| StoreError::db(&inner.db_path, e))?;
+        Ok(raw.and_then(|v| BlockRecord::decode(&v)))
+    }
+
+    /// How a held block came and when it was stored and refreshed; `None` if
+    /// the block is not held.
+    pub fn record(&self, key: &Id) -> Result<Option<BlockRecord>, StoreError> {
+        let Some(entry) = self.entry(key)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.record_or_default(key, &entry)?))
+    }
+
+    /// The record of a block whose index entry is `entry`; one the db lacks
+    /// (only a damaged db can) reads as a replica stored with the entry.
+    fn record_or_default(&self, key: &Id, entry: &IndexEntry) -> Result<BlockRecord, StoreError> {
+        Ok(self
+            .record_raw(key)?
+            .unwrap_or_else(|| BlockRecord::new(Origin::Replica, entry.stored_at)))
+    }
+
+    /// Sets a held block's origin (a pin, an unpin), keeping its times;
+    /// false if it is not held. Not flushed: call [`Store::flush`] after a
+    /// batch of them.
+    pub fn set_origin(&self, key: &Id, origin: Origin) -> Result<bool, StoreError> {
+        let inner = &*self.inner;
+        let _key_lock = lock(&inner.locks[usize::from(key.0[0]) % LOCK_STRIPES]);
+        let Some(entry) = self.entry(key)? else {
+            return Ok(false);
+        };
+        let mut record = self.record_or_default(key, &entry)?;
+        record.origin = origin;
+        inner
+            .trees
+            .records
+            .insert(key.0, &record.encode()[..])
+            .map_err(|e| StoreError::db(&inner.db_path, e))?;
+        Ok(true)
+    }
+
+    /// Records `root` as pinned, durably.
+    pub fn add_pin(&self, root: &Id, info: &PinInfo) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        pins::add(&inner.trees.pins, &inner.db_path, root, info)?;
+        self.flush()
+    }
+
+    /// Forgets the pin of `root`, durably; false if there was none.
+    pub fn remove_pin(&self, root: &Id) -> Result<bool, StoreError> {
+        let inner = &*self.inner;
+        let removed = inner
+            .trees
+            .pins
+            .remove(root.0)
+            .map_err(|e| StoreError::db(&inner.db_path, e))?
+            .is_some();
+        self.flush()?;
+        Ok(removed)
+    }
+
+    /// Every pinned root, in key order.
+    pub fn pins(&self) -> Result<Vec<(Id, PinInfo)>, StoreError> {
+        pins::list(&self.inner.trees.pins, &self.inner.db_path)
+    }
+
+    /// Marks a held block refreshed at `now` (we republished it); false if it
+    /// is not held. Not flushed: a refresh time is a hint.
+    pub fn mark_refreshed(&self, key: &Id) -> Result<bool, StoreError> {
+        let inner = &*self.inner;
+        let now = now_secs();
+        // Atomic per key, and never brings back the record of a deleted block.
+        let updated = inner
+            .trees
+            .records
+            .update_and_fetch(key.0, |old| {
+                let mut r = BlockRecord::decode(old?)?;
+                r.refreshed_at = r.refreshed_at.max(now);
+                Some(r.encode().to_vec())
+            })
+            .map_err(|e| StoreError::db(&inner.db_path, e))?;
+        Ok(updated.is_some())
     }
 
     /// The block's bytes, checked against its key, or `None` if not held.
@@ -381,9 +538,13 @@ impl Store {
             })
     }
 
-    /// Size, location and age of a held block.
+    /// Size, location, origin and age of a held block.
     pub fn meta(&self, key: &Id) -> Result<Option<BlockMeta>, StoreError> {
-        Ok(self.entry(key)?.map(BlockMeta::from))
+        let Some(entry) = self.entry(key)? else {
+            return Ok(None);
+        };
+        let record = self.record_or_default(key, &entry)?;
+        Ok(Some(BlockMeta::new(entry, record)))
     }
 
     /// Deletes a block; false if it was not held.
@@ -395,10 +556,11 @@ impl Store {
             return Ok(false);
         };
         let trees = &inner.trees;
-        (&trees.index, &trees.inline)
-            .transaction(|(index, inline)| {
+        (&trees.index, &trees.inline, &trees.records)
+            .transaction(|(index, inline, records)| {
                 index.remove(&key.0[..])?;
                 inline.remove(&key.0[..])?;
+                records.remove(&key.0[..])?;
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {
@@ -450,7 +612,10 @@ impl Store {
             let id = <[u8; 32]>::try_from(key.as_ref()).ok().map(Id);
             let entry = IndexEntry::decode(&value);
             match (id, entry) {
-                (Some(id), Some(entry)) => out.push((id, entry.into())),
+                (Some(id), Some(entry)) => {
+                    let record = self.record_or_default(&id, &entry)?;
+                    out.push((id, BlockMeta::new(entry, record)));
+                }
                 _ => {
                     return Err(StoreError::corrupt(
                         &inner.db_path,
@@ -581,11 +746,18 @@ impl BlockStore for Store {
         Store::get_for_serving(self, key)
     }
 
+    /// The engine stores what another node's store_value sent: a replica.
     fn put_verified(&self, key: &Id, data: &[u8]) -> Result<PutOutcome, StoreError> {
-        Store::put_verified(self, key, data)
+        Store::put_as(self, key, data, Origin::Replica)
     }
 
     fn check_room(&self, size: u64) -> Result<(), StoreError> {
         Store::check_room(self, size)
+    }
+
+    fn stored_again(&self, key: &Id) {
+        if let Err(e) = self.mark_refreshed(key) {
+            tracing::warn!(key = %key, error = %e, "cannot record a block's refresh");
+        }
     }
 }

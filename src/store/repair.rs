@@ -86,6 +86,10 @@ pub(crate) fn scan(
                 .inline
                 .remove(&key)
                 .map_err(|e| StoreError::db(&db_path, e))?;
+            trees
+                .records
+                .remove(&key)
+                .map_err(|e| StoreError::db(&db_path, e))?;
         }
         repaired.index_entries_dropped = bad.len() as u64;
         repaired.corrupt_entries_dropped = audit.corrupt_entries;
@@ -102,6 +106,20 @@ pub(crate) fn scan(
                 .map_err(|e| StoreError::db(&db_path, e))?;
         }
         repaired.corrupt_entries_dropped += orphans.len() as u64;
+        trees.flush_all(&db_path)?;
+    }
+
+    // Records with no index entry: a put's take-back interrupted by a crash.
+    let lone = lone_records(trees, &bad, &db_path)?;
+    audit.corrupt_entries += lone.len() as u64;
+    if fix && !lone.is_empty() {
+        for key in &lone {
+            trees
+                .records
+                .remove(key)
+                .map_err(|e| StoreError::db(&db_path, e))?;
+        }
+        repaired.corrupt_entries_dropped += lone.len() as u64;
         trees.flush_all(&db_path)?;
     }
 
@@ -127,6 +145,7 @@ impl Trees {
         self.index
             .flush()
             .and_then(|_| self.inline.flush())
+            .and_then(|_| self.records.flush())
             .map(|_| ())
             .map_err(|e| StoreError::db(db_path, e))
     }
@@ -280,6 +299,31 @@ fn orphan_inline(
         }
     }
     Ok(orphans)
+}
+
+/// Records whose block has no index entry. Those of `bad` entries are left
+/// out: they go with them.
+fn lone_records(
+    trees: &Trees,
+    bad: &HashSet<Id>,
+    db_path: &Path,
+) -> Result<Vec<sled::IVec>, StoreError> {
+    let mut lone = Vec::new();
+    for item in trees.records.iter() {
+        let (key, _) = item.map_err(|e| StoreError::db(db_path, e))?;
+        let id = <[u8; ID_LEN]>::try_from(key.as_ref()).ok().map(Id);
+        if id.is_some_and(|id| bad.contains(&id)) {
+            continue;
+        }
+        let indexed = trees
+            .index
+            .contains_key(&key)
+            .map_err(|e| StoreError::db(db_path, e))?;
+        if !indexed {
+            lone.push(key);
+        }
+    }
+    Ok(lone)
 }
 
 /// Every non-directory under `blocks/` that is not the file of a good file entry.

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::index::{IndexEntry, Location};
+use super::records::{BlockRecord, Origin};
 use super::StoreError;
 use crate::id::Id;
 
@@ -106,14 +107,20 @@ pub struct BlockMeta {
     pub inline: bool,
     /// When it was stored, unix seconds.
     pub stored_at: u64,
+    /// How it came: pinned here, or a replica held for the network.
+    pub origin: Origin,
+    /// When it was last stored to us again or republished by us, unix seconds.
+    pub refreshed_at: u64,
 }
 
-impl From<IndexEntry> for BlockMeta {
-    fn from(e: IndexEntry) -> BlockMeta {
+impl BlockMeta {
+    pub(crate) fn new(e: IndexEntry, r: BlockRecord) -> BlockMeta {
         BlockMeta {
             size: e.size,
             inline: e.location == Location::Inline,
             stored_at: e.stored_at,
+            origin: r.origin,
+            refreshed_at: r.refreshed_at,
         }
     }
 }
@@ -139,4 +146,7 @@ pub trait BlockStore: Send + Sync + 'static {
     fn puts_may_block(&self) -> bool {
         true
     }
+    /// A block already held was stored to us again (a store_value for it):
+    /// a store that keeps records counts it as refreshed.
+    fn stored_again(&self, _key: &Id) {}
 }

@@ -3,10 +3,12 @@
 
 mod republish;
 mod schedule;
+mod snapshot;
 mod verify;
 
 pub use republish::{republish_once, RepublishReport};
 pub use schedule::{run, Schedule};
+pub use snapshot::save_snapshot;
 pub use verify::{verify_once, VerifyReport};
 
 use crate::id::Id;

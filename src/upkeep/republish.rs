@@ -4,7 +4,8 @@
 use tokio::task::JoinSet;
 
 use super::Keys;
-use crate::node::Node;
+use crate::id::Id;
+use crate::node::{Node, StoreReport};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 
@@ -31,22 +32,38 @@ pub async fn republish_once(node: &Node, store: &Store) -> Result<RepublishRepor
     let mut running = JoinSet::new();
     while let Some(key) = keys.next().await? {
         if running.len() >= PARALLEL {
-            if let Some(Ok(r)) = running.join_next().await {
-                add(&mut report, &stats, r, node);
+            if let Some(Ok((key, r))) = running.join_next().await {
+                add(&mut report, &stats, &r, node);
+                mark_refreshed(store, key, &r, node).await;
             }
         }
         let node = node.clone();
-        running.spawn(async move { node.replicate(key).await });
+        running.spawn(async move { (key, node.replicate(key).await) });
     }
     while let Some(joined) = running.join_next().await {
-        if let Ok(r) = joined {
-            add(&mut report, &stats, r, node);
+        if let Ok((key, r)) = joined {
+            add(&mut report, &stats, &r, node);
+            mark_refreshed(store, key, &r, node).await;
         }
     }
     Ok(report)
 }
 
-fn add(report: &mut RepublishReport, stats: &Stats, r: crate::node::StoreReport, node: &Node) {
+/// A block another node said "saved" to counts as refreshed in its record.
+async fn mark_refreshed(store: &Store, key: Id, r: &StoreReport, node: &Node) {
+    let me = node.me().id;
+    if !r.saved.iter().any(|c| c.id != me) {
+        return;
+    }
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || s.mark_refreshed(&key)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(key = %key, error = %e, "cannot record a republish"),
+        Err(e) => tracing::warn!(key = %key, error = %e, "record task failed"),
+    }
+}
+
+fn add(report: &mut RepublishReport, stats: &Stats, r: &StoreReport, node: &Node) {
     let me = node.me().id;
     let sent = r.saved.iter().filter(|c| c.id != me).count() + r.failed.len();
     report.blocks += 1;

@@ -1,12 +1,14 @@
 //! The node's periodic jobs, driven by its clock: bucket refresh, routing
 //! snapshots, republishing and verification. Each job runs when its interval
 //! has passed since it last ran; a slow job delays the others, never overlaps
-//! itself.
+//! itself. Routing snapshots run beside them, so a long republish or verify
+//! pass never holds back the snapshot of a changed table.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::snapshot::run_snapshots;
 use super::{republish_once, verify_once};
 use crate::node::Node;
 use crate::store::Store;
@@ -15,6 +17,9 @@ use crate::store::Store;
 #[derive(Clone, Debug)]
 pub struct Schedule {
     pub snapshot: Duration,
+    /// A changed routing table is snapshotted this long after the change was
+    /// first seen; `None`: only every `snapshot`.
+    pub snapshot_after_change: Option<Duration>,
     pub republish: Option<Duration>,
     pub verify: Option<Duration>,
 }
@@ -46,16 +51,27 @@ impl Job {
 }
 
 /// Runs the jobs until `stop` turns true.
-pub async fn run(node: Node, store: Store, schedule: Schedule, mut stop: watch::Receiver<bool>) {
+pub async fn run(node: Node, store: Store, schedule: Schedule, stop: watch::Receiver<bool>) {
+    let snapshots = run_snapshots(
+        node.clone(),
+        store.clone(),
+        schedule.snapshot,
+        schedule.snapshot_after_change,
+        stop.clone(),
+    );
+    tokio::join!(snapshots, run_jobs(node, store, schedule, stop));
+}
+
+/// Bucket refresh, republish and verify, one after another.
+async fn run_jobs(node: Node, store: Store, schedule: Schedule, mut stop: watch::Receiver<bool>) {
     let clock = node.clock().clone();
     let refresh_age = node.config().bucket_refresh.as_millis() as u64;
     let now = clock.now_ms();
-    let mut snapshot = Job::new(schedule.snapshot, now);
     let mut republish = schedule.republish.map(|d| Job::new(d, now));
     let mut verify = schedule.verify.map(|d| Job::new(d, now));
     // Often enough that no job runs much later than due, and a bucket is never
     // much older than its limit.
-    let tick = [Some(schedule.snapshot), schedule.republish, schedule.verify]
+    let tick = [schedule.republish, schedule.verify]
         .into_iter()
         .flatten()
         .fold(Duration::from_secs(60), Duration::min)
@@ -67,14 +83,6 @@ pub async fn run(node: Node, store: Store, schedule: Schedule, mut stop: watch::
         }
         node.refresh_buckets(refresh_age).await;
         let now = clock.now_ms();
-        if snapshot.due(now) {
-            let (contacts, store) = (node.routing_contacts(), store.clone());
-            if let Ok(Err(e)) =
-                tokio::task::spawn_blocking(move || store.save_routing(&contacts)).await
-            {
-                tracing::warn!(error = %e, "routing snapshot failed");
-            }
-        }
         if republish.as_mut().is_some_and(|j| j.due(now)) {
             match republish_once(&node, &store).await {
                 Ok(r) => tracing::info!(

@@ -11,7 +11,7 @@ use super::Keys;
 use crate::id::Id;
 use crate::node::Node;
 use crate::stats::Stats;
-use crate::store::{Store, StoreError};
+use crate::store::{Origin, Store, StoreError};
 
 /// Corrupt keys listed in a report at most.
 const MAX_LISTED: usize = 100;
@@ -79,8 +79,10 @@ async fn repair_block(node: &Node, store: &Store, key: Id) -> bool {
     };
     let s = store.clone();
     let swapped = tokio::task::spawn_blocking(move || {
+        // The good copy keeps the block's origin: a repair never unpins.
+        let origin = s.record(&key)?.map_or(Origin::Replica, |r| r.origin);
         s.delete(&key)?;
-        s.put_verified(&key, &data)
+        s.put_as(&key, &data, origin)
     })
     .await;
     match swapped {
