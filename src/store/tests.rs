@@ -23,12 +23,34 @@ pub(super) fn block(len: usize, seed: u64) -> Vec<u8> {
 }
 
 pub(super) fn open(dir: &Path) -> Store {
+    // sled's flusher thread may hold the lock of a db just closed by
+    // `with_raw_trees` for a moment: wait for it, boundedly.
+    for _ in 0..100 {
+        match Store::open(dir, StoreConfig::default()) {
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other.unwrap().0,
+        }
+    }
     Store::open(dir, StoreConfig::default()).unwrap().0
 }
 
 /// Runs `f` on the raw trees of a closed store, then flushes.
 pub(super) fn with_raw_trees(dir: &Path, f: impl FnOnce(&Trees)) {
-    let db = sled::Config::new().path(dir.join(DB_DIR)).open().unwrap();
+    let config = sled::Config::new().path(dir.join(DB_DIR));
+    // As in `open`: the lock of a store just dropped may linger a moment.
+    let mut db = config.open();
+    for _ in 0..100 {
+        match &db {
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                db = config.open();
+            }
+            _ => break,
+        }
+    }
+    let db = db.unwrap();
     let trees = Trees::open(&db, &dir.join(DB_DIR)).unwrap();
     f(&trees);
     db.flush().unwrap();
