@@ -47,6 +47,7 @@ mod in_flight;
 mod index;
 mod migrate;
 mod pins;
+mod progress;
 mod records;
 mod repair;
 mod snapshot;
@@ -74,7 +75,7 @@ pub use error::StoreError;
 pub use free_space::{disk_space, DiskSpace};
 pub use migrate::SCHEMA_VERSION;
 pub use pins::PinInfo;
-pub use records::{BlockRecord, Origin};
+pub use records::{BlockRecord, Origin, Refresh};
 pub use types::{AuditReport, BlockMeta, BlockStore, PutOutcome, RepairReport, StoreConfig};
 
 use charge::charge;
@@ -445,14 +446,31 @@ impl Store {
         Ok(removed)
     }
 
+    /// Saves where upkeep job `job` stands (not flushed; see `progress.rs`).
+    pub fn save_progress<T: serde::Serialize>(
+        &self,
+        job: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        progress::save(&self.inner.trees.upkeep, &self.inner.db_path, job, value)
+    }
+
+    /// Where upkeep job `job` stood when last saved.
+    pub fn load_progress<T: serde::de::DeserializeOwned>(
+        &self,
+        job: &str,
+    ) -> Result<Option<T>, StoreError> {
+        progress::load(&self.inner.trees.upkeep, &self.inner.db_path, job)
+    }
+
     /// Every pinned root, in key order.
     pub fn pins(&self) -> Result<Vec<(Id, PinInfo)>, StoreError> {
         pins::list(&self.inner.trees.pins, &self.inner.db_path)
     }
 
-    /// Marks a held block refreshed at `now` (we republished it); false if it
-    /// is not held. Not flushed: a refresh time is a hint.
-    pub fn mark_refreshed(&self, key: &Id) -> Result<bool, StoreError> {
+    /// Marks a held block refreshed now, by `how`; false if it is not held.
+    /// Not flushed: a refresh time is a hint.
+    pub fn mark_refreshed(&self, key: &Id, how: Refresh) -> Result<bool, StoreError> {
         let inner = &*self.inner;
         let now = now_secs();
         // Atomic per key, and never brings back the record of a deleted block.
@@ -462,6 +480,7 @@ impl Store {
             .update_and_fetch(key.0, |old| {
                 let mut r = BlockRecord::decode(old?)?;
                 r.refreshed_at = r.refreshed_at.max(now);
+                r.last_refresh = how;
                 Some(r.encode().to_vec())
             })
             .map_err(|e| StoreError::db(&inner.db_path, e))?;
@@ -756,7 +775,7 @@ impl BlockStore for Store {
     }
 
     fn stored_again(&self, key: &Id) {
-        if let Err(e) = self.mark_refreshed(key) {
+        if let Err(e) = self.mark_refreshed(key, Refresh::StoredAgain) {
             tracing::warn!(key = %key, error = %e, "cannot record a block's refresh");
         }
     }

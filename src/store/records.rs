@@ -5,22 +5,28 @@
 //! inside a put's take-back can leave a record alone; the open-time repair
 //! drops it).
 //!
-//! A record is a fixed 18-byte value, like an index entry:
+//! A record is a fixed 19-byte value, like an index entry:
 //!
 //! | bytes   | field                                                    |
 //! |---------|----------------------------------------------------------|
-//! | 0       | record format, always 1                                  |
+//! | 0       | record format, 2 (format 1 was bytes 0..18 alone)        |
 //! | 1       | origin: 0 = replica, 1 = pinned                          |
 //! | 2..10   | stored_at, unix seconds, u64 big-endian                  |
 //! | 10..18  | refreshed_at, unix seconds, u64 big-endian               |
+//! | 18      | what refreshed it last: 0 = nothing yet, 1 = another     |
+//! |         | node stored it to us again, 2 = we republished it        |
 //!
-//! Anything else (other length, format or origin byte) is corrupt.
+//! Format 1 records (written before the republish sweep needed byte 18) still
+//! read, as refreshed by nothing known; every write is format 2. Anything
+//! else (other length, format, origin or refresh byte) is corrupt.
 
 /// Tree mapping a 32-byte key to its encoded [`BlockRecord`].
 pub(crate) const RECORDS_TREE: &str = "records";
 
-const FORMAT: u8 = 1;
-const ENCODED_LEN: usize = 18;
+const FORMAT: u8 = 2;
+const ENCODED_LEN: usize = 19;
+const FORMAT_1: u8 = 1;
+const FORMAT_1_LEN: usize = 18;
 
 /// How a block came to this node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,6 +49,18 @@ impl Origin {
     }
 }
 
+/// What refreshed a block last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refresh {
+    /// Nothing since it was first stored.
+    None,
+    /// Another node stored it to us again (a store_value for a block held):
+    /// that node republished it, so we need not this interval.
+    StoredAgain,
+    /// We republished it.
+    Republished,
+}
+
 /// What the store remembers about how and when a block came.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockRecord {
@@ -52,6 +70,8 @@ pub struct BlockRecord {
     /// When it was last stored to us again (store_value) or republished by
     /// us, unix seconds; `stored_at` until then.
     pub refreshed_at: u64,
+    /// Which of the two that was.
+    pub last_refresh: Refresh,
 }
 
 impl BlockRecord {
@@ -61,10 +81,18 @@ impl BlockRecord {
             origin,
             stored_at: now,
             refreshed_at: now,
+            last_refresh: Refresh::None,
         }
     }
 
-    /// The fixed 18-byte value described in the module doc.
+    /// Whether another node stored it to us again, after our own last
+    /// republish of it and less than `window` seconds before `now`: the
+    /// paper's rule for skipping a republish, since that node just did it.
+    pub fn stored_again_within(&self, now: u64, window: u64) -> bool {
+        self.last_refresh == Refresh::StoredAgain && now.saturating_sub(self.refreshed_at) < window
+    }
+
+    /// The fixed 19-byte value described in the module doc.
     pub fn encode(&self) -> [u8; ENCODED_LEN] {
         let mut out = [0u8; ENCODED_LEN];
         out[0] = FORMAT;
@@ -74,15 +102,26 @@ impl BlockRecord {
         };
         out[2..10].copy_from_slice(&self.stored_at.to_be_bytes());
         out[10..18].copy_from_slice(&self.refreshed_at.to_be_bytes());
+        out[18] = match self.last_refresh {
+            Refresh::None => 0,
+            Refresh::StoredAgain => 1,
+            Refresh::Republished => 2,
+        };
         out
     }
 
     /// Parses a value; `None` for anything [`BlockRecord::encode`] would not write.
     pub fn decode(bytes: &[u8]) -> Option<BlockRecord> {
-        let bytes: &[u8; ENCODED_LEN] = bytes.try_into().ok()?;
-        if bytes[0] != FORMAT {
-            return None;
-        }
+        let last_refresh = match (bytes.len(), bytes.first()) {
+            (FORMAT_1_LEN, Some(&FORMAT_1)) => Refresh::None,
+            (ENCODED_LEN, Some(&FORMAT)) => match bytes[18] {
+                0 => Refresh::None,
+                1 => Refresh::StoredAgain,
+                2 => Refresh::Republished,
+                _ => return None,
+            },
+            _ => return None,
+        };
         let origin = match bytes[1] {
             0 => Origin::Replica,
             1 => Origin::Pinned,
@@ -97,6 +136,7 @@ impl BlockRecord {
             origin,
             stored_at: u64_at(2),
             refreshed_at: u64_at(10),
+            last_refresh,
         })
     }
 }
@@ -108,22 +148,61 @@ mod tests {
     #[test]
     fn record_round_trips_and_has_a_fixed_layout() {
         for origin in [Origin::Replica, Origin::Pinned] {
-            let r = BlockRecord {
-                origin,
-                stored_at: 1_700_000_000,
-                refreshed_at: 1_700_000_123,
-            };
-            assert_eq!(BlockRecord::decode(&r.encode()), Some(r));
+            for last_refresh in [Refresh::None, Refresh::StoredAgain, Refresh::Republished] {
+                let r = BlockRecord {
+                    origin,
+                    stored_at: 1_700_000_000,
+                    refreshed_at: 1_700_000_123,
+                    last_refresh,
+                };
+                assert_eq!(BlockRecord::decode(&r.encode()), Some(r));
+            }
         }
         let r = BlockRecord {
             origin: Origin::Pinned,
             stored_at: 5,
             refreshed_at: 7,
+            last_refresh: Refresh::StoredAgain,
         };
-        let mut want = vec![1u8, 1];
+        let mut want = vec![2u8, 1];
         want.extend_from_slice(&5u64.to_be_bytes());
         want.extend_from_slice(&7u64.to_be_bytes());
+        want.push(1);
         assert_eq!(r.encode().to_vec(), want);
+    }
+
+    #[test]
+    fn format_1_records_still_read() {
+        let mut old = vec![1u8, 0];
+        old.extend_from_slice(&5u64.to_be_bytes());
+        old.extend_from_slice(&9u64.to_be_bytes());
+        let r = BlockRecord::decode(&old).unwrap();
+        assert_eq!(
+            (r.origin, r.stored_at, r.refreshed_at),
+            (Origin::Replica, 5, 9)
+        );
+        assert_eq!(r.last_refresh, Refresh::None);
+    }
+
+    #[test]
+    fn only_a_recent_store_by_another_node_skips_a_republish() {
+        let mut r = BlockRecord::new(Origin::Replica, 100);
+        assert!(
+            !r.stored_again_within(150, 3600),
+            "a first store is not again"
+        );
+        r.refreshed_at = 200;
+        r.last_refresh = Refresh::Republished;
+        assert!(
+            !r.stored_again_within(250, 3600),
+            "our own republish does not count"
+        );
+        r.last_refresh = Refresh::StoredAgain;
+        assert!(r.stored_again_within(250, 3600));
+        assert!(
+            !r.stored_again_within(200 + 3600, 3600),
+            "older than the interval"
+        );
     }
 
     #[test]
@@ -131,9 +210,13 @@ mod tests {
         let good = BlockRecord::new(Origin::Replica, 9).encode();
         assert_eq!(BlockRecord::decode(&[]), None);
         assert_eq!(BlockRecord::decode(&good[..17]), None);
+        assert_eq!(BlockRecord::decode(&good[..18]), None, "format 2 cut short");
         let mut bad_format = good;
-        bad_format[0] = 2;
+        bad_format[0] = 3;
         assert_eq!(BlockRecord::decode(&bad_format), None);
+        let mut bad_refresh = good;
+        bad_refresh[18] = 3;
+        assert_eq!(BlockRecord::decode(&bad_refresh), None);
         let mut bad_origin = good;
         bad_origin[1] = 7;
         assert_eq!(BlockRecord::decode(&bad_origin), None);

@@ -116,7 +116,7 @@ fn mark_refreshed_touches_only_held_blocks() {
         .records
         .insert(key.0, &old.encode()[..])
         .unwrap();
-    assert!(store.mark_refreshed(&key).unwrap());
+    assert!(store.mark_refreshed(&key, Refresh::Republished).unwrap());
     let r = store.record(&key).unwrap().unwrap();
     assert_eq!((r.origin, r.stored_at), (Origin::Pinned, 1_000));
     assert!(r.refreshed_at > 1_600_000_000);
@@ -127,13 +127,15 @@ fn mark_refreshed_touches_only_held_blocks() {
         None,
         "delete takes the record too"
     );
-    assert!(!store.mark_refreshed(&key).unwrap());
+    assert!(!store.mark_refreshed(&key, Refresh::Republished).unwrap());
     assert_eq!(
         raw_record(&store, &key),
         None,
         "a refresh never brings a record back"
     );
-    assert!(!store.mark_refreshed(&Id([9; 32])).unwrap());
+    assert!(!store
+        .mark_refreshed(&Id([9; 32]), Refresh::Republished)
+        .unwrap());
 }
 
 #[test]
@@ -321,4 +323,30 @@ fn a_crash_part_way_through_the_step_is_finished_by_the_rerun() {
         );
     }
     assert_eq!(store.inner.trees.records.len(), blocks.len());
+}
+
+#[test]
+fn upkeep_progress_survives_a_reopen_and_garbage_reads_as_none() {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Where {
+        after: u64,
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    assert_eq!(store.load_progress::<Where>("scrub").unwrap(), None);
+    store.save_progress("scrub", &Where { after: 7 }).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let store = open(tmp.path());
+    assert_eq!(
+        store.load_progress::<Where>("scrub").unwrap(),
+        Some(Where { after: 7 })
+    );
+    store
+        .inner
+        .trees
+        .upkeep
+        .insert("scrub", &b"{not json"[..])
+        .unwrap();
+    assert_eq!(store.load_progress::<Where>("scrub").unwrap(), None);
 }

@@ -56,7 +56,11 @@ async fn mark_refreshed(store: &Store, key: Id, r: &StoreReport, node: &Node) {
         return;
     }
     let s = store.clone();
-    match tokio::task::spawn_blocking(move || s.mark_refreshed(&key)).await {
+    match tokio::task::spawn_blocking(move || {
+        s.mark_refreshed(&key, crate::store::Refresh::Republished)
+    })
+    .await
+    {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(key = %key, error = %e, "cannot record a republish"),
         Err(e) => tracing::warn!(key = %key, error = %e, "record task failed"),
