@@ -2,7 +2,7 @@
 //! Kademlia DHT, wire-compatible with the original DHTFileStore.
 //!
 //! Layers, bottom to top (an import may point down, never up):
-//! - core, pure, no I/O or clocks: [`id`], [`contact`], [`wire`], [`routing`], [`lookup`]
+//! - core, pure, no I/O or clocks: [`id`], [`contact`], [`wire`], [`routing`], [`lookup`], [`region`]
 //! - shells: [`net`] (UDP and TCP sockets), [`store`] (sled and block files)
 //! - engine: [`node`], which reaches the network and time only through the
 //!   [`node::Transport`] and [`node::Clock`] it is given
@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod notify;
+pub mod region;
 pub mod routing;
 pub mod rtt;
 pub mod sim;

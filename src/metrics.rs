@@ -60,6 +60,12 @@ pub struct Metrics {
     republish_runs: IntCounter,
     republished_blocks: IntCounter,
     republish_stores: IntCounterVec,
+    republish_skipped: IntCounter,
+    republish_lookups: IntCounter,
+    republish_lookup_requests: IntCounter,
+    republish_behind: IntGauge,
+    republish_position: prometheus::Gauge,
+    republish_last_pass: IntGauge,
     verify_runs: IntCounter,
     verify_checked: IntCounter,
     verify_corrupt: IntCounter,
@@ -152,6 +158,16 @@ impl Metrics {
             republish_runs: counter(&r, "dhtfs_republish_runs_total", "Republish passes run.")?,
             republished_blocks: counter(&r, "dhtfs_republished_blocks_total", "Blocks republished.")?,
             republish_stores: counter_vec(&r, "dhtfs_republish_stores_total", "store_value requests sent by republishing, by outcome (saved|failed).", &["outcome"])?,
+            republish_skipped: counter(&r, "dhtfs_republish_skipped_total", "Blocks a republish skipped because another node stored them to us again within the interval.")?,
+            republish_lookups: counter(&r, "dhtfs_republish_lookups_total", "Region lookups run by republishing (one per keyspace region, not per block).")?,
+            republish_lookup_requests: counter(&r, "dhtfs_republish_lookup_requests_total", "DHT requests sent by republishing's region lookups.")?,
+            republish_behind: gauge(&r, "dhtfs_republish_behind_blocks", "Blocks not refreshed (republished by anyone) for twice the republish interval.")?,
+            republish_position: {
+                let g = prometheus::Gauge::new("dhtfs_republish_position_ratio", "Where the republish sweep is in the keyspace, 0 to 1.")?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            republish_last_pass: gauge(&r, "dhtfs_republish_last_pass_completed_timestamp_seconds", "When the republish sweep last completed a pass (unix seconds; 0 before the first).")?,
             verify_runs: counter(&r, "dhtfs_verify_runs_total", "Verify passes run.")?,
             verify_checked: counter(&r, "dhtfs_verify_checked_blocks_total", "Blocks re-hashed by verification.")?,
             verify_corrupt: counter(&r, "dhtfs_verify_corrupt_blocks_total", "Blocks verification found corrupt.")?,
@@ -295,6 +311,18 @@ impl Metrics {
             &self.republish_stores.with_label_values(&["failed"]),
             failed,
         );
+        sync(&self.republish_skipped, Stats::get(&s.republish_skipped));
+        sync(&self.republish_lookups, Stats::get(&s.republish_lookups));
+        sync(
+            &self.republish_lookup_requests,
+            Stats::get(&s.republish_lookup_requests),
+        );
+        self.republish_behind
+            .set(Stats::get(&s.republish_behind_blocks) as i64);
+        self.republish_position
+            .set(Stats::get(&s.republish_position_ppm) as f64 / 1e6);
+        self.republish_last_pass
+            .set(Stats::get(&s.republish_last_pass_unix) as i64);
         sync(&self.verify_runs, Stats::get(&s.verify_runs));
         sync(&self.verify_checked, Stats::get(&s.verify_checked));
         sync(&self.verify_corrupt, Stats::get(&s.verify_corrupt));

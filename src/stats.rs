@@ -109,6 +109,17 @@ pub struct Stats {
     pub republished_blocks: AtomicU64,
     pub republish_stores_sent: AtomicU64,
     pub republish_failures: AtomicU64,
+    /// Blocks a republish skipped: another node stored them to us lately.
+    pub republish_skipped: AtomicU64,
+    /// Region lookups of republishing, and the requests they sent.
+    pub republish_lookups: AtomicU64,
+    pub republish_lookup_requests: AtomicU64,
+    /// Gauges of the republish sweep: blocks not refreshed for twice the
+    /// interval, where the sweep is (keyspace millionths), and when its last
+    /// pass completed (unix seconds, 0 before the first).
+    pub republish_behind_blocks: AtomicU64,
+    pub republish_position_ppm: AtomicU64,
+    pub republish_last_pass_unix: AtomicU64,
     /// Verify passes, blocks checked, found corrupt and repaired.
     pub verify_runs: AtomicU64,
     pub verify_checked: AtomicU64,
@@ -139,6 +150,11 @@ impl Stats {
     /// Adds one to a counter.
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge.
+    pub fn set(gauge: &AtomicU64, v: u64) {
+        gauge.store(v, Ordering::Relaxed);
     }
 
     /// Reads a counter.

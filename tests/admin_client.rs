@@ -195,7 +195,7 @@ async fn every_admin_method_answers() {
 
     // Republish: every block to the other nodes.
     let r = a
-        .republish(pb::RepublishRequest {})
+        .republish(pb::RepublishRequest::default())
         .await
         .unwrap()
         .into_inner();

@@ -26,6 +26,17 @@ fn origin(o: Origin) -> pb::BlockOrigin {
     }
 }
 
+fn republish_report(r: &upkeep::RepublishReport) -> pb::RepublishResponse {
+    pb::RepublishResponse {
+        blocks: r.blocks,
+        stores_sent: r.stores_sent,
+        failures: r.failures,
+        skipped: r.skipped,
+        lookups: r.lookups,
+        lookup_requests: r.lookup_requests,
+    }
+}
+
 /// The Admin service of one node.
 #[derive(Clone)]
 pub struct AdminService {
@@ -347,15 +358,40 @@ impl Admin for AdminService {
 
     async fn republish(
         &self,
-        _: Request<pb::RepublishRequest>,
+        req: Request<pb::RepublishRequest>,
     ) -> Result<Response<pb::RepublishResponse>, Status> {
-        let r = upkeep::republish_once(&self.node, &self.store)
+        let within = req.into_inner().skip_stored_within_secs;
+        let r = upkeep::republish_once(&self.node, &self.store, (within > 0).then_some(within))
             .await
             .map_err(status::store)?;
-        Ok(Response::new(pb::RepublishResponse {
-            blocks: r.blocks,
-            stores_sent: r.stores_sent,
-            failures: r.failures,
+        Ok(Response::new(republish_report(&r)))
+    }
+
+    async fn republish_status(
+        &self,
+        _: Request<pb::RepublishStatusRequest>,
+    ) -> Result<Response<pb::RepublishStatusResponse>, Status> {
+        let stats = self.node.stats();
+        let behind_blocks = Stats::get(&stats.republish_behind_blocks);
+        let Some(p) = upkeep::sweep_progress(&self.store) else {
+            return Ok(Response::new(pb::RepublishStatusResponse {
+                behind_blocks,
+                ..Default::default()
+            }));
+        };
+        let key = p.after.clone().unwrap_or_default();
+        let position = crate::id::Id::from_hex(&key).map_or(0.0, |k| crate::region::position(&k));
+        Ok(Response::new(pb::RepublishStatusResponse {
+            pass_started_unix: p.pass_started_unix_ms / 1000,
+            position_key: key,
+            position,
+            pass: Some(republish_report(&p.pass)),
+            passes: p.passes,
+            last_pass_completed_unix: p.last_pass_completed_unix_ms / 1000,
+            last_pass_seconds: p.last_pass_ms / 1000,
+            last_pass: Some(republish_report(&p.last_pass)),
+            behind_blocks,
+            running: true,
         }))
     }
 

@@ -46,6 +46,25 @@ impl Node {
         avoid: &HashSet<SocketAddr>,
     ) -> LookupResult {
         let cfg = self.inner.cfg.lookup.clone();
+        self.lookup_with(target, kind, avoid, cfg).await
+    }
+
+    /// A find_node lookup for the `width` nodes closest to `target` rather
+    /// than K: a republish sweep learns a whole keyspace region from one.
+    pub async fn lookup_wide(&self, target: Id, width: usize) -> LookupResult {
+        let mut cfg = self.inner.cfg.lookup.clone();
+        cfg.k = width.max(cfg.k);
+        self.lookup_with(target, LookupKind::FindNode, &HashSet::new(), cfg)
+            .await
+    }
+
+    async fn lookup_with(
+        &self,
+        target: Id,
+        kind: LookupKind,
+        avoid: &HashSet<SocketAddr>,
+        cfg: crate::lookup::LookupConfig,
+    ) -> LookupResult {
         let now = self.inner.clock.now_ms();
         let seeds = {
             let mut table = self.table();
@@ -211,6 +230,13 @@ impl Node {
     /// among the closest and hold it.
     pub async fn replicate(&self, key: Id) -> StoreReport {
         let closest = self.find_closest(key).await;
+        self.store_to(key, closest).await
+    }
+
+    /// Asks each of `targets` to store block `key`, as [`Node::replicate`]
+    /// does after its lookup.
+    pub async fn store_to(&self, key: Id, targets: Vec<Contact>) -> StoreReport {
+        let closest = targets;
         let mut report = StoreReport::default();
         let mut stores = JoinSet::new();
         for contact in closest {

@@ -48,6 +48,9 @@ pub trait Clock: Send + Sync + 'static {
     fn now_us(&self) -> u64 {
         self.now_ms() * 1000
     }
+    /// Milliseconds since the unix epoch, moving with `now_ms`: for times kept
+    /// across restarts (an upkeep pass's start), which `now_ms` cannot be.
+    fn unix_ms(&self) -> u64;
     /// Completes after `d`.
     fn sleep(&self, d: Duration) -> BoxFuture<()>;
     /// A random number, for request magics and refresh targets. Chance comes
@@ -62,13 +65,25 @@ pub trait Clock: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct TokioClock {
     start: tokio::time::Instant,
+    /// The unix time at `start`, in ms.
+    start_unix_ms: u64,
 }
 
 impl TokioClock {
     /// A clock starting now.
     pub fn new() -> TokioClock {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        TokioClock::starting_at_unix_ms(unix)
+    }
+
+    /// A clock whose unix time reads `unix_ms` now: a test that pauses tokio
+    /// time and restarts a node sets where the new process's clock starts.
+    pub fn starting_at_unix_ms(unix_ms: u64) -> TokioClock {
         TokioClock {
             start: tokio::time::Instant::now(),
+            start_unix_ms: unix_ms,
         }
     }
 }
@@ -86,6 +101,10 @@ impl Clock for TokioClock {
 
     fn now_us(&self) -> u64 {
         self.start.elapsed().as_micros() as u64
+    }
+
+    fn unix_ms(&self) -> u64 {
+        self.start_unix_ms + self.now_ms()
     }
 
     fn sleep(&self, d: Duration) -> BoxFuture<()> {

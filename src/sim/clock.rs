@@ -38,6 +38,11 @@ impl Clock for SimClock {
         self.start.elapsed().as_micros() as u64
     }
 
+    /// A fixed epoch (2026-01-01) plus simulated time, so a run repeats.
+    fn unix_ms(&self) -> u64 {
+        1_767_225_600_000 + self.now_ms()
+    }
+
     fn sleep(&self, d: Duration) -> BoxFuture<()> {
         Box::pin(tokio::time::sleep(d))
     }

@@ -487,6 +487,22 @@ impl Store {
         Ok(updated.is_some())
     }
 
+    /// How many held blocks were last refreshed (stored here, stored to us
+    /// again, or republished by us) before `cutoff`, unix seconds. One pass
+    /// over the records; a record that does not decode counts as refreshed
+    /// never.
+    pub fn count_refreshed_before(&self, cutoff: u64) -> Result<u64, StoreError> {
+        let inner = &*self.inner;
+        let mut n = 0;
+        for item in inner.trees.records.iter() {
+            let (_, value) = item.map_err(|e| StoreError::db(&inner.db_path, e))?;
+            if BlockRecord::decode(&value).is_none_or(|r| r.refreshed_at < cutoff) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// The block's bytes, checked against its key, or `None` if not held.
     pub fn get(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError> {
         self.read(key, true)

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::index::{IndexEntry, Location};
-use super::records::{BlockRecord, Origin};
+use super::records::{BlockRecord, Origin, Refresh};
 use super::StoreError;
 use crate::id::Id;
 
@@ -111,6 +111,8 @@ pub struct BlockMeta {
     pub origin: Origin,
     /// When it was last stored to us again or republished by us, unix seconds.
     pub refreshed_at: u64,
+    /// Which of the two that was.
+    pub last_refresh: Refresh,
 }
 
 impl BlockMeta {
@@ -121,6 +123,17 @@ impl BlockMeta {
             stored_at: e.stored_at,
             origin: r.origin,
             refreshed_at: r.refreshed_at,
+            last_refresh: r.last_refresh,
+        }
+    }
+
+    /// The record part of it, for [`BlockRecord::stored_again_within`].
+    pub fn record(&self) -> BlockRecord {
+        BlockRecord {
+            origin: self.origin,
+            stored_at: self.stored_at,
+            refreshed_at: self.refreshed_at,
+            last_refresh: self.last_refresh,
         }
     }
 }

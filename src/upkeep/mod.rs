@@ -4,11 +4,13 @@
 mod republish;
 mod schedule;
 mod snapshot;
+mod sweep;
 mod verify;
 
 pub use republish::{republish_once, RepublishReport};
 pub use schedule::{run, Schedule};
 pub use snapshot::save_snapshot;
+pub use sweep::{run_sweep, sweep_progress, SweepProgress};
 pub use verify::{verify_once, VerifyReport};
 
 use crate::id::Id;
@@ -28,17 +30,27 @@ struct Keys {
 
 impl Keys {
     fn new(store: &Store) -> Keys {
+        Keys::after(store, None)
+    }
+
+    /// Keys strictly after `after` (all of them for `None`).
+    fn after(store: &Store, after: Option<Id>) -> Keys {
         Keys {
             store: store.clone(),
-            after: None,
+            after,
             page: Vec::new().into_iter(),
             done: false,
         }
     }
 
     async fn next(&mut self) -> Result<Option<Id>, StoreError> {
-        if let Some((key, _)) = self.page.next() {
-            return Ok(Some(key));
+        Ok(self.next_with_meta().await?.map(|(key, _)| key))
+    }
+
+    /// The next key with what the store knows of its block.
+    async fn next_with_meta(&mut self) -> Result<Option<(Id, BlockMeta)>, StoreError> {
+        if let Some(item) = self.page.next() {
+            return Ok(Some(item));
         }
         if self.done {
             return Ok(None);
@@ -53,6 +65,6 @@ impl Keys {
         self.done = page.len() < PAGE;
         self.after = page.last().map(|(k, _)| *k);
         self.page = page.into_iter();
-        Ok(self.page.next().map(|(k, _)| k))
+        Ok(self.page.next())
     }
 }

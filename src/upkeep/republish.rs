@@ -1,79 +1,176 @@
 //! Republish: ask the K closest nodes of every stored block to store it, so
 //! blocks stay on the nodes a lookup will reach as the network changes.
+//!
+//! Keys are walked in keyspace order and looked up a region at a time: one
+//! lookup for 3K nodes names every node of a region around its target (see
+//! `region.rs`), and each key of that region goes to the K closest of them
+//! with no lookup of its own. A block another node stored to us again
+//! within the interval is skipped when asked to: that node just republished
+//! it (the Kademlia paper's rule, so a network does not republish every
+//! block K times an interval).
 
 use tokio::task::JoinSet;
 
 use super::Keys;
+use crate::contact::Contact;
 use crate::id::Id;
 use crate::node::{Node, StoreReport};
+use crate::region::{closest_of, region_of, Region};
 use crate::stats::Stats;
-use crate::store::{Store, StoreError};
+use crate::store::{BlockMeta, Refresh, Store, StoreError};
 
 /// Blocks republished at once.
 const PARALLEL: usize = 8;
+/// A region lookup asks for this many times K nodes.
+const WIDTH_PER_K: usize = 3;
+/// A region's nodes are looked up again after this long.
+const REGION_TTL_MS: u64 = 10 * 60 * 1000;
 
-/// What one republish pass did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What one republish pass (or part of one) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RepublishReport {
     /// Blocks walked.
     pub blocks: u64,
+    /// Of those, skipped because another node stored them to us again lately.
+    #[serde(default)]
+    pub skipped: u64,
+    /// Region lookups run.
+    #[serde(default)]
+    pub lookups: u64,
+    /// Requests those lookups sent.
+    #[serde(default)]
+    pub lookup_requests: u64,
     /// store_value requests sent to other nodes.
     pub stores_sent: u64,
     /// Of those, how many did not end in "saved".
     pub failures: u64,
 }
 
-/// Runs one pass over every stored block.
-pub async fn republish_once(node: &Node, store: &Store) -> Result<RepublishReport, StoreError> {
-    let stats = node.stats().clone();
-    Stats::inc(&stats.republish_runs);
-    let mut report = RepublishReport::default();
+/// Runs one pass over every stored block now. With `skip_within` (seconds),
+/// blocks another node stored to us again that recently are skipped.
+pub async fn republish_once(
+    node: &Node,
+    store: &Store,
+    skip_within: Option<u64>,
+) -> Result<RepublishReport, StoreError> {
+    Stats::inc(&node.stats().republish_runs);
+    let mut pass = Pass::new(node, store, skip_within, RepublishReport::default());
     let mut keys = Keys::new(store);
-    let mut running = JoinSet::new();
-    while let Some(key) = keys.next().await? {
-        if running.len() >= PARALLEL {
-            if let Some(Ok((key, r))) = running.join_next().await {
-                add(&mut report, &stats, &r, node);
-                mark_refreshed(store, key, &r, node).await;
-            }
-        }
-        let node = node.clone();
-        running.spawn(async move { (key, node.replicate(key).await) });
+    while let Some((key, meta)) = keys.next_with_meta().await? {
+        pass.visit(key, &meta).await;
     }
-    while let Some(joined) = running.join_next().await {
-        if let Ok((key, r)) = joined {
-            add(&mut report, &stats, &r, node);
-            mark_refreshed(store, key, &r, node).await;
-        }
-    }
-    Ok(report)
+    Ok(pass.finish().await)
 }
 
-/// A block another node said "saved" to counts as refreshed in its record.
-async fn mark_refreshed(store: &Store, key: Id, r: &StoreReport, node: &Node) {
-    let me = node.me().id;
-    if !r.saved.iter().any(|c| c.id != me) {
-        return;
+/// A pass in progress: the current region and the stores in flight.
+pub(super) struct Pass<'a> {
+    node: &'a Node,
+    store: &'a Store,
+    skip_within: Option<u64>,
+    region: Option<(Region, u64)>,
+    running: JoinSet<(Id, StoreReport)>,
+    report: RepublishReport,
+}
+
+impl<'a> Pass<'a> {
+    /// A pass whose totals start from `so_far` (a resumed pass's).
+    pub(super) fn new(
+        node: &'a Node,
+        store: &'a Store,
+        skip_within: Option<u64>,
+        so_far: RepublishReport,
+    ) -> Pass<'a> {
+        Pass {
+            node,
+            store,
+            skip_within,
+            region: None,
+            running: JoinSet::new(),
+            report: so_far,
+        }
     }
+
+    /// Republishes one block (or skips it), waiting for room first.
+    pub(super) async fn visit(&mut self, key: Id, meta: &BlockMeta) {
+        let stats = self.node.stats().clone();
+        self.report.blocks += 1;
+        let now_secs = self.node.clock().unix_ms() / 1000;
+        if let Some(window) = self.skip_within {
+            if meta.record().stored_again_within(now_secs, window) {
+                self.report.skipped += 1;
+                Stats::inc(&stats.republish_skipped);
+                return;
+            }
+        }
+        Stats::inc(&stats.republished_blocks);
+        let targets = self.targets(key).await;
+        while self.running.len() >= PARALLEL {
+            self.join_one().await;
+        }
+        let node = self.node.clone();
+        self.running
+            .spawn(async move { (key, node.store_to(key, targets).await) });
+    }
+
+    /// Waits for what is still in flight; the totals.
+    pub(super) async fn finish(mut self) -> RepublishReport {
+        while !self.running.is_empty() {
+            self.join_one().await;
+        }
+        self.report
+    }
+
+    /// The totals so far (stores in flight not yet counted).
+    pub(super) fn report(&self) -> &RepublishReport {
+        &self.report
+    }
+
+    /// The K closest nodes of `key`, from the current region's nodes, or from
+    /// a new region lookup when `key` is past the region or it is stale.
+    async fn targets(&mut self, key: Id) -> Vec<Contact> {
+        let k = self.node.config().lookup.k;
+        let now = self.node.clock().now_ms();
+        let fresh = |(region, at): &(Region, u64)| {
+            key <= region.end && now.saturating_sub(*at) < REGION_TTL_MS
+        };
+        if !self.region.as_ref().is_some_and(fresh) {
+            let width = WIDTH_PER_K * k;
+            let found = self.node.lookup_wide(key, width).await;
+            let stats = self.node.stats();
+            self.report.lookups += 1;
+            self.report.lookup_requests += found.contacted as u64;
+            Stats::inc(&stats.republish_lookups);
+            Stats::add(&stats.republish_lookup_requests, found.contacted as u64);
+            self.region = Some((region_of(&key, &found.closest, k, width), now));
+        }
+        let (region, _) = self.region.as_ref().expect("set above");
+        closest_of(&key, &region.nodes, k)
+    }
+
+    async fn join_one(&mut self) {
+        let Some(joined) = self.running.join_next().await else {
+            return;
+        };
+        let Ok((key, r)) = joined else { return };
+        let me = self.node.me().id;
+        let stats = self.node.stats();
+        let sent = r.saved.iter().filter(|c| c.id != me).count() + r.failed.len();
+        self.report.stores_sent += sent as u64;
+        self.report.failures += r.failed.len() as u64;
+        Stats::add(&stats.republish_stores_sent, sent as u64);
+        Stats::add(&stats.republish_failures, r.failed.len() as u64);
+        if r.saved.iter().any(|c| c.id != me) {
+            mark_republished(self.store, key).await;
+        }
+    }
+}
+
+/// A block another node said "saved" to counts as refreshed by us.
+async fn mark_republished(store: &Store, key: Id) {
     let s = store.clone();
-    match tokio::task::spawn_blocking(move || {
-        s.mark_refreshed(&key, crate::store::Refresh::Republished)
-    })
-    .await
-    {
+    match tokio::task::spawn_blocking(move || s.mark_refreshed(&key, Refresh::Republished)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(key = %key, error = %e, "cannot record a republish"),
         Err(e) => tracing::warn!(key = %key, error = %e, "record task failed"),
     }
-}
-
-fn add(report: &mut RepublishReport, stats: &Stats, r: &StoreReport, node: &Node) {
-    let me = node.me().id;
-    let sent = r.saved.iter().filter(|c| c.id != me).count() + r.failed.len();
-    report.blocks += 1;
-    report.stores_sent += sent as u64;
-    report.failures += r.failed.len() as u64;
-    Stats::inc(&stats.republished_blocks);
-    Stats::add(&stats.republish_stores_sent, sent as u64);
-    Stats::add(&stats.republish_failures, r.failed.len() as u64);
 }

@@ -1,15 +1,17 @@
 //! The node's periodic jobs, driven by its clock: bucket refresh, routing
-//! snapshots, republishing and verification. Each job runs when its interval
-//! has passed since it last ran; a slow job delays the others, never overlaps
-//! itself. Routing snapshots run beside them, so a long republish or verify
-//! pass never holds back the snapshot of a changed table.
+//! snapshots, the republish sweep and verification. Refresh and verify run
+//! when their interval has passed since they last ran; a slow job delays the
+//! other, never overlaps itself. Routing snapshots and the republish sweep
+//! (`sweep.rs`, which paces itself) run beside them, so a long verify pass
+//! never holds back the snapshot of a changed table or the republishing.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::snapshot::run_snapshots;
-use super::{republish_once, verify_once};
+use super::sweep::run_sweep;
+use super::verify_once;
 use crate::node::Node;
 use crate::store::Store;
 
@@ -59,19 +61,27 @@ pub async fn run(node: Node, store: Store, schedule: Schedule, stop: watch::Rece
         schedule.snapshot_after_change,
         stop.clone(),
     );
-    tokio::join!(snapshots, run_jobs(node, store, schedule, stop));
+    let sweep = {
+        let (node, store, stop) = (node.clone(), store.clone(), stop.clone());
+        let every = schedule.republish;
+        async move {
+            if let Some(every) = every {
+                run_sweep(node, store, every, stop).await;
+            }
+        }
+    };
+    tokio::join!(snapshots, sweep, run_jobs(node, store, schedule, stop));
 }
 
-/// Bucket refresh, republish and verify, one after another.
+/// Bucket refresh and verify, one after another.
 async fn run_jobs(node: Node, store: Store, schedule: Schedule, mut stop: watch::Receiver<bool>) {
     let clock = node.clock().clone();
     let refresh_age = node.config().bucket_refresh.as_millis() as u64;
     let now = clock.now_ms();
-    let mut republish = schedule.republish.map(|d| Job::new(d, now));
     let mut verify = schedule.verify.map(|d| Job::new(d, now));
     // Often enough that no job runs much later than due, and a bucket is never
     // much older than its limit.
-    let tick = [schedule.republish, schedule.verify]
+    let tick = [schedule.verify]
         .into_iter()
         .flatten()
         .fold(Duration::from_secs(60), Duration::min)
@@ -83,17 +93,6 @@ async fn run_jobs(node: Node, store: Store, schedule: Schedule, mut stop: watch:
         }
         node.refresh_buckets(refresh_age).await;
         let now = clock.now_ms();
-        if republish.as_mut().is_some_and(|j| j.due(now)) {
-            match republish_once(&node, &store).await {
-                Ok(r) => tracing::info!(
-                    blocks = r.blocks,
-                    stores = r.stores_sent,
-                    failures = r.failures,
-                    "republished"
-                ),
-                Err(e) => tracing::warn!(error = %e, "republish failed"),
-            }
-        }
         if verify.as_mut().is_some_and(|j| j.due(now)) {
             match verify_once(&node, &store, true).await {
                 Ok(r) if r.corrupt > 0 => tracing::warn!(

@@ -31,23 +31,39 @@ pub struct TestNet {
 impl TestNet {
     /// Starts `n` nodes; every node after the first bootstraps from the first.
     pub async fn start(n: usize) -> TestNet {
-        let dir = tempfile::tempdir().unwrap();
-        let mut nodes: Vec<Daemon> = Vec::new();
-        for i in 0..n {
-            let cfg = test_config(dir.path().join(format!("node{i}")));
-            let daemon = Daemon::start(&cfg).await.expect("node starts");
-            nodes.push(daemon);
-        }
-        let first = nodes[0].local_addr.to_string();
-        // Join one after another, as nodes of a real network arrive.
-        for node in nodes.iter().skip(1) {
-            let answered = node.join(std::slice::from_ref(&first)).await.unwrap();
-            assert_eq!(answered, 1, "bootstrap answered");
-        }
+        TestNet::start_with(n, |_| {}).await
+    }
+
+    /// Starts `n` nodes whose configs `tune` adjusts.
+    pub async fn start_with(n: usize, tune: impl Fn(&mut Config)) -> TestNet {
+        let mut net = TestNet {
+            dir: tempfile::tempdir().unwrap(),
+            nodes: Vec::new(),
+        };
+        net.grow(n, tune).await;
         // The first node learned of the others as they contacted it; let it
         // also refresh, as a real node does on its timer.
-        nodes[0].node.refresh_buckets(0).await;
-        TestNet { dir, nodes }
+        net.nodes[0].node.refresh_buckets(0).await;
+        net
+    }
+
+    /// Starts `n` more nodes, configs adjusted by `tune`, each joining
+    /// through the first node (or, for the very first, alone).
+    pub async fn grow(&mut self, n: usize, tune: impl Fn(&mut Config)) {
+        for _ in 0..n {
+            // Named by how many were ever started: a stopped node keeps its dir.
+            let i = std::fs::read_dir(self.dir.path()).unwrap().count();
+            let mut cfg = test_config(self.dir.path().join(format!("node{i}")));
+            tune(&mut cfg);
+            let daemon = Daemon::start(&cfg).await.expect("node starts");
+            // Join one after another, as nodes of a real network arrive.
+            if let Some(first) = self.nodes.first() {
+                let first = first.local_addr.to_string();
+                let answered = daemon.join(std::slice::from_ref(&first)).await.unwrap();
+                assert_eq!(answered, 1, "bootstrap answered");
+            }
+            self.nodes.push(daemon);
+        }
     }
 
     /// Every node's id and address.

@@ -1,0 +1,208 @@
+//! Keyspace regions: which keys one lookup's answer covers, so a republish
+//! sweep can walk the stored keys in order and look up once per region
+//! instead of once per key (kubo's "provide sweep" idea, made exact).
+//!
+//! Why one answer covers a whole region. Call the keys sharing a prefix `P`
+//! region `P`, and `S` the nodes whose ids share it. For any key in region
+//! `P`, every node of `S` is closer than every node outside it (XOR distance
+//! orders first by the longest common prefix). So when `S` holds at least
+//! `k` nodes and we know all of them, the `k` closest nodes of every key in
+//! the region are the `k` of `S` closest to that key, found without a lookup.
+//!
+//! A lookup for a key `a` asking for `w > k` closest nodes tells us all of
+//! `S` for any prefix of `a` longer than the common prefix of `a` and the
+//! farthest node found: every node inside such a prefix is closer to `a`
+//! than that farthest one, so the lookup found it. The region is the
+//! shortest such prefix, if it holds `k` nodes; otherwise the answer is exact
+//! for `a` alone. A `w` of 3k makes the second case rare.
+//!
+//! Pure: no clock, no network. Time comes in as numbers.
+
+use crate::contact::Contact;
+use crate::id::{Id, ID_LEN};
+
+/// The keys one lookup's answer covers, and the nodes to pick from for them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// The last key covered (inclusive); keys from the lookup's target up
+    /// to it are covered.
+    pub end: Id,
+    /// Every node whose id shares the region's prefix; the `k` closest of
+    /// any key in the region are among them.
+    pub nodes: Vec<Contact>,
+}
+
+/// The region that `closest` covers: a lookup's answer for `start` (ourselves
+/// included when we are a holder), asked for `width` nodes. An answer of
+/// fewer than `width` is the whole network and covers every key.
+pub fn region_of(start: &Id, closest: &[Contact], k: usize, width: usize) -> Region {
+    let last = Id([0xff; ID_LEN]);
+    if closest.len() < width.max(k) {
+        return Region {
+            end: last,
+            nodes: closest.to_vec(),
+        };
+    }
+    let shared = |c: &Contact| start.distance(&c.id).leading_zeros();
+    let farthest = closest.iter().map(shared).min().unwrap_or(0);
+    let len = farthest + 1;
+    let inside: Vec<Contact> = closest
+        .iter()
+        .filter(|c| shared(c) >= len)
+        .copied()
+        .collect();
+    if inside.len() < k {
+        return Region {
+            end: *start,
+            nodes: closest_of(start, closest, k),
+        };
+    }
+    let free = (ID_LEN * 8).saturating_sub(len);
+    let mut end = *start;
+    for bit in 0..free {
+        end.0[ID_LEN - 1 - bit / 8] |= 1 << (bit % 8);
+    }
+    Region { end, nodes: inside }
+}
+
+/// The `k` of `nodes` closest to `key`, closest first.
+pub fn closest_of(key: &Id, nodes: &[Contact], k: usize) -> Vec<Contact> {
+    let mut sorted = nodes.to_vec();
+    sorted.sort_by_key(|c| key.distance(&c.id));
+    sorted.truncate(k);
+    sorted
+}
+
+/// Where `key` sits in the keyspace, from 0 (all zeros) to just under 1.
+pub fn position(key: &Id) -> f64 {
+    let mut top = [0u8; 8];
+    top.copy_from_slice(&key.0[..8]);
+    (u64::from_be_bytes(top) >> 11) as f64 / 2f64.powi(53)
+}
+
+/// When a sweep that started at `start_ms` and spreads over `interval_ms`
+/// should reach `key`: its share of the interval, by keyspace position. Keys
+/// are hashes, so they spread evenly and so does the work.
+pub fn due_ms(key: &Id, start_ms: u64, interval_ms: u64) -> u64 {
+    start_ms + (position(key) * interval_ms as f64) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{RngCore, SeedableRng};
+
+    fn random_id(rng: &mut StdRng) -> Id {
+        let mut b = [0u8; ID_LEN];
+        rng.fill_bytes(&mut b);
+        Id(b)
+    }
+
+    fn contacts(ids: &[Id]) -> Vec<Contact> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| Contact::new(*id, format!("127.0.0.1:{}", 1000 + i).parse().unwrap()))
+            .collect()
+    }
+
+    fn id_with(first: u8, last: u8) -> Id {
+        let mut b = [0u8; ID_LEN];
+        b[0] = first;
+        b[ID_LEN - 1] = last;
+        Id(b)
+    }
+
+    #[test]
+    fn a_small_network_covers_every_key() {
+        let nodes = contacts(&[id_with(1, 0), id_with(2, 0)]);
+        let r = region_of(&id_with(0, 0), &nodes, 3, 9);
+        assert_eq!(r.end, Id([0xff; ID_LEN]));
+        assert_eq!(r.nodes.len(), 2);
+    }
+
+    #[test]
+    fn the_region_is_the_prefix_just_below_the_farthest() {
+        // From 0x00..: the farthest of width 3 is 0x80.. (no shared bit), so
+        // the region is the keys starting with a 0 bit, holding 2 nodes.
+        let nodes = contacts(&[id_with(0x01, 0), id_with(0x05, 0), id_with(0x80, 0)]);
+        let r = region_of(&id_with(0, 0), &nodes, 2, 3);
+        let mut want = [0xffu8; ID_LEN];
+        want[0] = 0x7f;
+        assert_eq!(r.end, Id(want));
+        assert_eq!(r.nodes.len(), 2);
+        // With k = 3 the prefix holds too few: the answer covers its target only.
+        let r = region_of(&id_with(0, 0), &nodes, 3, 3);
+        assert_eq!(r.end, id_with(0, 0));
+    }
+
+    /// The claim of the module doc, checked by brute force: for every key in
+    /// a region, its k closest among all nodes are the k closest of the
+    /// region's nodes.
+    #[test]
+    fn every_key_in_a_region_gets_its_true_k_closest() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for trial in 0..300 {
+            let n = 3 + trial % 60;
+            let k = 1 + trial % 8;
+            let width = 3 * k;
+            let all = contacts(&(0..n).map(|_| random_id(&mut rng)).collect::<Vec<_>>());
+            let start = random_id(&mut rng);
+            let r = region_of(&start, &closest_of(&start, &all, width), k, width);
+            assert!(r.end >= start);
+            for i in 0..20 {
+                // A random key from start to end: start's bits above the
+                // first bit where they differ, random ones below it.
+                let noise = random_id(&mut rng);
+                let free = ID_LEN * 8 - start.distance(&r.end).leading_zeros();
+                let mut key = start;
+                for bit in 0..free {
+                    let (byte, m) = (ID_LEN - 1 - bit / 8, 1u8 << (bit % 8));
+                    key.0[byte] = (key.0[byte] & !m) | (noise.0[byte] & m);
+                }
+                if i == 0 {
+                    key = r.end;
+                }
+                if key < start || key > r.end {
+                    continue;
+                }
+                assert_eq!(
+                    closest_of(&key, &r.nodes, k),
+                    closest_of(&key, &all, k),
+                    "trial {trial}: key {key:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn regions_are_wide_enough_to_save_lookups() {
+        // 24 nodes, k = 7, width 21; and 1,000 nodes, k = 7: a sweep over
+        // 2,000 keys needs a few regions per k nodes, not one per key.
+        for (n, most) in [(24usize, 6), (1000, 200)] {
+            let mut rng = StdRng::seed_from_u64(3);
+            let all = contacts(&(0..n).map(|_| random_id(&mut rng)).collect::<Vec<_>>());
+            let mut keys: Vec<Id> = (0..2000).map(|_| random_id(&mut rng)).collect();
+            keys.sort();
+            let mut regions = 0;
+            let mut end: Option<Id> = None;
+            for key in &keys {
+                if end.is_some_and(|e| *key <= e) {
+                    continue;
+                }
+                regions += 1;
+                end = Some(region_of(key, &closest_of(key, &all, 21), 7, 21).end);
+            }
+            assert!(regions <= most, "{regions} regions for {n} nodes");
+        }
+    }
+
+    #[test]
+    fn due_times_spread_by_position() {
+        assert_eq!(due_ms(&id_with(0, 0), 1_000, 3_600_000), 1_000);
+        assert_eq!(due_ms(&id_with(0x80, 0), 1_000, 3_600_000), 1_801_000);
+        let last = Id([0xff; ID_LEN]);
+        assert!(due_ms(&last, 0, 3_600_000) < 3_600_000);
+        assert!(position(&last) < 1.0);
+    }
+}
