@@ -1,6 +1,8 @@
 //! A node that cannot start says why in one line on stderr, naming what to fix,
 //! and exits non-zero at once: no panic, no backtrace, no hang.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
@@ -580,18 +582,8 @@ fn a_remote_admin_api_without_a_token_is_refused_unless_allowed() {
 /// Index entries in the `index` tree of a data dir no node holds open.
 fn index_len(dir: &Path) -> usize {
     let config = sled::Config::new().path(dir.join("db"));
-    // sled's flusher thread may hold the lock of a store this process just
-    // dropped for a moment: wait for it, boundedly.
-    for _ in 0..100 {
-        match config.open() {
-            Ok(db) => return db.open_tree("index").unwrap().len(),
-            Err(e) if e.to_string().contains("could not acquire lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            Err(e) => panic!("open sled: {e}"),
-        }
-    }
-    panic!("sled's lock on {} was never released", dir.display());
+    let db = common::retry_while_locked(|| config.open());
+    db.open_tree("index").unwrap().len()
 }
 
 #[test]

@@ -224,3 +224,19 @@ impl Drop for Proc {
         }
     }
 }
+
+/// Runs `f` (an open of a data dir) until it stops failing on sled's lock:
+/// the flusher thread of a store this process just dropped may hold the lock
+/// for a moment. Bounded; any other error panics.
+pub fn retry_while_locked<T, E: std::fmt::Display>(mut f: impl FnMut() -> Result<T, E>) -> T {
+    for _ in 0..100 {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("open: {e}"),
+        }
+    }
+    panic!("sled's lock was never released");
+}
