@@ -24,6 +24,9 @@ use crate::id::{Id, ID_LEN};
 /// The keys one lookup's answer covers, and the nodes to pick from for them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Region {
+    /// The first key of the region's prefix (keys before the lookup's target
+    /// are covered too: the region is the whole prefix).
+    pub first: Id,
     /// The last key covered (inclusive); keys from the lookup's target up
     /// to it are covered.
     pub end: Id,
@@ -39,6 +42,7 @@ pub fn region_of(start: &Id, closest: &[Contact], k: usize, width: usize) -> Reg
     let last = Id([0xff; ID_LEN]);
     if closest.len() < width.max(k) {
         return Region {
+            first: Id([0; ID_LEN]),
             end: last,
             nodes: closest.to_vec(),
         };
@@ -53,16 +57,22 @@ pub fn region_of(start: &Id, closest: &[Contact], k: usize, width: usize) -> Reg
         .collect();
     if inside.len() < k {
         return Region {
+            first: *start,
             end: *start,
             nodes: closest_of(start, closest, k),
         };
     }
     let free = (ID_LEN * 8).saturating_sub(len);
-    let mut end = *start;
+    let (mut first, mut end) = (*start, *start);
     for bit in 0..free {
+        first.0[ID_LEN - 1 - bit / 8] &= !(1 << (bit % 8));
         end.0[ID_LEN - 1 - bit / 8] |= 1 << (bit % 8);
     }
-    Region { end, nodes: inside }
+    Region {
+        first,
+        end,
+        nodes: inside,
+    }
 }
 
 /// The `k` of `nodes` closest to `key`, closest first.
@@ -130,6 +140,7 @@ mod tests {
         let mut want = [0xffu8; ID_LEN];
         want[0] = 0x7f;
         assert_eq!(r.end, Id(want));
+        assert_eq!(r.first, Id([0; ID_LEN]));
         assert_eq!(r.nodes.len(), 2);
         // With k = 3 the prefix holds too few: the answer covers its target only.
         let r = region_of(&id_with(0, 0), &nodes, 3, 3);
@@ -149,7 +160,7 @@ mod tests {
             let all = contacts(&(0..n).map(|_| random_id(&mut rng)).collect::<Vec<_>>());
             let start = random_id(&mut rng);
             let r = region_of(&start, &closest_of(&start, &all, width), k, width);
-            assert!(r.end >= start);
+            assert!(r.first <= start && start <= r.end);
             for i in 0..20 {
                 // A random key from start to end: start's bits above the
                 // first bit where they differ, random ones below it.
@@ -162,8 +173,10 @@ mod tests {
                 }
                 if i == 0 {
                     key = r.end;
+                } else if i == 1 {
+                    key = r.first;
                 }
-                if key < start || key > r.end {
+                if key < r.first || key > r.end {
                     continue;
                 }
                 assert_eq!(

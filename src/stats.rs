@@ -120,6 +120,13 @@ pub struct Stats {
     pub republish_behind_blocks: AtomicU64,
     pub republish_position_ppm: AtomicU64,
     pub republish_last_pass_unix: AtomicU64,
+    /// Newcomers handed blocks, store_value requests sent to them, failed.
+    pub handoff_newcomers: AtomicU64,
+    pub handoff_stores: AtomicU64,
+    pub handoff_failures: AtomicU64,
+    /// Replicas dropped to win space back (closer nodes hold them), and bytes.
+    pub shed_blocks: AtomicU64,
+    pub shed_bytes: AtomicU64,
     /// Verify passes, blocks checked, found corrupt and repaired.
     pub verify_runs: AtomicU64,
     pub verify_checked: AtomicU64,

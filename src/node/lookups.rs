@@ -233,6 +233,23 @@ impl Node {
         self.store_to(key, closest).await
     }
 
+    /// Which of `peers` say they hold block `key` (a find_value answered
+    /// with the value), asked all at once.
+    pub async fn holders_among(&self, key: Id, peers: &[Contact]) -> Vec<Contact> {
+        let mut asks = JoinSet::new();
+        for peer in peers.iter().copied() {
+            let node = self.clone();
+            asks.spawn(async move { (peer, node.find_value_rpc(&peer, key).await) });
+        }
+        let mut holders = Vec::new();
+        while let Some(joined) = asks.join_next().await {
+            if let Ok((peer, Ok(FindValueResult::Holder(_)))) = joined {
+                holders.push(peer);
+            }
+        }
+        holders
+    }
+
     /// Asks each of `targets` to store block `key`, as [`Node::replicate`]
     /// does after its lookup.
     pub async fn store_to(&self, key: Id, targets: Vec<Contact>) -> StoreReport {

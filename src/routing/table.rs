@@ -1,5 +1,6 @@
 //! The routing table proper: one bucket per bit of distance from our own id.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use crate::contact::Contact;
@@ -15,7 +16,13 @@ pub struct RoutingTable {
     cfg: RoutingConfig,
     /// Indexed by `local.bucket_index(id)`.
     buckets: Vec<Bucket>,
+    /// Entries that became verified, oldest first, until taken (handoff
+    /// reads them); the oldest are dropped past [`NEWCOMERS_MAX`].
+    newcomers: VecDeque<Contact>,
 }
+
+/// Newly verified entries kept until taken.
+pub const NEWCOMERS_MAX: usize = 256;
 
 impl RoutingTable {
     /// An empty table for node `local`; a `k` of 0 is taken as 1 so buckets can hold anyone.
@@ -26,6 +33,7 @@ impl RoutingTable {
             local,
             cfg,
             buckets: (0..ID_BITS).map(|_| Bucket::new(now)).collect(),
+            newcomers: VecDeque::new(),
         }
     }
 
@@ -44,6 +52,13 @@ impl RoutingTable {
     /// waiting node's binding is not trusted yet and simply gives way.
     /// Newcomers must fit the per-IP and per-prefix limits.
     pub fn observe(&mut self, contact: Contact, how: Heard, now: u64) -> Observed {
+        let was = self.is_verified(&contact.id);
+        let observed = self.observe_inner(contact, how, now);
+        self.note_if_newly_verified(&contact.id, was);
+        observed
+    }
+
+    fn observe_inner(&mut self, contact: Contact, how: Heard, now: u64) -> Observed {
         let Some(index) = self.local.bucket_index(&contact.id) else {
             return Observed::Ignored;
         };
@@ -138,9 +153,35 @@ impl RoutingTable {
     /// Settles the eviction challenge to `id` after [`Observed::Pending`]; if
     /// there is none, a live answer still refreshes `id` and a dead one is ignored.
     pub fn on_ping_result(&mut self, id: &Id, alive: bool, now: u64) {
+        let was = self.is_verified(id);
         let cfg = &self.cfg;
         if let Some(bucket) = bucket_of(&mut self.buckets, &self.local, id) {
             bucket.on_ping_result(id, alive, now, cfg);
+        }
+        self.note_if_newly_verified(id, was);
+    }
+
+    /// Entries that became verified since the last call, oldest first (at
+    /// most [`NEWCOMERS_MAX`]): nodes that may now be among the closest of
+    /// keys we hold.
+    pub fn take_newcomers(&mut self) -> Vec<Contact> {
+        self.newcomers.drain(..).collect()
+    }
+
+    fn is_verified(&self, id: &Id) -> bool {
+        self.get(id).is_some_and(|e| e.verified)
+    }
+
+    fn note_if_newly_verified(&mut self, id: &Id, was: bool) {
+        if was {
+            return;
+        }
+        if let Some(entry) = self.get(id).filter(|e| e.verified) {
+            let contact = entry.contact;
+            if self.newcomers.len() >= NEWCOMERS_MAX {
+                self.newcomers.pop_front();
+            }
+            self.newcomers.push_back(contact);
         }
     }
 
@@ -468,6 +509,26 @@ mod tests {
         );
         t.on_ping_result(&first.id, false, 4);
         assert!(t.contains(&third.id) && !t.contains(&second.id));
+    }
+
+    #[test]
+    fn entries_that_become_verified_are_listed_once_as_newcomers() {
+        let mut t = table(8);
+        let a = at(t.local().random_in_bucket(200), 1);
+        let b = at(t.local().random_in_bucket(201), 2);
+        t.observe(a, Heard::Request, 1);
+        t.observe(b, Heard::Pong, 1);
+        assert_eq!(t.take_newcomers(), vec![b], "a pong verifies at once");
+        t.on_check_result(&a.id, true, 2);
+        t.observe(a, Heard::Request, 3);
+        t.on_ping_result(&a.id, true, 4);
+        assert_eq!(t.take_newcomers(), vec![a], "once, when it was checked");
+        assert!(t.take_newcomers().is_empty());
+        for i in 0..(NEWCOMERS_MAX as u16 + 10) {
+            let id = t.local().random_in_bucket(usize::from(i % 256));
+            t.observe(at(id, 2000 + i), Heard::Pong, 5);
+        }
+        assert_eq!(t.take_newcomers().len(), NEWCOMERS_MAX, "bounded");
     }
 
     #[test]

@@ -47,6 +47,7 @@ mod in_flight;
 mod index;
 mod migrate;
 mod pins;
+pub mod pressure;
 mod progress;
 mod records;
 mod repair;
@@ -584,12 +585,26 @@ impl Store {
 
     /// Deletes a block; false if it was not held.
     pub fn delete(&self, key: &Id) -> Result<bool, StoreError> {
+        self.delete_if(key, |_| true)
+    }
+
+    /// Deletes a block only while it is a replica, checked under the key's
+    /// lock, so a pin landing meanwhile keeps it; false if it is not held or
+    /// is pinned.
+    pub fn delete_replica(&self, key: &Id) -> Result<bool, StoreError> {
+        self.delete_if(key, |r| r.origin == Origin::Replica)
+    }
+
+    fn delete_if(&self, key: &Id, may: impl Fn(&BlockRecord) -> bool) -> Result<bool, StoreError> {
         use sled::transaction::{TransactionError, Transactional};
         let inner = &*self.inner;
         let _key_lock = lock(&inner.locks[usize::from(key.0[0]) % LOCK_STRIPES]);
         let Some(entry) = self.entry(key)? else {
             return Ok(false);
         };
+        if !may(&self.record_or_default(key, &entry)?) {
+            return Ok(false);
+        }
         let trees = &inner.trees;
         (&trees.index, &trees.inline, &trees.records)
             .transaction(|(index, inline, records)| {
@@ -676,6 +691,17 @@ impl Store {
     /// their bookkeeping (see `charge.rs`).
     pub fn charged_bytes(&self) -> u64 {
         self.inner.charged.load(Ordering::SeqCst)
+    }
+
+    /// Bytes to free for the store to be back under its low-water marks, or
+    /// 0 when it is under its high-water marks (see `pressure.rs`).
+    pub fn space_wanted(&self, marks: pressure::Marks) -> u64 {
+        let cfg = &self.inner.cfg;
+        let disk = free_space::disk_space(&self.inner.dir).ok().map(|space| {
+            let floor = free_space::floor_bytes(space, cfg.min_free_bytes, cfg.min_free_percent);
+            (space.available, floor)
+        });
+        pressure::bytes_wanted(self.charged_bytes(), cfg.quota_bytes, disk, marks)
     }
 
     /// Fails with TooLarge, QuotaExceeded or LowDisk if a block of `size` bytes

@@ -1,14 +1,18 @@
 //! Upkeep jobs over the stored blocks. Each runs one pass when called: by the
 //! admin API on demand, and by [`run`] on the node's schedule.
 
+mod handoff;
 mod republish;
 mod schedule;
+mod shed;
 mod snapshot;
 mod sweep;
 mod verify;
 
+pub use handoff::{hand_off, run_handoff, HandoffReport};
 pub use republish::{republish_once, RepublishReport};
 pub use schedule::{run, Schedule};
+pub use shed::{run_shed, shed_once, ShedReport};
 pub use snapshot::save_snapshot;
 pub use sweep::{run_sweep, sweep_progress, SweepProgress};
 pub use verify::{verify_once, VerifyReport};
