@@ -48,6 +48,11 @@ pub trait Clock: Send + Sync + 'static {
     fn now_us(&self) -> u64 {
         self.now_ms() * 1000
     }
+    /// Unix time in milliseconds, for what outlives the process (when an
+    /// upkeep pass started). Moves with `now_ms`; the default starts at 0.
+    fn unix_ms(&self) -> u64 {
+        self.now_ms()
+    }
     /// Completes after `d`.
     fn sleep(&self, d: Duration) -> BoxFuture<()>;
     /// A random number, for request magics and refresh targets. Chance comes
@@ -58,17 +63,29 @@ pub trait Clock: Send + Sync + 'static {
     }
 }
 
-/// The real clock: tokio's, so tests may pause it.
+/// The real clock: tokio's, so tests may pause it. Its unix time is the
+/// system's at the start plus tokio's time since, so it moves with a paused
+/// clock too (and ignores the system clock being set while it runs).
 #[derive(Debug)]
 pub struct TokioClock {
     start: tokio::time::Instant,
+    unix_start_ms: u64,
 }
 
 impl TokioClock {
     /// A clock starting now.
     pub fn new() -> TokioClock {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        TokioClock::starting_at(unix)
+    }
+
+    /// A clock starting now whose unix time reads `unix_ms` now.
+    pub fn starting_at(unix_ms: u64) -> TokioClock {
         TokioClock {
             start: tokio::time::Instant::now(),
+            unix_start_ms: unix_ms,
         }
     }
 }
@@ -88,7 +105,25 @@ impl Clock for TokioClock {
         self.start.elapsed().as_micros() as u64
     }
 
+    fn unix_ms(&self) -> u64 {
+        self.unix_start_ms + self.now_ms()
+    }
+
     fn sleep(&self, d: Duration) -> BoxFuture<()> {
         Box::pin(tokio::time::sleep(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn unix_time_moves_with_tokio_time() {
+        let clock = TokioClock::starting_at(1_700_000_000_000);
+        assert_eq!(clock.unix_ms(), 1_700_000_000_000);
+        clock.sleep(Duration::from_secs(90)).await;
+        assert_eq!(clock.unix_ms(), 1_700_000_090_000);
+        assert_eq!(clock.now_ms(), 90_000);
     }
 }
