@@ -111,8 +111,10 @@ pub struct Config {
     pub snapshot_after_change_secs: u64,
     /// Every stored block is republished to its K closest nodes this often; 0 = never.
     pub republish_interval_secs: u64,
-    /// Every stored block is re-hashed (and a corrupt one refetched) this often; 0 = never.
+    /// A scrub pass (re-hash every stored block, refetch a corrupt one) starts this long after the previous one started; 0 = never.
     pub verify_interval_secs: u64,
+    /// The scrub reads at most this many MiB of blocks a second, leaving the disk to serving.
+    pub scrub_rate_mib_per_sec: u64,
 }
 
 impl Default for Config {
@@ -164,6 +166,7 @@ impl Default for Config {
             snapshot_after_change_secs: 10,
             republish_interval_secs: 3_600,
             verify_interval_secs: 86_400,
+            scrub_rate_mib_per_sec: 50,
         }
     }
 }
@@ -285,6 +288,7 @@ impl Config {
             ),
             ("max_pulls_per_source", self.max_pulls_per_source as u64),
             ("lookup_max_requests", self.lookup_max_requests as u64),
+            ("scrub_rate_mib_per_sec", self.scrub_rate_mib_per_sec),
         ] {
             if v == 0 {
                 return invalid(field, "must be above 0");
@@ -358,6 +362,7 @@ impl Config {
             snapshot_after_change: every(self.snapshot_after_change_secs),
             republish: every(self.republish_interval_secs),
             verify: every(self.verify_interval_secs),
+            scrub_bytes_per_sec: self.scrub_rate_mib_per_sec.saturating_mul(1 << 20),
         }
     }
 

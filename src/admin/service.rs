@@ -12,7 +12,8 @@ use crate::lookup::LookupKind;
 use crate::node::Node;
 use crate::stats::Stats;
 use crate::store::{Origin, Store, SCHEMA_VERSION};
-use crate::upkeep;
+use super::scrub::scrub_status;
+use crate::upkeep::{self, ScrubControl};
 
 /// Blocks per ListBlocks page by default and at most.
 const DEFAULT_PAGE: usize = 100;
@@ -31,6 +32,7 @@ fn origin(o: Origin) -> pb::BlockOrigin {
 pub struct AdminService {
     node: Node,
     store: Store,
+    scrub: ScrubControl,
     listen: SocketAddr,
     admin: SocketAddr,
     metrics: SocketAddr,
@@ -42,6 +44,7 @@ impl AdminService {
     pub fn new(
         node: Node,
         store: Store,
+        scrub: ScrubControl,
         listen: SocketAddr,
         admin: SocketAddr,
         metrics: SocketAddr,
@@ -50,6 +53,7 @@ impl AdminService {
         AdminService {
             node,
             store,
+            scrub,
             listen,
             admin,
             metrics,
@@ -373,5 +377,26 @@ impl Admin for AdminService {
             repaired: r.repaired,
             corrupt_keys: r.corrupt_keys.iter().map(|k| k.to_hex()).collect(),
         }))
+    }
+
+    async fn scrub_status(
+        &self,
+        _: Request<pb::ScrubStatusRequest>,
+    ) -> Result<Response<pb::ScrubStatusResponse>, Status> {
+        scrub_status(Ok(self.scrub.status()))
+    }
+
+    async fn pause_scrub(
+        &self,
+        _: Request<pb::PauseScrubRequest>,
+    ) -> Result<Response<pb::ScrubStatusResponse>, Status> {
+        scrub_status(self.scrub.pause())
+    }
+
+    async fn resume_scrub(
+        &self,
+        _: Request<pb::ResumeScrubRequest>,
+    ) -> Result<Response<pb::ScrubStatusResponse>, Status> {
+        scrub_status(self.scrub.resume())
     }
 }

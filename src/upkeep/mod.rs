@@ -3,11 +3,18 @@
 
 mod republish;
 mod schedule;
+mod scrub;
+mod scrub_status;
 mod snapshot;
 mod verify;
 
 pub use republish::{republish_once, RepublishReport};
 pub use schedule::{run, Schedule};
+pub use scrub::{run_scrub, ScrubSettings};
+pub use scrub_status::{
+    CompletedPass, PassCounts, ScrubControl, ScrubIsOff, ScrubProgress, ScrubState, ScrubStatus,
+    SCRUB_JOB,
+};
 pub use snapshot::save_snapshot;
 pub use verify::{verify_once, VerifyReport};
 
@@ -28,17 +35,27 @@ struct Keys {
 
 impl Keys {
     fn new(store: &Store) -> Keys {
+        Keys::after(store, None)
+    }
+
+    /// Walks the keys strictly after `after` (all of them for `None`).
+    fn after(store: &Store, after: Option<Id>) -> Keys {
         Keys {
             store: store.clone(),
-            after: None,
+            after,
             page: Vec::new().into_iter(),
             done: false,
         }
     }
 
     async fn next(&mut self) -> Result<Option<Id>, StoreError> {
-        if let Some((key, _)) = self.page.next() {
-            return Ok(Some(key));
+        Ok(self.next_block().await?.map(|(key, _)| key))
+    }
+
+    /// The next key with what the index says of its block.
+    async fn next_block(&mut self) -> Result<Option<(Id, BlockMeta)>, StoreError> {
+        if let Some(block) = self.page.next() {
+            return Ok(Some(block));
         }
         if self.done {
             return Ok(None);
@@ -53,6 +70,6 @@ impl Keys {
         self.done = page.len() < PAGE;
         self.after = page.last().map(|(k, _)| *k);
         self.page = page.into_iter();
-        Ok(self.page.next().map(|(k, _)| k))
+        Ok(self.page.next())
     }
 }

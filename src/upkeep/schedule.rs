@@ -1,15 +1,16 @@
 //! The node's periodic jobs, driven by its clock: bucket refresh, routing
-//! snapshots, republishing and verification. Each job runs when its interval
+//! snapshots, republishing and the scrub. Each job runs when its interval
 //! has passed since it last ran; a slow job delays the others, never overlaps
-//! itself. Routing snapshots run beside them, so a long republish or verify
-//! pass never holds back the snapshot of a changed table.
+//! itself. Routing snapshots and the scrub worker run beside them, so a long
+//! republish pass never holds back the snapshot of a changed table.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::snapshot::run_snapshots;
-use super::{republish_once, verify_once};
+use super::scrub::{run_scrub, ScrubSettings};
+use super::{republish_once, ScrubControl};
 use crate::node::Node;
 use crate::store::Store;
 
@@ -21,7 +22,10 @@ pub struct Schedule {
     /// first seen; `None`: only every `snapshot`.
     pub snapshot_after_change: Option<Duration>,
     pub republish: Option<Duration>,
+    /// A scrub pass starts this long after the previous one started.
     pub verify: Option<Duration>,
+    /// Bytes the scrub reads a second at most.
+    pub scrub_bytes_per_sec: u64,
 }
 
 /// One job's timing, in clock milliseconds.
@@ -50,8 +54,15 @@ impl Job {
     }
 }
 
-/// Runs the jobs until `stop` turns true.
-pub async fn run(node: Node, store: Store, schedule: Schedule, stop: watch::Receiver<bool>) {
+/// Runs the jobs until `stop` turns true; the scrub shows its state and
+/// takes pause and resume through `scrub`.
+pub async fn run(
+    node: Node,
+    store: Store,
+    schedule: Schedule,
+    scrub: ScrubControl,
+    stop: watch::Receiver<bool>,
+) {
     let snapshots = run_snapshots(
         node.clone(),
         store.clone(),
@@ -59,19 +70,23 @@ pub async fn run(node: Node, store: Store, schedule: Schedule, stop: watch::Rece
         schedule.snapshot_after_change,
         stop.clone(),
     );
-    tokio::join!(snapshots, run_jobs(node, store, schedule, stop));
+    let scrub_settings = ScrubSettings {
+        every: schedule.verify,
+        bytes_per_sec: schedule.scrub_bytes_per_sec,
+    };
+    let scrubber = run_scrub(node.clone(), store.clone(), scrub_settings, scrub, stop.clone());
+    tokio::join!(snapshots, scrubber, run_jobs(node, store, schedule, stop));
 }
 
-/// Bucket refresh, republish and verify, one after another.
+/// Bucket refresh and republish, one after another.
 async fn run_jobs(node: Node, store: Store, schedule: Schedule, mut stop: watch::Receiver<bool>) {
     let clock = node.clock().clone();
     let refresh_age = node.config().bucket_refresh.as_millis() as u64;
     let now = clock.now_ms();
     let mut republish = schedule.republish.map(|d| Job::new(d, now));
-    let mut verify = schedule.verify.map(|d| Job::new(d, now));
     // Often enough that no job runs much later than due, and a bucket is never
     // much older than its limit.
-    let tick = [schedule.republish, schedule.verify]
+    let tick = [schedule.republish]
         .into_iter()
         .flatten()
         .fold(Duration::from_secs(60), Duration::min)
@@ -92,18 +107,6 @@ async fn run_jobs(node: Node, store: Store, schedule: Schedule, mut stop: watch:
                     "republished"
                 ),
                 Err(e) => tracing::warn!(error = %e, "republish failed"),
-            }
-        }
-        if verify.as_mut().is_some_and(|j| j.due(now)) {
-            match verify_once(&node, &store, true).await {
-                Ok(r) if r.corrupt > 0 => tracing::warn!(
-                    checked = r.checked,
-                    corrupt = r.corrupt,
-                    repaired = r.repaired,
-                    "verified: corrupt blocks found"
-                ),
-                Ok(r) => tracing::info!(checked = r.checked, "verified"),
-                Err(e) => tracing::warn!(error = %e, "verify failed"),
             }
         }
     }
