@@ -257,7 +257,11 @@ mod tests {
         // An hour idle buys one second's worth, not an hour's.
         assert_eq!(p.wait_ms(1_000, 3_600_000), 0);
         assert!(p.wait_ms(1_000, 3_600_000) > 0);
-        assert_eq!(p.wait_ms(500, 10), 500, "a clock going back refills nothing");
+        assert_eq!(
+            p.wait_ms(500, 10),
+            500,
+            "a clock going back refills nothing"
+        );
         assert_eq!(p.wait_ms(500, 3_600_500), 0);
     }
 }

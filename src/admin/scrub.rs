@@ -16,7 +16,9 @@ fn scrub_counts(c: PassCounts) -> pb::ScrubCounts {
 }
 
 /// The scrub's state as the API says it.
-pub(super) fn scrub_status(s: Result<ScrubStatus, ScrubIsOff>) -> Result<Response<pb::ScrubStatusResponse>, Status> {
+pub(super) fn scrub_status(
+    s: Result<ScrubStatus, ScrubIsOff>,
+) -> Result<Response<pb::ScrubStatusResponse>, Status> {
     let s = s.map_err(|e| Status::failed_precondition(e.to_string()))?;
     let state = match s.state {
         ScrubState::Off => pb::ScrubState::Off,
@@ -40,4 +42,3 @@ pub(super) fn scrub_status(s: Result<ScrubStatus, ScrubIsOff>) -> Result<Respons
         rate_bytes_per_second: s.rate_bytes_per_sec,
     }))
 }
-

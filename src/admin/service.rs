@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use tonic::{Request, Response, Status};
 
 use super::pb::{self, admin_server::Admin};
+use super::scrub::scrub_status;
 use super::status;
 use crate::contact::Contact;
 use crate::lookup::LookupKind;
 use crate::node::Node;
 use crate::stats::Stats;
 use crate::store::{Origin, Store, SCHEMA_VERSION};
-use super::scrub::scrub_status;
 use crate::upkeep::{self, ScrubControl};
 
 /// Blocks per ListBlocks page by default and at most.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::snapshot::run_snapshots;
 use super::scrub::{run_scrub, ScrubSettings};
+use super::snapshot::run_snapshots;
 use super::{republish_once, ScrubControl};
 use crate::node::Node;
 use crate::store::Store;
@@ -74,7 +74,13 @@ pub async fn run(
         every: schedule.verify,
         bytes_per_sec: schedule.scrub_bytes_per_sec,
     };
-    let scrubber = run_scrub(node.clone(), store.clone(), scrub_settings, scrub, stop.clone());
+    let scrubber = run_scrub(
+        node.clone(),
+        store.clone(),
+        scrub_settings,
+        scrub,
+        stop.clone(),
+    );
     tokio::join!(snapshots, scrubber, run_jobs(node, store, schedule, stop));
 }
 

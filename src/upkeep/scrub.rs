@@ -194,7 +194,13 @@ impl Worker {
         self.passes += 1;
         Stats::inc(&self.node.stats().scrub_passes);
         if counts.corrupt > 0 || counts.unreadable > 0 {
-            tracing::warn!(checked = counts.blocks, corrupt = counts.corrupt, repaired = counts.repaired, unreadable = counts.unreadable, "scrub pass done: corrupt or unreadable blocks found");
+            tracing::warn!(
+                checked = counts.blocks,
+                corrupt = counts.corrupt,
+                repaired = counts.repaired,
+                unreadable = counts.unreadable,
+                "scrub pass done: corrupt or unreadable blocks found"
+            );
         } else {
             tracing::info!(
                 checked = counts.blocks,
@@ -305,7 +311,11 @@ impl Worker {
     }
 
     fn pass_counts(&self) -> PassCounts {
-        self.saved.pass.as_ref().map(|p| p.counts).unwrap_or_default()
+        self.saved
+            .pass
+            .as_ref()
+            .map(|p| p.counts)
+            .unwrap_or_default()
     }
 
     /// Shows the worker's state through the control.

@@ -33,7 +33,9 @@ pub struct VerifyReport {
 pub(super) enum Checked {
     Good,
     /// Its bytes do not hash to its key; `repaired` when a good copy replaced them.
-    Corrupt { repaired: bool },
+    Corrupt {
+        repaired: bool,
+    },
     /// It could not be read (an I/O error): skipped, not judged.
     Unreadable,
 }

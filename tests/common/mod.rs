@@ -31,10 +31,16 @@ pub struct TestNet {
 impl TestNet {
     /// Starts `n` nodes; every node after the first bootstraps from the first.
     pub async fn start(n: usize) -> TestNet {
+        TestNet::start_with(n, |_| {}).await
+    }
+
+    /// Starts `n` nodes with settings changed by `tweak`.
+    pub async fn start_with(n: usize, tweak: impl Fn(&mut Config)) -> TestNet {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes: Vec<Daemon> = Vec::new();
         for i in 0..n {
-            let cfg = test_config(dir.path().join(format!("node{i}")));
+            let mut cfg = test_config(dir.path().join(format!("node{i}")));
+            tweak(&mut cfg);
             let daemon = Daemon::start(&cfg).await.expect("node starts");
             nodes.push(daemon);
         }
@@ -116,6 +122,15 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
         "{head}"
     );
     body.to_string()
+}
+
+/// Where a node with data dir `dir` keeps block `key` (one over inline_max) on disk.
+pub fn block_file(dir: &std::path::Path, key: &Id) -> PathBuf {
+    let hex = key.to_hex();
+    dir.join("blocks")
+        .join(&hex[0..2])
+        .join(&hex[2..4])
+        .join(&hex)
 }
 
 /// The path of a tool the tests need, or a loud failure saying how to get it.
