@@ -228,7 +228,8 @@ async fn a_copy_rotten_on_disk_is_found_refetched_and_replaced() {
 
     a.scrub.resume().unwrap();
     let status = wait_for(&a.scrub, 300, "a repair", |s| s.total.repaired >= 1).await;
-    assert_eq!(status.total.corrupt, 1, "{status:?}");
+    // Found at least once (twice if a first fetch failed), repaired once.
+    assert!(status.total.corrupt >= 1, "{status:?}");
     assert_eq!(status.total.unreadable, 0, "{status:?}");
     let on_disk = std::fs::read(block_file(&a.data_dir(), &key)).unwrap();
     assert_eq!(Id::of_block(&on_disk), key, "the file hashes right again");
