@@ -109,10 +109,18 @@ pub struct Config {
     pub snapshot_interval_secs: u64,
     /// A changed routing table is snapshotted this long after the change (at most one write per this long); 0 = only every snapshot_interval_secs.
     pub snapshot_after_change_secs: u64,
-    /// Every stored block is republished to its K closest nodes this often; 0 = never.
+    /// A republish sweep pass (every stored block to its K closest nodes, a lookup per keyspace region) spreads over this long; 0 = never.
     pub republish_interval_secs: u64,
-    /// Every stored block is re-hashed (and a corrupt one refetched) this often; 0 = never.
+    /// A scrub pass (re-hash every stored block, refetch a corrupt one) starts this long after the previous one started; 0 = never.
     pub verify_interval_secs: u64,
+    /// The scrub reads at most this many MiB of blocks a second, leaving the disk to serving.
+    pub scrub_rate_mib_per_sec: u64,
+    /// A node that newly proves its id is stored the blocks it is now among the K closest of.
+    pub handoff: bool,
+    /// Replicas that K closer nodes hold are dropped once the quota is this full (percent), or free disk space is under twice the floor; 0 = never drop.
+    pub shed_high_water_percent: u8,
+    /// ... until usage is back at this percent of the quota (and free space at twice the floor).
+    pub shed_low_water_percent: u8,
 }
 
 impl Default for Config {
@@ -164,6 +172,10 @@ impl Default for Config {
             snapshot_after_change_secs: 10,
             republish_interval_secs: 3_600,
             verify_interval_secs: 86_400,
+            scrub_rate_mib_per_sec: 50,
+            handoff: true,
+            shed_high_water_percent: 90,
+            shed_low_water_percent: 80,
         }
     }
 }
@@ -265,6 +277,15 @@ impl Config {
         if self.min_free_percent > 100 {
             return invalid("min_free_percent", "must be 0..100");
         }
+        if self.shed_high_water_percent > 100 {
+            return invalid("shed_high_water_percent", "must be 0..100 (0: never drop)");
+        }
+        if self.shed_low_water_percent > self.shed_high_water_percent {
+            return invalid(
+                "shed_low_water_percent",
+                "must not exceed shed_high_water_percent",
+            );
+        }
         for (field, v) in [
             ("request_timeout_ms", self.request_timeout_ms),
             ("store_timeout_ms", self.store_timeout_ms),
@@ -285,6 +306,7 @@ impl Config {
             ),
             ("max_pulls_per_source", self.max_pulls_per_source as u64),
             ("lookup_max_requests", self.lookup_max_requests as u64),
+            ("scrub_rate_mib_per_sec", self.scrub_rate_mib_per_sec),
         ] {
             if v == 0 {
                 return invalid(field, "must be above 0");
@@ -358,6 +380,12 @@ impl Config {
             snapshot_after_change: every(self.snapshot_after_change_secs),
             republish: every(self.republish_interval_secs),
             verify: every(self.verify_interval_secs),
+            scrub_bytes_per_sec: self.scrub_rate_mib_per_sec.saturating_mul(1 << 20),
+            handoff: self.handoff,
+            shed: crate::store::pressure::Marks {
+                high: self.shed_high_water_percent,
+                low: self.shed_low_water_percent,
+            },
         }
     }
 

@@ -20,6 +20,7 @@ use crate::net::{
 use crate::node::{Node, TokioClock};
 use crate::stats::Stats;
 use crate::store::{RepairReport, Store, StoreError};
+use crate::upkeep::ScrubControl;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,8 @@ pub struct Daemon {
     pub metrics_addr: SocketAddr,
     /// What opening the data dir had to repair.
     pub repaired: RepairReport,
+    /// The scrub worker's state, and its pause and resume.
+    pub scrub: ScrubControl,
     stats: Arc<Stats>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -98,7 +101,8 @@ impl Daemon {
             Arc::new(store.clone()),
             stats.clone(),
         );
-        let metrics = Metrics::new(node.clone(), store.clone(), store_quota(cfg))
+        let scrub = ScrubControl::default();
+        let metrics = Metrics::new(node.clone(), store.clone(), scrub.clone(), store_quota(cfg))
             .map_err(|e| StartError::Task(format!("metrics: {e}")))?;
 
         let (shutdown, stop) = watch::channel(false);
@@ -114,6 +118,7 @@ impl Daemon {
         let admin = AdminService::new(
             node.clone(),
             store.clone(),
+            scrub.clone(),
             local_addr,
             admin_addr,
             metrics_addr,
@@ -148,6 +153,7 @@ impl Daemon {
             node.clone(),
             store.clone(),
             cfg.schedule(),
+            scrub.clone(),
             stop,
         ));
         tracing::info!(id = %me.id, addr = %local_addr, advertised = %advertised, admin = %admin_addr, metrics = %metrics_addr, blocks = store.block_count(), "node started");
@@ -158,6 +164,7 @@ impl Daemon {
             admin_addr,
             metrics_addr,
             repaired,
+            scrub,
             stats,
             shutdown,
             tasks,

@@ -1,5 +1,6 @@
-//! Rate limits as plain data: a token bucket, and a bounded map of them keyed
-//! by source. Pure: the caller passes the time in (milliseconds).
+//! Rate limits as plain data: a token bucket, a bounded map of them keyed by
+//! source, and a pacer for a background reader. Pure: the caller passes the
+//! time in (milliseconds).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -116,6 +117,48 @@ impl<K: Hash + Eq + Clone> SourceLimiter<K> {
     }
 }
 
+/// Paces a background reader to `per_sec` units (bytes) a second: a read may
+/// start once the bucket holds its cost, or a whole burst for a read larger
+/// than the burst, and is then charged in full, so the bucket may go into
+/// debt. The long-run average never exceeds the rate, and no more than one
+/// burst (or one oversized read) goes at once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pacer {
+    per_sec: f64,
+    burst: f64,
+    tokens: f64,
+    last_ms: u64,
+}
+
+impl Pacer {
+    /// `per_sec` a second (at least 1) with a burst of one second's worth,
+    /// full at `now`.
+    pub fn new(per_sec: u64, now: u64) -> Pacer {
+        let per_sec = per_sec.max(1) as f64;
+        Pacer {
+            per_sec,
+            burst: per_sec,
+            tokens: per_sec,
+            last_ms: now,
+        }
+    }
+
+    /// How long to wait before a read of `cost`; zero means read now, and
+    /// the read is charged. Ask again after waiting.
+    pub fn wait_ms(&mut self, cost: u64, now: u64) -> u64 {
+        let elapsed = now.saturating_sub(self.last_ms);
+        self.tokens = (self.tokens + elapsed as f64 * self.per_sec / 1000.0).min(self.burst);
+        self.last_ms = self.last_ms.max(now);
+        let cost = cost as f64;
+        let need = cost.min(self.burst);
+        if self.tokens >= need {
+            self.tokens -= cost;
+            return 0;
+        }
+        (((need - self.tokens) * 1000.0 / self.per_sec).ceil() as u64).max(1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +218,50 @@ mod tests {
             l.allow(&(1000 + s), 1.0, 5_000);
         }
         assert!(l.len() <= 3);
+    }
+
+    /// Reads `n` blocks of `size`, sleeping as told; when the last one began.
+    fn pace(p: &mut Pacer, n: usize, size: u64) -> u64 {
+        let mut now = 0;
+        for _ in 0..n {
+            loop {
+                match p.wait_ms(size, now) {
+                    0 => break,
+                    w => now += w,
+                }
+            }
+        }
+        now
+    }
+
+    #[test]
+    fn pacer_lets_a_burst_go_then_holds_the_rate() {
+        // 40 reads of 256 KiB at 1 MiB/s: 4 at once, then 4 a second.
+        let mut p = Pacer::new(1 << 20, 0);
+        assert_eq!(pace(&mut p, 40, 256 << 10), 9_000);
+        // Having just spent, the next read waits its own cost's worth.
+        assert_eq!(p.wait_ms(256 << 10, 9_000), 250);
+    }
+
+    #[test]
+    fn pacer_lets_a_read_larger_than_the_burst_through_and_pays_it_off() {
+        // 3 MiB reads at 1 MiB/s: each waits for a full bucket, then leaves a
+        // 2 MiB debt, so one goes every 3 s.
+        let mut p = Pacer::new(1 << 20, 0);
+        assert_eq!(pace(&mut p, 4, 3 << 20), 9_000);
+    }
+
+    #[test]
+    fn pacer_never_saves_more_than_a_burst_and_ignores_a_clock_going_back() {
+        let mut p = Pacer::new(1_000, 0);
+        // An hour idle buys one second's worth, not an hour's.
+        assert_eq!(p.wait_ms(1_000, 3_600_000), 0);
+        assert!(p.wait_ms(1_000, 3_600_000) > 0);
+        assert_eq!(
+            p.wait_ms(500, 10),
+            500,
+            "a clock going back refills nothing"
+        );
+        assert_eq!(p.wait_ms(500, 3_600_500), 0);
     }
 }

@@ -9,7 +9,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use axum::Router;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::node::Node;
 use crate::stats::{Observer, Outcome, Stats};
 use crate::store::Store;
+use crate::upkeep::{ScrubControl, ScrubState};
 use crate::wire::RequestType;
 
 /// Histograms fed as things happen.
@@ -44,6 +45,7 @@ pub struct Metrics {
     registry: Registry,
     node: Node,
     store: Store,
+    scrub: ScrubControl,
     quota: Option<u64>,
     transfer_bytes: IntCounterVec,
     requests: IntCounterVec,
@@ -75,6 +77,13 @@ pub struct Metrics {
     admission: IntCounterVec,
     checks: IntCounterVec,
     verify_unreadable: IntCounter,
+    scrub_paused: IntGauge,
+    scrub_running: IntGauge,
+    scrub_position: Gauge,
+    scrub_bytes_read: IntCounter,
+    scrub_passes: IntCounter,
+    scrub_last_pass: IntGauge,
+    scrub_last_duration: Gauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -94,6 +103,12 @@ fn counter_vec(
     Ok(c)
 }
 
+fn float_gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<Gauge> {
+    let g = Gauge::new(name, help)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
 fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
     let g = IntGauge::new(name, help)?;
     registry.register(Box::new(g.clone()))?;
@@ -107,7 +122,12 @@ fn sync(c: &IntCounter, value: u64) {
 
 impl Metrics {
     /// Registers every metric and plugs the histograms into the node's stats.
-    pub fn new(node: Node, store: Store, quota: Option<u64>) -> prometheus::Result<Metrics> {
+    pub fn new(
+        node: Node,
+        store: Store,
+        scrub: ScrubControl,
+        quota: Option<u64>,
+    ) -> prometheus::Result<Metrics> {
         let r = Registry::new();
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -177,9 +197,17 @@ impl Metrics {
             admission: counter_vec(&r, "dhtfs_routing_admission_refused_total", "Contacts kept out of the routing table, by reason (ip_limit: per-IP or per-prefix limit; address_conflict: another node holds the address or id).", &["reason"])?,
             checks: counter_vec(&r, "dhtfs_contact_checks_total", "Pings checking an unproven contact, by outcome (passed|failed|skipped: over the check budget).", &["outcome"])?,
             verify_unreadable: counter(&r, "dhtfs_verify_unreadable_blocks_total", "Blocks verification could not read (I/O error) and skipped.")?,
+            scrub_paused: gauge(&r, "dhtfs_scrub_paused", "1 while an operator has the scrub paused (PauseScrub), else 0.")?,
+            scrub_running: gauge(&r, "dhtfs_scrub_running", "1 while a scrub pass is reading, else 0.")?,
+            scrub_position: float_gauge(&r, "dhtfs_scrub_position_ratio", "Where the scrub pass under way stands in the keyspace, 0..1 (0 between passes).")?,
+            scrub_bytes_read: counter(&r, "dhtfs_scrub_bytes_read_total", "Bytes of blocks the scrub read.")?,
+            scrub_passes: counter(&r, "dhtfs_scrub_passes_total", "Scrub passes completed.")?,
+            scrub_last_pass: gauge(&r, "dhtfs_scrub_last_pass_completed_timestamp_seconds", "When the last scrub pass ended, unix seconds (0: none yet; kept across restarts).")?,
+            scrub_last_duration: float_gauge(&r, "dhtfs_scrub_last_pass_duration_seconds", "How long the last completed scrub pass took, pauses and restarts included.")?,
             registry: r,
             node,
             store,
+            scrub,
             quota,
         })
     }
@@ -328,6 +356,19 @@ impl Metrics {
         sync(&self.verify_corrupt, Stats::get(&s.verify_corrupt));
         sync(&self.verify_repaired, Stats::get(&s.verify_repaired));
         sync(&self.verify_unreadable, Stats::get(&s.verify_unreadable));
+        sync(&self.scrub_bytes_read, Stats::get(&s.scrub_bytes_read));
+        sync(&self.scrub_passes, Stats::get(&s.scrub_passes));
+        let scrub = self.scrub.status();
+        self.scrub_paused
+            .set(i64::from(scrub.state == ScrubState::Paused));
+        self.scrub_running
+            .set(i64::from(scrub.state == ScrubState::Running));
+        self.scrub_position.set(scrub.position_ratio);
+        let last = scrub.last.unwrap_or_default();
+        self.scrub_last_pass
+            .set((last.finished_unix_ms / 1000) as i64);
+        self.scrub_last_duration
+            .set(last.duration_ms as f64 / 1000.0);
     }
 }
 

@@ -134,6 +134,9 @@ pub struct Stats {
     pub verify_repaired: AtomicU64,
     /// Blocks verification could not read (an I/O error): skipped, not judged.
     pub verify_unreadable: AtomicU64,
+    /// Bytes the scrub worker read, and its passes completed.
+    pub scrub_bytes_read: AtomicU64,
+    pub scrub_passes: AtomicU64,
     /// Where distributions go (the metrics exporter plugs one in).
     observer: OnceLock<Arc<dyn Observer>>,
 }

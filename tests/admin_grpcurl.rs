@@ -117,6 +117,18 @@ async fn grpcurl_lists_and_calls_the_admin_api() {
         assert_eq!(verify["checked"], "1", "{verify}");
         let republish = g.call("dhtfs.admin.v1.Admin/Republish", "{}");
         assert_eq!(republish["blocks"], "1", "{republish}");
+
+        // The scrub waits a day for its first pass; pause and resume it.
+        let scrub = g.call("dhtfs.admin.v1.Admin/ScrubStatus", "{}");
+        assert_eq!(scrub["state"], "SCRUB_STATE_IDLE", "{scrub}");
+        assert_eq!(scrub["rateBytesPerSecond"], "52428800", "{scrub}");
+        assert!(scrub["nextPassAt"].as_str().is_some(), "{scrub}");
+        let paused = g.call("dhtfs.admin.v1.Admin/PauseScrub", "{}");
+        assert_eq!(paused["state"], "SCRUB_STATE_PAUSED", "{paused}");
+        let scrub = g.call("dhtfs.admin.v1.Admin/ScrubStatus", "{}");
+        assert_eq!(scrub["state"], "SCRUB_STATE_PAUSED", "{scrub}");
+        let resumed = g.call("dhtfs.admin.v1.Admin/ResumeScrub", "{}");
+        assert_eq!(resumed["state"], "SCRUB_STATE_IDLE", "{resumed}");
     })
     .await;
     node.shutdown().await;

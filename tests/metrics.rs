@@ -136,14 +136,20 @@ async fn the_node_republishes_and_verifies_on_its_own_schedule() {
         let text = http_get(node.metrics_addr, "/metrics").await;
         let republished = sample(&text, "dhtfs_republished_blocks_total");
         let verified = sample(&text, "dhtfs_verify_checked_blocks_total");
-        if republished >= 1.0 && verified >= 1.0 {
+        let scrubbed = sample(&text, "dhtfs_scrub_passes_total");
+        if republished >= 1.0 && verified >= 1.0 && scrubbed >= 1.0 {
             assert!(sample(&text, "dhtfs_republish_runs_total") >= 1.0);
             assert!(sample(&text, "dhtfs_verify_runs_total") >= 1.0);
+            // The scrub's own gauges: a pass ended (unix seconds), not paused.
+            let ended = sample(&text, "dhtfs_scrub_last_pass_completed_timestamp_seconds");
+            assert!(ended > 1.6e9, "last pass ended at {ended}");
+            assert!(sample(&text, "dhtfs_scrub_bytes_read_total") >= data.len() as f64);
+            assert_eq!(sample(&text, "dhtfs_scrub_paused"), 0.0);
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no scheduled republish ({republished}) or verify ({verified}) within 20 s"
+            "no scheduled republish ({republished}), verify ({verified}) or scrub pass ({scrubbed}) within 20 s"
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::TestNet;
+use common::{block_file, TestNet};
 use dhtfs::id::Id;
 use dhtfs::stats::Stats;
 use dhtfs::upkeep::verify_once;
@@ -16,14 +16,6 @@ fn file_block(seed: u8) -> Vec<u8> {
     (0..100 * 1024u32)
         .map(|i| (i as u8).wrapping_mul(seed) ^ seed)
         .collect()
-}
-
-fn block_file(dir: &Path, key: &Id) -> PathBuf {
-    let hex = key.to_hex();
-    dir.join("blocks")
-        .join(&hex[0..2])
-        .join(&hex[2..4])
-        .join(&hex)
 }
 
 fn rot(path: &Path) -> Vec<u8> {

@@ -3,6 +3,7 @@
 //! into the node or the store; errors map to status codes in `status.rs`.
 
 mod auth;
+mod scrub;
 mod service;
 mod status;
 

@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use tonic::{Request, Response, Status};
 
 use super::pb::{self, admin_server::Admin};
+use super::scrub::scrub_status;
 use super::status;
 use crate::contact::Contact;
 use crate::lookup::LookupKind;
 use crate::node::Node;
 use crate::stats::Stats;
 use crate::store::{Origin, Store, SCHEMA_VERSION};
-use crate::upkeep;
+use crate::upkeep::{self, ScrubControl};
 
 /// Blocks per ListBlocks page by default and at most.
 const DEFAULT_PAGE: usize = 100;
@@ -42,6 +43,7 @@ fn republish_report(r: &upkeep::RepublishReport) -> pb::RepublishResponse {
 pub struct AdminService {
     node: Node,
     store: Store,
+    scrub: ScrubControl,
     listen: SocketAddr,
     admin: SocketAddr,
     metrics: SocketAddr,
@@ -53,6 +55,7 @@ impl AdminService {
     pub fn new(
         node: Node,
         store: Store,
+        scrub: ScrubControl,
         listen: SocketAddr,
         admin: SocketAddr,
         metrics: SocketAddr,
@@ -61,6 +64,7 @@ impl AdminService {
         AdminService {
             node,
             store,
+            scrub,
             listen,
             admin,
             metrics,
@@ -409,5 +413,26 @@ impl Admin for AdminService {
             repaired: r.repaired,
             corrupt_keys: r.corrupt_keys.iter().map(|k| k.to_hex()).collect(),
         }))
+    }
+
+    async fn scrub_status(
+        &self,
+        _: Request<pb::ScrubStatusRequest>,
+    ) -> Result<Response<pb::ScrubStatusResponse>, Status> {
+        scrub_status(Ok(self.scrub.status()))
+    }
+
+    async fn pause_scrub(
+        &self,
+        _: Request<pb::PauseScrubRequest>,
+    ) -> Result<Response<pb::ScrubStatusResponse>, Status> {
+        scrub_status(self.scrub.pause())
+    }
+
+    async fn resume_scrub(
+        &self,
+        _: Request<pb::ResumeScrubRequest>,
+    ) -> Result<Response<pb::ScrubStatusResponse>, Status> {
+        scrub_status(self.scrub.resume())
     }
 }

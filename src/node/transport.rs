@@ -61,7 +61,9 @@ pub trait Clock: Send + Sync + 'static {
     }
 }
 
-/// The real clock: tokio's, so tests may pause it.
+/// The real clock: tokio's, so tests may pause it. Its unix time is the
+/// system's at the start plus tokio's time since, so it moves with a paused
+/// clock too (and ignores the system clock being set while it runs).
 #[derive(Debug)]
 pub struct TokioClock {
     start: tokio::time::Instant,
@@ -109,5 +111,19 @@ impl Clock for TokioClock {
 
     fn sleep(&self, d: Duration) -> BoxFuture<()> {
         Box::pin(tokio::time::sleep(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn unix_time_moves_with_tokio_time() {
+        let clock = TokioClock::starting_at_unix_ms(1_700_000_000_000);
+        assert_eq!(clock.unix_ms(), 1_700_000_000_000);
+        clock.sleep(Duration::from_secs(90)).await;
+        assert_eq!(clock.unix_ms(), 1_700_000_090_000);
+        assert_eq!(clock.now_ms(), 90_000);
     }
 }

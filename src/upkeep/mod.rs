@@ -4,6 +4,8 @@
 mod handoff;
 mod republish;
 mod schedule;
+mod scrub;
+mod scrub_status;
 mod shed;
 mod snapshot;
 mod sweep;
@@ -12,6 +14,11 @@ mod verify;
 pub use handoff::{hand_off, run_handoff, HandoffReport};
 pub use republish::{republish_once, RepublishReport};
 pub use schedule::{run, Schedule};
+pub use scrub::{run_scrub, ScrubSettings};
+pub use scrub_status::{
+    CompletedPass, PassCounts, ScrubControl, ScrubIsOff, ScrubProgress, ScrubState, ScrubStatus,
+    SCRUB_JOB,
+};
 pub use shed::{run_shed, shed_once, ShedReport};
 pub use snapshot::save_snapshot;
 pub use sweep::{run_sweep, sweep_progress, SweepProgress};

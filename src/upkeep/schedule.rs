@@ -1,18 +1,21 @@
-//! The node's periodic jobs, driven by its clock: bucket refresh, routing
-//! snapshots, the republish sweep and verification. Refresh and verify run
-//! when their interval has passed since they last ran; a slow job delays the
-//! other, never overlaps itself. Routing snapshots and the republish sweep
-//! (`sweep.rs`, which paces itself) run beside them, so a long verify pass
-//! never holds back the snapshot of a changed table or the republishing.
+//! The node's background jobs, driven by its clock, each its own task so a
+//! slow one never holds back another: bucket refresh, routing snapshots, the
+//! republish sweep (`sweep.rs`, paced over its interval), the scrub
+//! (`scrub.rs`, paced by bytes), handoff to newcomers (`handoff.rs`) and
+//! shedding replicas when space is wanted (`shed.rs`).
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::handoff::run_handoff;
+use super::scrub::{run_scrub, ScrubSettings};
+use super::shed::run_shed;
 use super::snapshot::run_snapshots;
 use super::sweep::run_sweep;
-use super::verify_once;
+use super::ScrubControl;
 use crate::node::Node;
+use crate::store::pressure::Marks;
 use crate::store::Store;
 
 /// How often each job runs; `None` turns a job off.
@@ -22,43 +25,43 @@ pub struct Schedule {
     /// A changed routing table is snapshotted this long after the change was
     /// first seen; `None`: only every `snapshot`.
     pub snapshot_after_change: Option<Duration>,
+    /// A republish sweep pass spreads over this long.
     pub republish: Option<Duration>,
+    /// A scrub pass starts this long after the previous one started.
     pub verify: Option<Duration>,
+    /// Bytes the scrub reads a second at most.
+    pub scrub_bytes_per_sec: u64,
+    /// Whether newcomers are handed the blocks they are now closest to.
+    pub handoff: bool,
+    /// When replicas others hold are dropped to win space back.
+    pub shed: Marks,
 }
 
-/// One job's timing, in clock milliseconds.
-#[derive(Debug)]
-struct Job {
-    every_ms: u64,
-    last_ms: u64,
-}
-
-impl Job {
-    fn new(every: Duration, now: u64) -> Job {
-        Job {
-            every_ms: every.as_millis() as u64,
-            last_ms: now,
-        }
-    }
-
-    /// Whether it is due at `now`; if so, it counts as run.
-    fn due(&mut self, now: u64) -> bool {
-        if now.saturating_sub(self.last_ms) >= self.every_ms {
-            self.last_ms = now;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// Runs the jobs until `stop` turns true.
-pub async fn run(node: Node, store: Store, schedule: Schedule, stop: watch::Receiver<bool>) {
+/// Runs the jobs until `stop` turns true; the scrub shows its state and
+/// takes pause and resume through `scrub`.
+pub async fn run(
+    node: Node,
+    store: Store,
+    schedule: Schedule,
+    scrub: ScrubControl,
+    stop: watch::Receiver<bool>,
+) {
     let snapshots = run_snapshots(
         node.clone(),
         store.clone(),
         schedule.snapshot,
         schedule.snapshot_after_change,
+        stop.clone(),
+    );
+    let scrub_settings = ScrubSettings {
+        every: schedule.verify,
+        bytes_per_sec: schedule.scrub_bytes_per_sec,
+    };
+    let scrubber = run_scrub(
+        node.clone(),
+        store.clone(),
+        scrub_settings,
+        scrub,
         stop.clone(),
     );
     let sweep = {
@@ -70,21 +73,34 @@ pub async fn run(node: Node, store: Store, schedule: Schedule, stop: watch::Rece
             }
         }
     };
-    tokio::join!(snapshots, sweep, run_jobs(node, store, schedule, stop));
+    let handoff = {
+        let (node, store, stop) = (node.clone(), store.clone(), stop.clone());
+        async move {
+            if schedule.handoff {
+                run_handoff(node, store, stop).await;
+            }
+        }
+    };
+    let shed = run_shed(node.clone(), store, schedule.shed, stop.clone());
+    tokio::join!(
+        snapshots,
+        scrubber,
+        sweep,
+        handoff,
+        shed,
+        run_refresh(node, stop)
+    );
 }
 
-/// Bucket refresh and verify, one after another.
-async fn run_jobs(node: Node, store: Store, schedule: Schedule, mut stop: watch::Receiver<bool>) {
+/// Refreshes the buckets that saw no lookup for the configured age, checking
+/// every minute at most.
+async fn run_refresh(node: Node, mut stop: watch::Receiver<bool>) {
     let clock = node.clock().clone();
     let refresh_age = node.config().bucket_refresh.as_millis() as u64;
-    let now = clock.now_ms();
-    let mut verify = schedule.verify.map(|d| Job::new(d, now));
-    // Often enough that no job runs much later than due, and a bucket is never
-    // much older than its limit.
-    let tick = [schedule.verify]
-        .into_iter()
-        .flatten()
-        .fold(Duration::from_secs(60), Duration::min)
+    let tick = node
+        .config()
+        .bucket_refresh
+        .min(Duration::from_secs(60))
         .max(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -92,32 +108,5 @@ async fn run_jobs(node: Node, store: Store, schedule: Schedule, mut stop: watch:
             _ = stop.changed() => return,
         }
         node.refresh_buckets(refresh_age).await;
-        let now = clock.now_ms();
-        if verify.as_mut().is_some_and(|j| j.due(now)) {
-            match verify_once(&node, &store, true).await {
-                Ok(r) if r.corrupt > 0 => tracing::warn!(
-                    checked = r.checked,
-                    corrupt = r.corrupt,
-                    repaired = r.repaired,
-                    "verified: corrupt blocks found"
-                ),
-                Ok(r) => tracing::info!(checked = r.checked, "verified"),
-                Err(e) => tracing::warn!(error = %e, "verify failed"),
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_job_is_due_once_per_interval() {
-        let mut j = Job::new(Duration::from_secs(10), 1_000);
-        assert!(!j.due(5_000));
-        assert!(j.due(11_000));
-        assert!(!j.due(12_000));
-        assert!(j.due(21_500));
     }
 }

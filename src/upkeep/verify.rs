@@ -28,45 +28,69 @@ pub struct VerifyReport {
     pub corrupt_keys: Vec<Id>,
 }
 
+/// What checking one block found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Checked {
+    Good,
+    /// Its bytes do not hash to its key; `repaired` when a good copy replaced them.
+    Corrupt {
+        repaired: bool,
+    },
+    /// It could not be read (an I/O error): skipped, not judged.
+    Unreadable,
+}
+
 /// Runs one pass over every stored block.
 pub async fn verify_once(
     node: &Node,
     store: &Store,
     repair: bool,
 ) -> Result<VerifyReport, StoreError> {
-    let stats = node.stats().clone();
-    Stats::inc(&stats.verify_runs);
+    Stats::inc(&node.stats().verify_runs);
     let mut report = VerifyReport::default();
     let mut keys = Keys::new(store);
     while let Some(key) = keys.next().await? {
-        let s = store.clone();
-        let read = tokio::task::spawn_blocking(move || s.get(&key)).await;
         report.checked += 1;
-        Stats::inc(&stats.verify_checked);
-        let unreadable = match read {
-            Ok(Ok(_)) => continue,
-            Ok(Err(StoreError::Corrupt { .. })) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(e) => Some(format!("read task failed: {e}")),
-        };
-        if let Some(error) = unreadable {
-            report.unreadable += 1;
-            Stats::inc(&stats.verify_unreadable);
-            tracing::warn!(key = %key, %error, "verify: cannot read block; skipped");
-            continue;
-        }
-        report.corrupt += 1;
-        Stats::inc(&stats.verify_corrupt);
-        tracing::warn!(key = %key, "verify: block is corrupt");
-        if report.corrupt_keys.len() < MAX_LISTED {
-            report.corrupt_keys.push(key);
-        }
-        if repair && repair_block(node, store, key).await {
-            report.repaired += 1;
-            Stats::inc(&stats.verify_repaired);
+        match check_block(node, store, key, repair).await {
+            Checked::Good => {}
+            Checked::Unreadable => report.unreadable += 1,
+            Checked::Corrupt { repaired } => {
+                report.corrupt += 1;
+                report.repaired += u64::from(repaired);
+                if report.corrupt_keys.len() < MAX_LISTED {
+                    report.corrupt_keys.push(key);
+                }
+            }
         }
     }
     Ok(report)
+}
+
+/// Re-hashes one block and, with `repair`, replaces it when corrupt; counts
+/// and logs what it found. Verify and the scrub worker both check this way.
+pub(super) async fn check_block(node: &Node, store: &Store, key: Id, repair: bool) -> Checked {
+    let stats = node.stats();
+    let s = store.clone();
+    let read = tokio::task::spawn_blocking(move || s.get(&key)).await;
+    Stats::inc(&stats.verify_checked);
+    let unreadable = match read {
+        Ok(Ok(_)) => return Checked::Good,
+        Ok(Err(StoreError::Corrupt { .. })) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(format!("read task failed: {e}")),
+    };
+    if let Some(error) = unreadable {
+        Stats::inc(&stats.verify_unreadable);
+        tracing::warn!(key = %key, %error, "verify: cannot read block; skipped");
+        return Checked::Unreadable;
+    }
+    Stats::inc(&stats.verify_corrupt);
+    tracing::warn!(key = %key, "verify: block is corrupt");
+    let repaired = repair && repair_block(node, store, key).await;
+    if repaired {
+        Stats::inc(&stats.verify_repaired);
+    }
+    Checked::Corrupt { repaired }
 }
 
 /// Fetches a verified copy from another holder and only then swaps it in for

@@ -134,6 +134,15 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     body.to_string()
 }
 
+/// Where a node with data dir `dir` keeps block `key` (one over inline_max) on disk.
+pub fn block_file(dir: &std::path::Path, key: &Id) -> PathBuf {
+    let hex = key.to_hex();
+    dir.join("blocks")
+        .join(&hex[0..2])
+        .join(&hex[2..4])
+        .join(&hex)
+}
+
 /// The path of a tool the tests need, or a loud failure saying how to get it.
 pub fn require_tool(name: &str, install: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
