@@ -68,6 +68,11 @@ pub struct Metrics {
     republish_behind: IntGauge,
     republish_position: prometheus::Gauge,
     republish_last_pass: IntGauge,
+    handoff_newcomers: IntCounter,
+    handoff_stores: IntCounterVec,
+    replicas_dropped: IntCounter,
+    replicas_dropped_bytes: IntCounter,
+    space_wanted: IntGauge,
     verify_runs: IntCounter,
     verify_checked: IntCounter,
     verify_corrupt: IntCounter,
@@ -187,6 +192,11 @@ impl Metrics {
                 r.register(Box::new(g.clone()))?;
                 g
             },
+            handoff_newcomers: counter(&r, "dhtfs_handoff_newcomers_total", "Nodes that newly proved their id, checked for blocks they are now among the K closest of.")?,
+            handoff_stores: counter_vec(&r, "dhtfs_handoff_stores_total", "store_value requests handing blocks to newcomers, by outcome (saved|failed).", &["outcome"])?,
+            replicas_dropped: counter(&r, "dhtfs_replicas_dropped_total", "Replicas dropped to win space back, each held by K closer nodes.")?,
+            replicas_dropped_bytes: counter(&r, "dhtfs_replicas_dropped_bytes_total", "Bytes of the replicas dropped to win space back.")?,
+            space_wanted: gauge(&r, "dhtfs_storage_space_wanted_bytes", "Bytes to free to be back under the low-water marks of the quota and the free-space floor; 0 under the high ones.")?,
             republish_last_pass: gauge(&r, "dhtfs_republish_last_pass_completed_timestamp_seconds", "When the republish sweep last completed a pass (unix seconds; 0 before the first).")?,
             verify_runs: counter(&r, "dhtfs_verify_runs_total", "Verify passes run.")?,
             verify_checked: counter(&r, "dhtfs_verify_checked_blocks_total", "Blocks re-hashed by verification.")?,
@@ -351,6 +361,21 @@ impl Metrics {
             .set(Stats::get(&s.republish_position_ppm) as f64 / 1e6);
         self.republish_last_pass
             .set(Stats::get(&s.republish_last_pass_unix) as i64);
+        sync(&self.handoff_newcomers, Stats::get(&s.handoff_newcomers));
+        let handed = Stats::get(&s.handoff_stores);
+        let handoff_failed = Stats::get(&s.handoff_failures);
+        sync(
+            &self.handoff_stores.with_label_values(&["saved"]),
+            handed.saturating_sub(handoff_failed),
+        );
+        sync(
+            &self.handoff_stores.with_label_values(&["failed"]),
+            handoff_failed,
+        );
+        sync(&self.replicas_dropped, Stats::get(&s.shed_blocks));
+        sync(&self.replicas_dropped_bytes, Stats::get(&s.shed_bytes));
+        self.space_wanted
+            .set(Stats::get(&s.space_wanted_bytes) as i64);
         sync(&self.verify_runs, Stats::get(&s.verify_runs));
         sync(&self.verify_checked, Stats::get(&s.verify_checked));
         sync(&self.verify_corrupt, Stats::get(&s.verify_corrupt));

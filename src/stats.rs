@@ -127,6 +127,9 @@ pub struct Stats {
     /// Replicas dropped to win space back (closer nodes hold them), and bytes.
     pub shed_blocks: AtomicU64,
     pub shed_bytes: AtomicU64,
+    /// Gauge: bytes to free to be back under the low-water marks, as the
+    /// shedding worker last measured (every 30 s).
+    pub space_wanted_bytes: AtomicU64,
     /// Verify passes, blocks checked, found corrupt and repaired.
     pub verify_runs: AtomicU64,
     pub verify_checked: AtomicU64,

@@ -7,11 +7,10 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::time::Duration;
 
+use common::admin::{client, pin};
 use common::TestNet;
 use dhtfs::admin::pb;
-use dhtfs::admin::pb::admin_client::AdminClient;
 use dhtfs::files::{put, PutOptions};
 use dhtfs::id::Id;
 use dhtfs::store::{Origin, Store};
@@ -19,14 +18,6 @@ use rand::RngCore;
 use tonic::Code;
 
 const CHUNK: u64 = 64 << 10;
-/// Longest a pin may take here.
-const PIN_TIMEOUT: Duration = Duration::from_secs(120);
-
-async fn client(addr: std::net::SocketAddr) -> AdminClient<tonic::transport::Channel> {
-    AdminClient::connect(format!("http://{addr}"))
-        .await
-        .expect("admin API answers")
-}
 
 /// Puts `data` as a file through `via` with 2 replicas; its root.
 async fn put_file(dir: &Path, name: &str, data: &[u8], via: std::net::SocketAddr) -> Id {
@@ -40,30 +31,6 @@ async fn put_file(dir: &Path, name: &str, data: &[u8], via: std::net::SocketAddr
         ..PutOptions::new(path)
     };
     put(&opts).await.expect("put").root
-}
-
-/// Pins `root`, reading the stream to its end: every message, or the status
-/// the stream ended with.
-async fn pin(
-    c: &mut AdminClient<tonic::transport::Channel>,
-    root: Id,
-) -> Result<Vec<pb::PinProgress>, tonic::Status> {
-    let run = async {
-        let mut stream = c
-            .pin(pb::PinRequest {
-                root: root.to_hex(),
-            })
-            .await?
-            .into_inner();
-        let mut msgs = Vec::new();
-        while let Some(msg) = stream.message().await? {
-            msgs.push(msg);
-        }
-        Ok(msgs)
-    };
-    tokio::time::timeout(PIN_TIMEOUT, run)
-        .await
-        .expect("the pin ends in time")
 }
 
 /// Every block the store holds, with its origin.

@@ -208,6 +208,12 @@ impl Admin for AdminService {
                 tcp: Stats::get(&stats.tcp_bytes_received),
             }),
             pending_requests: self.node.pending_requests() as u64,
+            handoff_newcomers: Stats::get(&stats.handoff_newcomers),
+            handoff_stores: Stats::get(&stats.handoff_stores),
+            handoff_failures: Stats::get(&stats.handoff_failures),
+            replicas_dropped: Stats::get(&stats.shed_blocks),
+            replicas_dropped_bytes: Stats::get(&stats.shed_bytes),
+            space_wanted_bytes: Stats::get(&stats.space_wanted_bytes),
         }))
     }
 

@@ -4,10 +4,11 @@
 //! them out of its reach until the next republish.
 //!
 //! Which keys: the region around the newcomer's id that our table knows
-//! fully (`region.rs`), walked in key order; a key is handed over when the
-//! newcomer is among its K closest and we were before it came (the other old
-//! holders do the same, so a liar among them cannot withhold a block; the
-//! receiver answers a block it already holds without pulling it again).
+//! fully (`region.rs`), walked in key order; a key we hold is handed over
+//! when the newcomer is among its K closest. Every holder does the same
+//! rather than only the closest (the paper's saving), so a liar among them
+//! cannot withhold a block and newcomers arriving together are all served;
+//! the receiver answers a block it already holds without pulling it again.
 
 use std::time::Duration;
 
@@ -69,8 +70,7 @@ pub async fn run_handoff(node: Node, store: Store, mut stop: watch::Receiver<boo
     }
 }
 
-/// Stores to `newcomer` every held block it is now among the K closest of,
-/// when we are among them too.
+/// Stores to `newcomer` every held block it is now among the K closest of.
 pub async fn hand_off(
     node: &Node,
     store: &Store,

@@ -52,6 +52,7 @@ pub async fn run_shed(node: Node, store: Store, marks: Marks, mut stop: watch::R
         let wanted = tokio::task::spawn_blocking(move || s.space_wanted(marks))
             .await
             .unwrap_or(0);
+        Stats::set(&node.stats().space_wanted_bytes, wanted);
         if wanted == 0 {
             continue;
         }

@@ -2,6 +2,8 @@
 //! 127.0.0.1 with port 0, each with a real sled data dir in a temp dir.
 #![allow(dead_code)]
 
+pub mod admin;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,0 +1,99 @@
+//! Handoff on real nodes (issue 10, item 3): when nodes join, the holders of
+//! blocks the newcomers are now among the K closest of store those blocks to
+//! them at once, with no republish pass.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::TestNet;
+use dhtfs::files::{put, PutOptions};
+use dhtfs::id::Id;
+use rand::RngCore;
+
+const CHUNK: u64 = 64 << 10;
+
+/// Keys whose `k` closest live nodes do not all hold them.
+fn misplaced(net: &TestNet, keys: &HashSet<Id>, k: usize) -> usize {
+    keys.iter()
+        .filter(|key| {
+            let closest = net.true_closest(key, k);
+            let holding = net
+                .nodes
+                .iter()
+                .filter(|d| closest.contains(&d.node.me().id) && d.store.contains(key))
+                .count();
+            holding < k
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newcomers_are_handed_the_blocks_they_are_now_closest_to() {
+    let k = 3;
+    // No republishing: only handoff can move a block.
+    let quiet = move |cfg: &mut dhtfs::config::Config| {
+        cfg.k = k;
+        cfg.republish_interval_secs = 0;
+    };
+    let mut net = TestNet::start_with(10, quiet).await;
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("file.bin");
+    let mut data = vec![0u8; 12 * CHUNK as usize];
+    rand::thread_rng().fill_bytes(&mut data);
+    std::fs::write(&path, &data).unwrap();
+    let opts = PutOptions {
+        bootstrap: vec![net.nodes[0].local_addr],
+        replicas: k,
+        chunk_size: CHUNK,
+        quiet: true,
+        ..PutOptions::new(path)
+    };
+    put(&opts).await.expect("put");
+    let keys: HashSet<Id> = net
+        .nodes
+        .iter()
+        .flat_map(|d| d.store.list(None, 10_000).unwrap())
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(
+        misplaced(&net, &keys, k),
+        0,
+        "the put reached the 3 closest"
+    );
+    let old: HashSet<Id> = net.contacts().iter().map(|c| c.id).collect();
+
+    net.grow(10, quiet).await;
+    // Keys with a newcomer among their closest: without handoff, these stay
+    // short of a copy until a republish.
+    let moved = keys
+        .iter()
+        .filter(|key| net.true_closest(key, k).iter().any(|id| !old.contains(id)))
+        .count();
+    assert!(
+        moved >= 3,
+        "{moved} of {} keys have a newcomer among their closest",
+        keys.len()
+    );
+
+    let started = Instant::now();
+    let mut left = misplaced(&net, &keys, k);
+    while left > 0 && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        left = misplaced(&net, &keys, k);
+    }
+    let handed: u64 = net
+        .nodes
+        .iter()
+        .map(|d| dhtfs::stats::Stats::get(&d.stats().handoff_stores))
+        .sum();
+    eprintln!(
+        "{moved} of {} keys gained a newcomer among their {k} closest; all placed after {:.1} s, {handed} handoff stores",
+        keys.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(left, 0, "every block on its {k} closest, by handoff alone");
+    assert!(handed >= moved as u64);
+    net.stop_all().await;
+}
