@@ -12,6 +12,7 @@ use super::liar::Liar;
 use super::store::MemStore;
 use super::world::{lock, Shared};
 use crate::node::Node;
+use crate::region::{closest_of, region_of, Region};
 use crate::wire::message::encode_request;
 use crate::wire::{Request, RequestBody};
 
@@ -64,15 +65,29 @@ pub async fn run(
     }
 }
 
-/// One republish pass over every held block, as the daemon's.
+/// One republish pass over every held block, as the daemon's: keys in
+/// keyspace order, one lookup per region (src/upkeep/republish.rs).
 pub async fn republish(node: &Node, store: &MemStore) {
+    let k = node.config().lookup.k;
+    let width = 3 * k;
+    let mut keys = store.keys();
+    keys.sort();
+    let mut region: Option<Region> = None;
     let mut running = JoinSet::new();
-    for key in store.keys() {
+    for key in keys {
+        let region = match region.take() {
+            Some(r) if key <= r.end => region.insert(r),
+            _ => {
+                let found = node.lookup_wide(key, width).await;
+                region.insert(region_of(&key, &found.closest, k, width))
+            }
+        };
+        let targets = closest_of(&key, &region.nodes, k);
         if running.len() >= PARALLEL {
             running.join_next().await;
         }
         let node = node.clone();
-        running.spawn(async move { node.replicate(key).await });
+        running.spawn(async move { node.store_to(key, targets).await });
     }
     while running.join_next().await.is_some() {}
 }
