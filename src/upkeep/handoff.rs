@@ -31,6 +31,9 @@ const MAX_KEYS: usize = 100_000;
 const MAX_BLOCKS: u64 = 10_000;
 /// Stores in flight at once.
 const PARALLEL: usize = 8;
+/// A newcomer that failed this many stores is handed nothing more: it is
+/// gone, full or lying, and each failure may cost a whole store timeout.
+const MAX_FAILURES: u64 = 3;
 /// Keys read per page.
 const PAGE: usize = 256;
 
@@ -56,7 +59,11 @@ pub async fn run_handoff(node: Node, store: Store, mut stop: watch::Receiver<boo
             if *stop.borrow() {
                 return;
             }
-            match hand_off(&node, &store, newcomer).await {
+            let handed = tokio::select! {
+                r = hand_off(&node, &store, newcomer) => r,
+                _ = stop.changed() => return,
+            };
+            match handed {
                 Ok(r) if r.stores > 0 => tracing::info!(
                     newcomer = %newcomer.addr,
                     stores = r.stores,
@@ -127,11 +134,11 @@ pub async fn hand_off(
             if !(ours && theirs) {
                 continue;
             }
-            if report.stores >= MAX_BLOCKS {
-                break 'walk;
-            }
             while running.len() >= PARALLEL {
                 count(&mut running, &mut report, &stats).await;
+            }
+            if report.stores >= MAX_BLOCKS || report.failures >= MAX_FAILURES {
+                break 'walk;
             }
             let node = node.clone();
             report.stores += 1;
