@@ -75,6 +75,46 @@ pub fn region_of(start: &Id, closest: &[Contact], k: usize, width: usize) -> Reg
     }
 }
 
+/// The keys a newcomer may be among the `k` closest of, as ranges of key
+/// order (first, last), from `known`: the nodes we know near it, the
+/// newcomer among them or not.
+///
+/// A key sharing exactly `c` leading bits with the newcomer lies on the other
+/// side at depth `c + 1`, and every node on that side is closer to it than the
+/// newcomer. So only the sides holding fewer than `k` known nodes can hold
+/// such keys; in a large network those are the few deepest, next to the
+/// newcomer's id. Knowing too few nodes only widens the ranges.
+pub fn newcomer_ranges(newcomer: &Id, known: &[Contact], k: usize) -> Vec<(Id, Id)> {
+    const BITS: usize = ID_LEN * 8;
+    let mut per_depth = [0usize; BITS];
+    for c in known.iter().filter(|c| c.id != *newcomer) {
+        per_depth[newcomer.distance(&c.id).leading_zeros().min(BITS - 1)] += 1;
+    }
+    let set = |id: &mut Id, bit: usize, on: bool| {
+        // `bit` counts from the most significant end.
+        let (byte, mask) = (bit / 8, 0x80u8 >> (bit % 8));
+        if on {
+            id.0[byte] |= mask;
+        } else {
+            id.0[byte] &= !mask;
+        }
+    };
+    let mut ranges = vec![(*newcomer, *newcomer)];
+    for c in (0..BITS).filter(|&c| per_depth[c] < k.max(1)) {
+        let mut side = *newcomer;
+        let flipped = side.0[c / 8] & (0x80 >> (c % 8)) == 0;
+        set(&mut side, c, flipped);
+        let (mut first, mut end) = (side, side);
+        for bit in c + 1..BITS {
+            set(&mut first, bit, false);
+            set(&mut end, bit, true);
+        }
+        ranges.push((first, end));
+    }
+    ranges.sort();
+    ranges
+}
+
 /// The `k` of `nodes` closest to `key`, closest first.
 pub fn closest_of(key: &Id, nodes: &[Contact], k: usize) -> Vec<Contact> {
     let mut sorted = nodes.to_vec();
@@ -184,6 +224,35 @@ mod tests {
                     closest_of(&key, &all, k),
                     "trial {trial}: key {key:?}"
                 );
+            }
+        }
+    }
+
+    /// Every key the newcomer is among the k closest of lies in one of its
+    /// ranges, checked by brute force; and in a large network the ranges
+    /// are a small part of the keyspace.
+    #[test]
+    fn newcomer_ranges_hold_every_key_it_is_closest_to() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for trial in 0..200 {
+            let n = 2 + trial % 80;
+            let k = 1 + trial % 7;
+            let all = contacts(&(0..n).map(|_| random_id(&mut rng)).collect::<Vec<_>>());
+            let newcomer = all[0].id;
+            let ranges = newcomer_ranges(&newcomer, &all, k);
+            let inside = |key: &Id| ranges.iter().any(|(a, b)| a <= key && key <= b);
+            for _ in 0..300 {
+                let key = random_id(&mut rng);
+                if closest_of(&key, &all, k).iter().any(|c| c.id == newcomer) {
+                    assert!(inside(&key), "trial {trial}: {key:?} outside");
+                }
+            }
+            if n >= 60 && k <= 2 {
+                let share = ranges
+                    .iter()
+                    .map(|(a, b)| position(b) - position(a))
+                    .sum::<f64>();
+                assert!(share < 0.5, "trial {trial}: {share} of the keyspace");
             }
         }
     }

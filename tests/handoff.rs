@@ -88,8 +88,13 @@ async fn newcomers_are_handed_the_blocks_they_are_now_closest_to() {
         .iter()
         .map(|d| dhtfs::stats::Stats::get(&d.stats().handoff_stores))
         .sum();
+    let failed: u64 = net
+        .nodes
+        .iter()
+        .map(|d| dhtfs::stats::Stats::get(&d.stats().handoff_failures))
+        .sum();
     eprintln!(
-        "{moved} of {} keys gained a newcomer among their {k} closest; all placed after {:.1} s, {handed} handoff stores",
+        "{moved} of {} keys gained a newcomer among their {k} closest; all placed after {:.1} s, {handed} handoff stores, {failed} failed",
         keys.len(),
         started.elapsed().as_secs_f64()
     );

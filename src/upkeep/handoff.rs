@@ -3,9 +3,10 @@
 //! of keys we hold; we store those blocks to it at once, rather than leave
 //! them out of its reach until the next republish.
 //!
-//! Which keys: the region around the newcomer's id that our table knows
-//! fully (`region.rs`), walked in key order; a key we hold is handed over
-//! when the newcomer is among its K closest. Every holder does the same
+//! Which keys: those in the ranges next to the newcomer's id where it can be
+//! among a key's K closest (`region::newcomer_ranges`), walked in key order;
+//! a key we hold is handed over when, among the nodes we know near the
+//! newcomer, it is among the key's K closest. Every holder does the same
 //! rather than only the closest (the paper's saving), so a liar among them
 //! cannot withhold a block and newcomers arriving together are all served;
 //! the receiver answers a block it already holds without pulling it again.
@@ -18,8 +19,8 @@ use tokio::task::JoinSet;
 
 use crate::contact::Contact;
 use crate::id::Id;
-use crate::node::Node;
-use crate::region::{closest_of, region_of};
+use crate::node::{Node, RequestError};
+use crate::region::{closest_of, newcomer_ranges};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 
@@ -31,11 +32,14 @@ const MAX_KEYS: usize = 100_000;
 const MAX_BLOCKS: u64 = 10_000;
 /// Stores in flight at once.
 const PARALLEL: usize = 8;
-/// A newcomer that failed this many stores is handed nothing more: it is
-/// gone, full or lying, and each failure may cost a whole store timeout.
-const MAX_FAILURES: u64 = 3;
+/// A newcomer that let this many stores time out is handed nothing more:
+/// it is gone, and each costs a whole store timeout. (One that answers with
+/// an error, say busy or not responsible in its view, costs a round trip.)
+const MAX_TIMEOUTS: u64 = 3;
 /// Keys read per page.
 const PAGE: usize = 256;
+/// Nodes near the newcomer we judge by: this many times K of our table's.
+const KNOWN_PER_K: usize = 8;
 
 /// What handing blocks to one newcomer did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -45,6 +49,8 @@ pub struct HandoffReport {
     /// store_value requests sent to it, and how many did not end in "saved".
     pub stores: u64,
     pub failures: u64,
+    /// Of those failures, how many went unanswered.
+    pub timeouts: u64,
 }
 
 /// Takes newcomers every 2 s and hands them their blocks, until `stop`.
@@ -86,66 +92,55 @@ pub async fn hand_off(
     let stats = node.stats().clone();
     Stats::inc(&stats.handoff_newcomers);
     let k = node.config().lookup.k;
-    let width = 3 * k;
     let me = node.me();
-    let mut known = node.table().closest_good(&newcomer.id, width);
+    let mut known = node.table().closest_good(&newcomer.id, KNOWN_PER_K * k);
     if !known.iter().any(|c| c.id == newcomer.id) {
         known.push(newcomer);
     }
     if node.config().is_holder {
         known.push(me);
     }
-    let known = closest_of(&newcomer.id, &known, width);
-    let region = region_of(&newcomer.id, &known, k, width);
     let mut report = HandoffReport::default();
-    if region.first == region.end {
-        // Our table does not know the newcomer's neighbourhood well enough
-        // to tell; the republish sweep will.
-        return Ok(report);
-    }
-    // Whether we were among a key's K closest is judged without the newcomer.
-    let old: Vec<Contact> = region
-        .nodes
-        .iter()
-        .filter(|c| c.id != newcomer.id)
-        .copied()
-        .collect();
-    let mut after = predecessor(&region.first);
     let mut running = JoinSet::new();
-    'walk: while report.keys < MAX_KEYS as u64 {
-        let (s, from) = (store.clone(), after);
-        let page = tokio::task::spawn_blocking(move || s.list(from, PAGE))
-            .await
-            .map_err(|e| StoreError::Io {
-                path: Default::default(),
-                source: std::io::Error::other(e.to_string()),
-            })??;
-        let full = page.len() == PAGE;
-        for (key, _) in page {
-            if key > region.end {
-                break 'walk;
+    'walk: for (first, last) in newcomer_ranges(&newcomer.id, &known, k) {
+        let mut after = predecessor(&first);
+        loop {
+            let (s, from) = (store.clone(), after);
+            let page = tokio::task::spawn_blocking(move || s.list(from, PAGE))
+                .await
+                .map_err(|e| StoreError::Io {
+                    path: Default::default(),
+                    source: std::io::Error::other(e.to_string()),
+                })??;
+            let full = page.len() == PAGE;
+            for (key, _) in page {
+                if key > last {
+                    continue 'walk;
+                }
+                after = Some(key);
+                report.keys += 1;
+                if report.keys > MAX_KEYS as u64 {
+                    break 'walk;
+                }
+                if !closest_of(&key, &known, k)
+                    .iter()
+                    .any(|c| c.id == newcomer.id)
+                {
+                    continue;
+                }
+                while running.len() >= PARALLEL {
+                    count(&mut running, &mut report, &stats).await;
+                }
+                if report.stores >= MAX_BLOCKS || report.timeouts >= MAX_TIMEOUTS {
+                    break 'walk;
+                }
+                let node = node.clone();
+                report.stores += 1;
+                running.spawn(async move { node.store_rpc(&newcomer, key).await });
             }
-            after = Some(key);
-            report.keys += 1;
-            let ours = closest_of(&key, &old, k).iter().any(|c| c.id == me.id);
-            let theirs = closest_of(&key, &region.nodes, k)
-                .iter()
-                .any(|c| c.id == newcomer.id);
-            if !(ours && theirs) {
-                continue;
+            if !full {
+                continue 'walk;
             }
-            while running.len() >= PARALLEL {
-                count(&mut running, &mut report, &stats).await;
-            }
-            if report.stores >= MAX_BLOCKS || report.failures >= MAX_FAILURES {
-                break 'walk;
-            }
-            let node = node.clone();
-            report.stores += 1;
-            running.spawn(async move { node.store_rpc(&newcomer, key).await.is_ok() });
-        }
-        if !full {
-            break;
         }
     }
     while !running.is_empty() {
@@ -155,13 +150,21 @@ pub async fn hand_off(
     Ok(report)
 }
 
-async fn count(running: &mut JoinSet<bool>, report: &mut HandoffReport, stats: &Stats) {
-    if let Some(joined) = running.join_next().await {
-        if !joined.unwrap_or(false) {
-            report.failures += 1;
-            Stats::inc(&stats.handoff_failures);
-        }
+async fn count(
+    running: &mut JoinSet<Result<(), RequestError>>,
+    report: &mut HandoffReport,
+    stats: &Stats,
+) {
+    let Some(joined) = running.join_next().await else {
+        return;
+    };
+    match joined {
+        Ok(Ok(())) => return,
+        Ok(Err(RequestError::Timeout(_))) => report.timeouts += 1,
+        _ => {}
     }
+    report.failures += 1;
+    Stats::inc(&stats.handoff_failures);
 }
 
 /// The key just before `id` (for a listing that starts at `id`); `None` for
