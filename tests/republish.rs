@@ -20,12 +20,13 @@ use rand::RngCore;
 
 const CHUNK: u64 = 64 << 10;
 
-/// The config of every node here: the scheduled sweep off, so only the
-/// passes a test runs republish anything.
+/// The config of every node here: the scheduled sweep and handoff off, so
+/// only the passes a test runs move any block.
 fn quiet(k: usize) -> impl Fn(&mut dhtfs::config::Config) {
     move |cfg| {
         cfg.k = k;
         cfg.republish_interval_secs = 0;
+        cfg.handoff = false;
     }
 }
 
@@ -100,6 +101,7 @@ async fn blocks_follow_the_network_as_it_grows_and_loses_holders() {
     }
     settle().await;
     let before = misplaced(&net, &keys, k);
+    assert!(!before.is_empty(), "newcomers among the closest of some block");
     eprintln!(
         "24 nodes: {} of {} blocks not on all of their {k} closest before republishing",
         before.len(),
