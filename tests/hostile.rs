@@ -20,12 +20,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::hostile::{hostile_ip, near, node_obj, request};
 use common::TestNet;
 use dhtfs::files::{get, put, GetOptions, PutOptions};
 use dhtfs::id::Id;
@@ -37,35 +38,6 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 /// One test of this file at a time: each measures time and throughput on a
 /// 2-core machine, so two at once would measure each other.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Hostile loopback address 127.0.0.`last`.
-fn hostile_ip(last: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
-}
-
-/// A node object as the wire spells it.
-fn node_obj(id: &Id, addr: SocketAddr) -> Value {
-    json!({"node_id": id.to_hex(), "ip": addr.ip().to_string(), "port": addr.port()})
-}
-
-/// One request datagram.
-fn request(magic: u64, kind: &str, params: Value, requester: Value) -> Vec<u8> {
-    json!({"magic": magic, "type": kind, "params": params, "requester": requester})
-        .to_string()
-        .into_bytes()
-}
-
-/// `target` with its lowest `bits` bits random: closer to it than any honest
-/// node of a small network (which shares only a few top bits with it).
-fn near(target: &Id, bits: usize) -> Id {
-    let mut id = target.0;
-    let noise = Id::random().0;
-    for bit in (256 - bits)..256 {
-        let (byte, mask) = (bit / 8, 0x80u8 >> (bit % 8));
-        id[byte] = (id[byte] & !mask) | (noise[byte] & mask);
-    }
-    Id(id)
-}
 
 /// `target` XOR `d` in its last byte: at distance `d` from it.
 fn at_distance(target: &Id, d: u8) -> Id {
