@@ -85,22 +85,38 @@ fn main() {
     let n = sizes.nodes;
     for (what, q) in [("median", 0.5), ("p90", 0.9)] {
         rows.push(
-            Row::new(format!("put small block to K closest, {n} nodes, {what}"), quantile(&clean.put, q), "ms")
-                .vs("mainline put_immutable", quantile(&anchor.put, q)),
+            Row::new(
+                format!("put small block to K closest, {n} nodes, {what}"),
+                quantile(&clean.put, q),
+                "ms",
+            )
+            .vs("mainline put_immutable", quantile(&anchor.put, q)),
         );
         rows.push(
-            Row::new(format!("get small block (find_value + fetch), {n} nodes, {what}"), quantile(&clean.get, q), "ms")
-                .vs("mainline get_immutable", quantile(&anchor.get, q)),
+            Row::new(
+                format!("get small block (find_value + fetch), {n} nodes, {what}"),
+                quantile(&clean.get, q),
+                "ms",
+            )
+            .vs("mainline get_immutable", quantile(&anchor.get, q)),
         );
     }
     for (what, q) in [("median", 0.5), ("p90", 0.9)] {
         rows.push(
-            Row::new(format!("put, departed peer in {ghosts}/{n} tables, {what}"), quantile(&departed.put, q), "ms")
-                .vs("dhtfs clean", quantile(&clean.put, q)),
+            Row::new(
+                format!("put, departed peer in {ghosts}/{n} tables, {what}"),
+                quantile(&departed.put, q),
+                "ms",
+            )
+            .vs("dhtfs clean", quantile(&clean.put, q)),
         );
         rows.push(
-            Row::new(format!("get, departed peer in {ghosts}/{n} tables, {what}"), quantile(&departed.get, q), "ms")
-                .vs("dhtfs clean", quantile(&clean.get, q)),
+            Row::new(
+                format!("get, departed peer in {ghosts}/{n} tables, {what}"),
+                quantile(&departed.get, q),
+                "ms",
+            )
+            .vs("dhtfs clean", quantile(&clean.get, q)),
         );
     }
 
@@ -127,9 +143,30 @@ fn main() {
     }
     let _ = std::fs::remove_file(&file);
     let r = bulk::REPLICAS;
-    rows.push(Row::new(format!("put {mib} MiB file, {r} replicas, 8 nodes"), median(&puts), "MiB/s").vs("sha256, one core", sha));
-    rows.push(Row::new(format!("put {mib} MiB file, {r} replicas, 8 nodes"), median(&puts), "MiB/s").vs("disk write + fsync", fsync));
-    rows.push(Row::new(format!("get {mib} MiB file, 8 nodes"), median(&gets), "MiB/s").vs("sha256, one core", sha));
+    rows.push(
+        Row::new(
+            format!("put {mib} MiB file, {r} replicas, 8 nodes"),
+            median(&puts),
+            "MiB/s",
+        )
+        .vs("sha256, one core", sha),
+    );
+    rows.push(
+        Row::new(
+            format!("put {mib} MiB file, {r} replicas, 8 nodes"),
+            median(&puts),
+            "MiB/s",
+        )
+        .vs("disk write + fsync", fsync),
+    );
+    rows.push(
+        Row::new(
+            format!("get {mib} MiB file, 8 nodes"),
+            median(&gets),
+            "MiB/s",
+        )
+        .vs("sha256, one core", sha),
+    );
 
     step("PutBlock, 32 clients");
     let per = sizes.puts_per_client;
@@ -147,20 +184,38 @@ fn main() {
         .map(|_| bulk::fsync_small_rate(tmp.path(), probes))
         .collect();
     rows.push(
-        Row::new(format!("PutBlock 4 KiB, {} clients, 8 nodes", small::CLIENTS), median(&putblocks), "/s")
-            .vs("4 KiB file write + fsync, one thread", median(&fsync_small)),
+        Row::new(
+            format!("PutBlock 4 KiB, {} clients, 8 nodes", small::CLIENTS),
+            median(&putblocks),
+            "/s",
+        )
+        .vs("4 KiB file write + fsync, one thread", median(&fsync_small)),
     );
 
     step("small-block store");
     let blocks = sizes.small_blocks;
     let small_dir = tmp.path().join("small-store");
     let per_byte_4k = small::fill_store(&small_dir, blocks, 4096);
-    rows.push(Row::new(format!("disk bytes per stored byte, {blocks} x 4 KiB"), per_byte_4k, "x").vs("the bytes themselves", 1.0));
+    rows.push(
+        Row::new(
+            format!("disk bytes per stored byte, {blocks} x 4 KiB"),
+            per_byte_4k,
+            "x",
+        )
+        .vs("the bytes themselves", 1.0),
+    );
     let big = sizes.big_blocks;
     let big_dir = tmp.path().join("big-store");
     let per_byte_1m = small::fill_store(&big_dir, big, 1 << 20);
     let _ = std::fs::remove_dir_all(&big_dir);
-    rows.push(Row::new(format!("disk bytes per stored byte, {big} x 1 MiB"), per_byte_1m, "x").vs("the bytes themselves", 1.0));
+    rows.push(
+        Row::new(
+            format!("disk bytes per stored byte, {big} x 1 MiB"),
+            per_byte_1m,
+            "x",
+        )
+        .vs("the bytes themselves", 1.0),
+    );
     let empty_dir = tmp.path().join("empty-store");
     small::fill_store(&empty_dir, 0, 4096);
     let measure = |what: &str| {
@@ -171,11 +226,23 @@ fn main() {
     };
     let (open_full, rss_full) = measure(&format!("open {}", small_dir.display()));
     let (open_empty, rss_empty) = measure(&format!("open {}", empty_dir.display()));
-    rows.push(Row::new(format!("open store of {blocks} blocks"), open_full, "ms").vs("open empty store", open_empty));
-    rows.push(Row::new(format!("RSS after opening {blocks} blocks"), rss_full, "MiB").vs("after opening empty store", rss_empty));
+    rows.push(
+        Row::new(format!("open store of {blocks} blocks"), open_full, "ms")
+            .vs("open empty store", open_empty),
+    );
+    rows.push(
+        Row::new(
+            format!("RSS after opening {blocks} blocks"),
+            rss_full,
+            "MiB",
+        )
+        .vs("after opening empty store", rss_empty),
+    );
     let (_, idle) = measure("idle");
     let (_, idle_mainline) = measure("idle-mainline");
-    rows.push(Row::new("idle RSS of one node", idle, "MiB").vs("one idle mainline node", idle_mainline));
+    rows.push(
+        Row::new("idle RSS of one node", idle, "MiB").vs("one idle mainline node", idle_mainline),
+    );
 
     print_table(&sizes, &rows, began.elapsed().as_secs_f64());
 }
@@ -207,15 +274,20 @@ fn print_table(sizes: &Sizes, rows: &[Row], secs: f64) {
                 format!("{v:.2}")
             }
         };
+        let ratio = r.dhtfs / r.anchor;
+        let ratio = if ratio < 0.1 {
+            format!("{ratio:.4}")
+        } else {
+            format!("{ratio:.2}")
+        };
         println!(
-            "| {} | {} {} | {} {} {} | {:.2}x |",
+            "| {} | {} {} | {} {} {} | {ratio}x |",
             r.figure,
             num(r.dhtfs),
             r.unit,
             r.anchor_name,
             num(r.anchor),
             r.unit,
-            r.dhtfs / r.anchor
         );
     }
 }

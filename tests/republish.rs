@@ -101,7 +101,10 @@ async fn blocks_follow_the_network_as_it_grows_and_loses_holders() {
     }
     settle().await;
     let before = misplaced(&net, &keys, k);
-    assert!(!before.is_empty(), "newcomers among the closest of some block");
+    assert!(
+        !before.is_empty(),
+        "newcomers among the closest of some block"
+    );
     eprintln!(
         "24 nodes: {} of {} blocks not on all of their {k} closest before republishing",
         before.len(),

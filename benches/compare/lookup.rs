@@ -66,14 +66,15 @@ pub fn departed_ip() -> IpAddr {
 /// and checks it), answers pings for a second, and is gone, its socket
 /// closed. Returns in how many routing tables it then sits.
 pub async fn depart(nodes: &[Daemon]) -> usize {
-    let udp = UdpSocket::bind((departed_ip(), 0)).await.expect("bind 127.0.0.3");
+    let udp = UdpSocket::bind((departed_ip(), 0))
+        .await
+        .expect("bind 127.0.0.3");
     let me = udp.local_addr().expect("addr");
     let id = Id::random();
-    let obj = |addr: SocketAddr| {
-        json!({"node_id": id.to_hex(), "ip": addr.ip().to_string(), "port": addr.port()})
-    };
+    let obj = |addr: SocketAddr| json!({"node_id": id.to_hex(), "ip": addr.ip().to_string(), "port": addr.port()});
     for (i, d) in nodes.iter().enumerate() {
-        let ping = json!({"magic": i as u64 + 1, "type": "ping_node", "params": {}, "requester": obj(me)});
+        let ping =
+            json!({"magic": i as u64 + 1, "type": "ping_node", "params": {}, "requester": obj(me)});
         udp.send_to(ping.to_string().as_bytes(), d.local_addr)
             .await
             .expect("send ping");

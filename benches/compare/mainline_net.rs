@@ -47,11 +47,19 @@ pub async fn measure(net: &Net, count: usize, into: &mut Latencies) {
         let mut value = vec![0u8; SMALL];
         rng.fill_bytes(&mut value);
         let started = Instant::now();
-        let target = net.putter.put_immutable(&value).await.expect("put_immutable");
+        let target = net
+            .putter
+            .put_immutable(&value)
+            .await
+            .expect("put_immutable");
         into.put.push(ms(started.elapsed()));
         let started = Instant::now();
         let got = net.getter.get_immutable(target).await;
         into.get.push(ms(started.elapsed()));
-        assert_eq!(got.as_deref(), Some(&value[..]), "mainline got the value back");
+        assert_eq!(
+            got.as_deref(),
+            Some(&value[..]),
+            "mainline got the value back"
+        );
     }
 }

@@ -64,7 +64,9 @@ pub fn fill_store(dir: &Path, count: usize, size: usize) -> f64 {
                 let mut data = vec![0u8; size];
                 for _ in (t..count).step_by(threads) {
                     rand::thread_rng().fill_bytes(&mut data);
-                    store.put_verified(&Id::of_block(&data), &data).expect("put");
+                    store
+                        .put_verified(&Id::of_block(&data), &data)
+                        .expect("put");
                 }
             });
         }
