@@ -170,14 +170,16 @@ fn main() {
 
     step("PutBlock, 32 clients");
     let per = sizes.puts_per_client;
-    let putblocks = rt.block_on(async {
+    let (putblocks, saved) = rt.block_on(async {
         let nodes = common::start_net(&tmp.path().join("putblock"), 8).await;
-        let mut rates = Vec::new();
+        let (mut rates, mut saved) = (Vec::new(), Vec::new());
         for _ in 0..sizes.runs {
-            rates.push(small::putblock_rate(&nodes[0], per).await);
+            let (rate, replicas) = small::putblock_rate(&nodes[0], per).await;
+            rates.push(rate);
+            saved.push(replicas);
         }
         common::stop_net(nodes).await;
-        rates
+        (rates, saved)
     });
     let probes = (small::CLIENTS * per).clamp(32, 500);
     let fsync_small: Vec<f64> = (0..sizes.runs)
@@ -190,6 +192,15 @@ fn main() {
             "/s",
         )
         .vs("4 KiB file write + fsync, one thread", median(&fsync_small)),
+    );
+    let k = dhtfs::config::Config::default().k as f64;
+    rows.push(
+        Row::new(
+            format!("replicas saved per PutBlock, {} clients", small::CLIENTS),
+            median(&saved),
+            "",
+        )
+        .vs("K", k),
     );
 
     step("small-block store");
