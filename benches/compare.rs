@@ -59,7 +59,7 @@ fn main() {
     let step = |name: &str| eprintln!("compare: {name} ({:.0} s)", began.elapsed().as_secs_f64());
 
     step("lookups on dhtfs");
-    let (clean, departed, ghosts) = rt.block_on(async {
+    let (clean, departed, (by_ping, ghosts)) = rt.block_on(async {
         let nodes = common::start_net(&tmp.path().join("lookups"), sizes.nodes).await;
         let mut clean = Latencies::default();
         for _ in 0..sizes.runs {
@@ -104,7 +104,9 @@ fn main() {
     for (what, q) in [("median", 0.5), ("p90", 0.9)] {
         rows.push(
             Row::new(
-                format!("put, departed peer in {ghosts}/{n} tables, {what}"),
+                format!(
+                    "put, departed peer in {ghosts}/{n} tables ({by_ping} by its pings), {what}"
+                ),
                 quantile(&departed.put, q),
                 "ms",
             )
@@ -112,7 +114,9 @@ fn main() {
         );
         rows.push(
             Row::new(
-                format!("get, departed peer in {ghosts}/{n} tables, {what}"),
+                format!(
+                    "get, departed peer in {ghosts}/{n} tables ({by_ping} by its pings), {what}"
+                ),
                 quantile(&departed.get, q),
                 "ms",
             )

@@ -7,8 +7,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use dhtfs::contact::Contact;
 use dhtfs::daemon::Daemon;
 use dhtfs::id::Id;
+use dhtfs::routing::Heard;
 use dhtfs::store::Origin;
 use rand::{Rng, RngCore};
 use serde_json::{json, Value};
@@ -64,8 +66,11 @@ pub fn departed_ip() -> IpAddr {
 
 /// A peer at 127.0.0.3 pings every node once (so each puts it in its table
 /// and checks it), answers pings for a second, and is gone, its socket
-/// closed. Returns in how many routing tables it then sits.
-pub async fn depart(nodes: &[Daemon]) -> usize {
+/// closed. A node whose bucket for it was full (it kept its old entries, as
+/// Kademlia does) gets it by hand, in place of that bucket's least recently
+/// seen entry, verified: as if it had arrived before the others, so it sits
+/// in every table. Returns (tables it got into by pinging, tables it is in).
+pub async fn depart(nodes: &[Daemon]) -> (usize, usize) {
     let udp = UdpSocket::bind((departed_ip(), 0))
         .await
         .expect("bind 127.0.0.3");
@@ -90,14 +95,35 @@ pub async fn depart(nodes: &[Daemon]) -> usize {
             let _ = udp.send_to(reply.to_string().as_bytes(), from).await;
         }
     }
+    let holds = |d: &Daemon| d.node.table().contains(&id);
+    let by_ping = nodes.iter().filter(|d| holds(d)).count();
+    for d in nodes.iter().filter(|d| !holds(d)) {
+        force_into_table(d, Contact::new(id, me));
+    }
     drop(udp);
-    nodes
-        .iter()
-        .filter(|d| {
-            d.node
-                .routing_contacts()
-                .iter()
-                .any(|c| c.addr.ip() == departed_ip())
-        })
-        .count()
+    (by_ping, nodes.iter().filter(|d| holds(d)).count())
+}
+
+/// Puts `ghost` into `d`'s table as a verified entry, evicting the least
+/// recently seen entry of its bucket when that bucket is full.
+fn force_into_table(d: &Daemon, ghost: Contact) {
+    let now = d.node.clock().now_ms();
+    let size = d.node.config().routing.k;
+    let mut table = d.node.table();
+    let Some(index) = table.local().bucket_index(&ghost.id) else {
+        return;
+    };
+    let bucket: Vec<_> = table
+        .entries()
+        .into_iter()
+        .filter(|(i, _)| *i == index)
+        .map(|(_, e)| e)
+        .collect();
+    if bucket.len() >= size {
+        if let Some(oldest) = bucket.iter().min_by_key(|e| e.last_seen) {
+            table.remove(&oldest.contact.id);
+        }
+    }
+    table.observe(ghost, Heard::Pong, now);
+    table.on_ping_result(&ghost.id, true, now);
 }
