@@ -1,0 +1,85 @@
+//! A large file's put and get on 8 nodes in this process, and the two rates
+//! they are held against, measured here on the same bytes and disk: sha256 on
+//! one core (work every byte needs) and durable writes (write, then fsync).
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use dhtfs::files::{get, put, GetOptions, PutOptions};
+use sha2::{Digest, Sha256};
+
+use crate::common::{start_net, stop_net};
+
+/// Replicas per chunk of the large file's put.
+pub const REPLICAS: usize = 3;
+
+/// MiB/s of sha256 over `data` on this thread.
+pub fn sha256_rate(data: &[u8]) -> f64 {
+    let started = Instant::now();
+    for chunk in data.chunks(1 << 20) {
+        std::hint::black_box(Sha256::digest(chunk));
+    }
+    data.len() as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// MiB/s of writing `data` to a new file in `dir` in 1 MiB writes and one fsync.
+pub fn fsync_write_rate(dir: &Path, data: &[u8]) -> f64 {
+    let path = dir.join("fsync-probe");
+    let started = Instant::now();
+    let mut f = std::fs::File::create(&path).expect("create probe");
+    for chunk in data.chunks(1 << 20) {
+        f.write_all(chunk).expect("write probe");
+    }
+    f.sync_all().expect("fsync probe");
+    let rate = data.len() as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(path);
+    rate
+}
+
+/// 4 KiB writes a second, each to its own new file, each fsynced (a small
+/// block made durable), `count` of them in `dir`.
+pub fn fsync_small_rate(dir: &Path, count: usize) -> f64 {
+    let block = vec![7u8; 4096];
+    let started = Instant::now();
+    for i in 0..count {
+        let path = dir.join(format!("small-probe-{i}"));
+        let mut f = std::fs::File::create(&path).expect("create probe");
+        f.write_all(&block).expect("write probe");
+        f.sync_all().expect("fsync probe");
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    for i in 0..count {
+        let _ = std::fs::remove_file(dir.join(format!("small-probe-{i}")));
+    }
+    rate
+}
+
+/// Put and get MiB/s of `file` (`mib` MiB) on a fresh 8-node network under `dir`.
+pub async fn transfer(dir: &Path, file: &Path, mib: usize) -> (f64, f64) {
+    let nodes = start_net(dir, 8).await;
+    let opts = PutOptions {
+        bootstrap: vec![nodes[0].local_addr],
+        replicas: REPLICAS,
+        quiet: true,
+        ..PutOptions::new(file.to_path_buf())
+    };
+    let started = Instant::now();
+    let report = put(&opts).await.expect("put");
+    let put_rate = mib as f64 / started.elapsed().as_secs_f64();
+    let out = dir.join("output");
+    let gopts = GetOptions {
+        bootstrap: vec![nodes[7].local_addr],
+        quiet: true,
+        ..GetOptions::new(report.root, out.clone())
+    };
+    let started = Instant::now();
+    get(&gopts).await.expect("get");
+    let get_rate = mib as f64 / started.elapsed().as_secs_f64();
+    let len = std::fs::metadata(&out).expect("output").len();
+    assert_eq!(len, (mib << 20) as u64, "the whole file came back");
+    let _ = std::fs::remove_file(&out);
+    stop_net(nodes).await;
+    (put_rate, get_rate)
+}

@@ -1,0 +1,156 @@
+//! Small blocks: PutBlock over the admin API from 32 clients at once; disk
+//! bytes per stored byte; and, in child processes of this bench (so each
+//! starts with a clean heap), a store's open time and RSS, and a node's idle RSS.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dhtfs::admin::pb;
+use dhtfs::admin::pb::admin_client::AdminClient;
+use dhtfs::daemon::Daemon;
+use dhtfs::id::Id;
+use dhtfs::store::{Store, StoreConfig};
+use rand::RngCore;
+
+use crate::common::{bench_config, disk_bytes, ms, rss_kib};
+
+/// Clients putting at once.
+pub const CLIENTS: usize = 32;
+
+/// PutBlocks a second of 4 KiB blocks to `node`'s admin API, `CLIENTS`
+/// clients each with its own connection putting `per_client` blocks; and the
+/// mean replicas each PutBlock saved (a failed store is not an error of the
+/// bench: it is counted, and the first reason is told on stderr).
+pub async fn putblock_rate(node: &Daemon, per_client: usize) -> (f64, f64) {
+    let url = format!("http://{}", node.admin_addr);
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(AdminClient::connect(url.clone()).await.expect("admin API"));
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let (mut saved, mut failure) = (0, None);
+                for _ in 0..per_client {
+                    let mut data = vec![0u8; 4096];
+                    rand::thread_rng().fill_bytes(&mut data);
+                    let reply = c
+                        .put_block(pb::PutBlockRequest { data })
+                        .await
+                        .expect("PutBlock")
+                        .into_inner();
+                    saved += reply.saved.len();
+                    failure = failure.or(reply.failures.into_iter().next());
+                }
+                (saved, failure)
+            })
+        })
+        .collect();
+    let (mut saved, mut failure) = (0, None);
+    for t in tasks {
+        let (s, f) = t.await.expect("client task");
+        saved += s;
+        failure = failure.or(f);
+    }
+    let rate = (CLIENTS * per_client) as f64 / started.elapsed().as_secs_f64();
+    if let Some(why) = failure {
+        eprintln!("compare: a PutBlock store failed, e.g. {why}");
+    }
+    (rate, saved as f64 / (CLIENTS * per_client) as f64)
+}
+
+/// Fills a store in `dir` with `count` random blocks of `size` bytes, each put
+/// durable as a node's are, from 32 threads at once; returns disk bytes per
+/// stored byte once they are all in.
+pub fn fill_store(dir: &Path, count: usize, size: usize) -> f64 {
+    let (store, _) = Store::open(dir, StoreConfig::default()).expect("open store");
+    let threads = 32.min(count);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let store = store.clone();
+            s.spawn(move || {
+                let mut data = vec![0u8; size];
+                for _ in (t..count).step_by(threads) {
+                    rand::thread_rng().fill_bytes(&mut data);
+                    store
+                        .put_verified(&Id::of_block(&data), &data)
+                        .expect("put");
+                }
+            });
+        }
+    });
+    store.flush().expect("flush");
+    assert_eq!(store.block_count(), count as u64, "every block stored");
+    drop(store);
+    disk_bytes(dir) as f64 / (count * size) as f64
+}
+
+/// The env var that makes this bench a child doing one measurement.
+pub const CHILD: &str = "DHTFS_BENCH_CHILD";
+
+/// Runs this bench's binary as a child: `what` is `open DIR`, `idle` or
+/// `idle-mainline`. Returns (ms, RSS KiB) it printed.
+pub fn child(what: &str) -> (f64, f64) {
+    let exe = std::env::current_exe().expect("own binary");
+    for _ in 0..100 {
+        let out = Command::new(&exe)
+            .env(CHILD, what)
+            .output()
+            .expect("run child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(line) = text.lines().find_map(|l| l.strip_prefix("child ")) {
+            let mut it = line.split(' ').map(|v| v.parse::<f64>().expect("number"));
+            return (it.next().expect("ms"), it.next().expect("rss"));
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        // The parent's sled flusher may still hold the lock of a store just closed.
+        assert!(err.contains("lock"), "child {what} failed: {err}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("child {what}: the store's lock was never released");
+}
+
+/// In the child: does `what` and prints "child MS RSS_KIB".
+pub fn run_child(what: &str) {
+    let (took, rss) = if let Some(dir) = what.strip_prefix("open ") {
+        let started = Instant::now();
+        let (store, _) = Store::open(Path::new(dir), StoreConfig::default()).expect("open store");
+        let took = ms(started.elapsed());
+        let rss = rss_kib();
+        drop(store);
+        (took, rss)
+    } else if what == "idle" {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let started = Instant::now();
+            let d = Daemon::start(&bench_config(&tmp.path().join("node")))
+                .await
+                .expect("node starts");
+            let took = ms(started.elapsed());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let rss = rss_kib();
+            d.shutdown().await;
+            (took, rss)
+        })
+    } else if what == "idle-mainline" {
+        let started = Instant::now();
+        let dht = mainline::Dht::builder()
+            .server_mode()
+            .no_bootstrap()
+            .bind_address(std::net::Ipv4Addr::LOCALHOST)
+            .build()
+            .expect("mainline node");
+        let took = ms(started.elapsed());
+        std::thread::sleep(Duration::from_secs(1));
+        let rss = rss_kib();
+        drop(dht);
+        (took, rss)
+    } else {
+        panic!("unknown child {what}");
+    };
+    println!("child {took} {rss}");
+}
