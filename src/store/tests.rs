@@ -22,35 +22,38 @@ pub(super) fn block(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-pub(super) fn open(dir: &Path) -> Store {
-    // sled's flusher thread may hold the lock of a db just closed by
-    // `with_raw_trees` for a moment: wait for it, boundedly.
+/// Runs `f` (an open of a data dir) until it stops failing on sled's lock:
+/// the flusher thread of a db just closed may hold the lock a moment.
+/// Bounded; the last attempt's result is returned as it is.
+pub(super) fn when_unlocked<T, E: std::fmt::Display>(
+    mut f: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
     for _ in 0..100 {
-        match Store::open(dir, StoreConfig::default()) {
+        match f() {
             Err(e) if e.to_string().contains("could not acquire lock") => {
                 std::thread::sleep(std::time::Duration::from_millis(20))
             }
-            other => return other.unwrap().0,
+            other => return other,
         }
     }
-    Store::open(dir, StoreConfig::default()).unwrap().0
+    f()
+}
+
+pub(super) fn open(dir: &Path) -> Store {
+    when_unlocked(|| Store::open(dir, StoreConfig::default()))
+        .unwrap()
+        .0
+}
+
+/// The audit of a closed data dir, once its lock is free.
+pub(super) fn audit_of(dir: &Path) -> AuditReport {
+    when_unlocked(|| Store::audit(dir)).unwrap()
 }
 
 /// Runs `f` on the raw trees of a closed store, then flushes.
 pub(super) fn with_raw_trees(dir: &Path, f: impl FnOnce(&Trees)) {
     let config = sled::Config::new().path(dir.join(DB_DIR));
-    // As in `open`: the lock of a store just dropped may linger a moment.
-    let mut db = config.open();
-    for _ in 0..100 {
-        match &db {
-            Err(e) if e.to_string().contains("could not acquire lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                db = config.open();
-            }
-            _ => break,
-        }
-    }
-    let db = db.unwrap();
+    let db = when_unlocked(|| config.open()).unwrap();
     let trees = Trees::open(&db, &dir.join(DB_DIR)).unwrap();
     f(&trees);
     db.flush().unwrap();
@@ -100,7 +103,7 @@ fn blocks_of_each_size_round_trip() {
     }
     assert_eq!((store.block_count(), store.bytes_stored()), (0, 0));
     drop(store);
-    assert!(Store::audit(tmp.path()).unwrap().is_clean());
+    assert!(audit_of(tmp.path()).is_clean());
 }
 
 #[test]
@@ -121,7 +124,7 @@ fn hash_mismatch_is_refused_and_nothing_written() {
     }
     assert_eq!(store.block_count(), 0);
     drop(store);
-    let audit = Store::audit(tmp.path()).unwrap();
+    let audit = audit_of(tmp.path());
     assert!(audit.is_clean(), "{audit:?}");
     assert_eq!(audit.blocks, 0);
 }
@@ -250,7 +253,7 @@ fn concurrent_puts_of_one_key_store_it_once() {
     }
     assert_eq!(store.block_count(), 2);
     drop(store);
-    assert!(Store::audit(tmp.path()).unwrap().is_clean());
+    assert!(audit_of(tmp.path()).is_clean());
 }
 
 #[test]

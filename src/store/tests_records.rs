@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::index::{INDEX_TREE, INLINE_TREE, META_TREE, ROUTING_TREE, SCHEMA_VERSION_KEY};
 use super::records::RECORDS_TREE;
-use super::tests::{block, open, with_raw_trees};
+use super::tests::{audit_of, block, open, with_raw_trees};
 use super::*;
 
 /// The record as stored, bypassing the store's defaults.
@@ -151,9 +151,10 @@ fn a_record_left_alone_by_a_crash_is_dropped_on_open() {
         let r = BlockRecord::new(Origin::Replica, 5).encode();
         trees.records.insert(lone.0, &r[..]).unwrap();
     });
-    let audit = Store::audit(tmp.path()).unwrap();
+    let audit = audit_of(tmp.path());
     assert_eq!(audit.corrupt_entries, 1, "{audit:?}");
-    let (store, repaired) = Store::open(tmp.path(), StoreConfig::default()).unwrap();
+    let (store, repaired) =
+        super::tests::when_unlocked(|| Store::open(tmp.path(), StoreConfig::default())).unwrap();
     assert_eq!(repaired.corrupt_entries_dropped, 1);
     assert_eq!(raw_record(&store, &lone), None);
     assert!(
@@ -161,7 +162,7 @@ fn a_record_left_alone_by_a_crash_is_dropped_on_open() {
         "the held block keeps its record"
     );
     drop(store);
-    assert!(Store::audit(tmp.path()).unwrap().is_clean());
+    assert!(audit_of(tmp.path()).is_clean());
 }
 
 // ---------------------------------------------------------------------------
@@ -247,13 +248,14 @@ fn assert_migrated(store: &Store, blocks: &V1Blocks) {
 fn a_version_1_dir_opens_with_every_block_given_a_record() {
     let tmp = tempfile::tempdir().unwrap();
     let blocks = write_v1_dir(tmp.path(), 40);
-    let (store, repaired) = Store::open(tmp.path(), StoreConfig::default()).unwrap();
+    let (store, repaired) =
+        super::tests::when_unlocked(|| Store::open(tmp.path(), StoreConfig::default())).unwrap();
     assert!(repaired.is_clean(), "{repaired:?}");
     assert_eq!(store.node_id(), Id([0x5a; 32]), "the node keeps its id");
     assert_migrated(&store, &blocks);
     drop(store);
     assert_eq!(version_on_disk(tmp.path()), 2);
-    assert!(Store::audit(tmp.path()).unwrap().is_clean());
+    assert!(audit_of(tmp.path()).is_clean());
     // Opening again runs nothing and changes nothing.
     let store = open(tmp.path());
     assert_migrated(&store, &blocks);

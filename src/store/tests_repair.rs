@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::tests::{block, open, with_raw_trees};
+use super::tests::{audit_of, block, open, with_raw_trees};
 use super::*;
 
 const FILE_LEN: usize = 200 * 1024;
@@ -34,9 +34,10 @@ fn assert_good_blocks_survive(dir: &Path, good: &[Vec<u8>]) {
 
 /// Opens the dir, returning the repair report, then checks that it audits clean.
 fn repair(dir: &Path) -> RepairReport {
-    let (store, report) = Store::open(dir, StoreConfig::default()).unwrap();
+    let (store, report) =
+        super::tests::when_unlocked(|| Store::open(dir, StoreConfig::default())).unwrap();
     drop(store);
-    let after = Store::audit(dir).unwrap();
+    let after = audit_of(dir);
     assert!(after.is_clean(), "still dirty after repair: {after:?}");
     report
 }
@@ -53,7 +54,7 @@ fn file_block(dir: &Path, seed: u64) -> (Id, PathBuf) {
 fn fresh_store_audits_clean() {
     let tmp = tempfile::tempdir().unwrap();
     let good = store_with_good_blocks(tmp.path());
-    let audit = Store::audit(tmp.path()).unwrap();
+    let audit = audit_of(tmp.path());
     assert!(audit.is_clean(), "{audit:?}");
     assert_eq!(audit.blocks, 2);
     assert!(repair(tmp.path()).is_clean());
@@ -74,7 +75,7 @@ fn temp_files_are_removed() {
     fs::write(tmp.path().join("tmp/0123.tmp"), block(5000, 1)).unwrap();
     fs::create_dir(tmp.path().join("tmp/half-made-dir")).unwrap();
     fs::write(tmp.path().join("tmp/half-made-dir/x"), b"x").unwrap();
-    let audit = Store::audit(tmp.path()).unwrap();
+    let audit = audit_of(tmp.path());
     assert_eq!(audit.temp_files, 2, "{audit:?}");
     assert!(audit.index_without_bytes.is_empty() && audit.stray_files.is_empty());
     let report = repair(tmp.path());
@@ -107,7 +108,7 @@ fn file_without_index_entry_is_removed() {
         .join(Id::of_block(&good[1]).to_hex());
     fs::create_dir_all(misplaced.parent().unwrap()).unwrap();
     fs::write(&misplaced, &good[1]).unwrap();
-    let audit = Store::audit(tmp.path()).unwrap();
+    let audit = audit_of(tmp.path());
     let mut want = vec![orphan.clone(), note.clone(), misplaced.clone()];
     want.sort();
     assert_eq!(audit.stray_files, want);
@@ -132,7 +133,7 @@ fn index_entry_whose_file_is_missing_is_dropped() {
     let good = store_with_good_blocks(tmp.path());
     let (key, path) = file_block(tmp.path(), 3);
     fs::remove_file(&path).unwrap();
-    let audit = Store::audit(tmp.path()).unwrap();
+    let audit = audit_of(tmp.path());
     assert_eq!(audit.index_without_bytes, vec![key]);
     assert!(audit.stray_files.is_empty());
     assert_eq!(audit.blocks, 2);
@@ -155,7 +156,7 @@ fn index_entry_whose_file_is_truncated_is_dropped_with_its_file() {
     let (key, path) = file_block(tmp.path(), 4);
     let bytes = fs::read(&path).unwrap();
     fs::write(&path, &bytes[..1000]).unwrap();
-    let audit = Store::audit(tmp.path()).unwrap();
+    let audit = audit_of(tmp.path());
     assert_eq!(audit.index_without_bytes, vec![key]);
     assert_eq!(
         audit.stray_files,
@@ -186,10 +187,7 @@ fn inline_entry_without_bytes_is_dropped() {
     with_raw_trees(tmp.path(), |trees| {
         trees.inline.remove(key.0).unwrap();
     });
-    assert_eq!(
-        Store::audit(tmp.path()).unwrap().index_without_bytes,
-        vec![key]
-    );
+    assert_eq!(audit_of(tmp.path()).index_without_bytes, vec![key]);
     let report = repair(tmp.path());
     assert_eq!(report.index_entries_dropped, 1, "{report:?}");
     assert_eq!(report.corrupt_entries_dropped, 0, "{report:?}");
@@ -209,7 +207,7 @@ fn malformed_entries_are_dropped() {
             .insert(Id::of_block(b"orphan").0, &b"orphan"[..])
             .unwrap();
     });
-    let audit = Store::audit(tmp.path()).unwrap();
+    let audit = audit_of(tmp.path());
     assert_eq!(audit.index_without_bytes, vec![undecodable]);
     assert_eq!(audit.corrupt_entries, 2, "{audit:?}");
     let report = repair(tmp.path());
@@ -240,7 +238,7 @@ fn every_crash_state_at_once() {
     fs::write(&stray, b"stray").unwrap();
     fs::write(tmp.path().join("tmp/a"), b"a").unwrap();
     fs::write(tmp.path().join("tmp/b"), b"b").unwrap();
-    let audit = Store::audit(tmp.path()).unwrap();
+    let audit = audit_of(tmp.path());
     assert!(!audit.is_clean());
     assert_eq!(
         (
@@ -316,7 +314,8 @@ fn an_unmounted_blocks_dir_is_refused_and_the_index_kept() {
 
     // The disk is back: everything is there.
     fs::rename(&away, &blocks).unwrap();
-    let (store, report) = Store::open(dir, StoreConfig::default()).unwrap();
+    let (store, report) =
+        super::tests::when_unlocked(|| Store::open(dir, StoreConfig::default())).unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(store.block_count(), 20);
     drop(store);

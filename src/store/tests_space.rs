@@ -12,7 +12,9 @@ use super::tests::block;
 use super::*;
 
 fn open_with(dir: &Path, cfg: StoreConfig) -> Store {
-    Store::open(dir, cfg).unwrap().0
+    super::tests::when_unlocked(|| Store::open(dir, cfg.clone()))
+        .unwrap()
+        .0
 }
 
 fn tmp_entries(dir: &Path) -> usize {
