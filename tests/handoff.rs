@@ -14,21 +14,6 @@ use rand::RngCore;
 
 const CHUNK: u64 = 64 << 10;
 
-/// Keys whose `k` closest live nodes do not all hold them.
-fn misplaced(net: &TestNet, keys: &HashSet<Id>, k: usize) -> usize {
-    keys.iter()
-        .filter(|key| {
-            let closest = net.true_closest(key, k);
-            let holding = net
-                .nodes
-                .iter()
-                .filter(|d| closest.contains(&d.node.me().id) && d.store.contains(key))
-                .count();
-            holding < k
-        })
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newcomers_are_handed_the_blocks_they_are_now_closest_to() {
     let k = 3;
@@ -58,7 +43,7 @@ async fn newcomers_are_handed_the_blocks_they_are_now_closest_to() {
         .map(|(key, _)| key)
         .collect();
     assert_eq!(
-        misplaced(&net, &keys, k),
+        net.misplaced(&keys, k).len(),
         0,
         "the put reached the 3 closest"
     );
@@ -78,10 +63,10 @@ async fn newcomers_are_handed_the_blocks_they_are_now_closest_to() {
     );
 
     let started = Instant::now();
-    let mut left = misplaced(&net, &keys, k);
+    let mut left = net.misplaced(&keys, k).len();
     while left > 0 && started.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        left = misplaced(&net, &keys, k);
+        left = net.misplaced(&keys, k).len();
     }
     let handed: u64 = net
         .nodes

@@ -41,23 +41,6 @@ fn all_keys(net: &TestNet) -> HashSet<Id> {
     keys
 }
 
-/// Keys whose `k` closest live nodes do not all hold them, with how many do.
-fn misplaced(net: &TestNet, keys: &HashSet<Id>, k: usize) -> Vec<(Id, usize)> {
-    let mut bad = Vec::new();
-    for key in keys {
-        let closest = net.true_closest(key, k);
-        let holding = net
-            .nodes
-            .iter()
-            .filter(|d| closest.contains(&d.node.me().id) && d.store.contains(key))
-            .count();
-        if holding < k {
-            bad.push((*key, holding));
-        }
-    }
-    bad
-}
-
 /// Every live node runs one full republish pass, one after another.
 async fn republish_everywhere(net: &TestNet) {
     for d in &net.nodes {
@@ -100,7 +83,7 @@ async fn blocks_follow_the_network_as_it_grows_and_loses_holders() {
         d.node.refresh_buckets(0).await;
     }
     settle().await;
-    let before = misplaced(&net, &keys, k);
+    let before = net.misplaced(&keys, k);
     assert!(
         !before.is_empty(),
         "newcomers among the closest of some block"
@@ -111,7 +94,7 @@ async fn blocks_follow_the_network_as_it_grows_and_loses_holders() {
         keys.len()
     );
     republish_everywhere(&net).await;
-    let after = misplaced(&net, &keys, k);
+    let after = net.misplaced(&keys, k);
     assert!(after.is_empty(), "after every node's pass: {after:?}");
 
     // Two holders of the root go away.
@@ -127,7 +110,7 @@ async fn blocks_follow_the_network_as_it_grows_and_loses_holders() {
         }
     }
     republish_everywhere(&net).await;
-    let after = misplaced(&net, &keys, k);
+    let after = net.misplaced(&keys, k);
     assert!(after.is_empty(), "after the holders left: {after:?}");
 
     let out = work.path().join("back.bin");
@@ -173,7 +156,7 @@ async fn two_thousand_blocks_cost_few_lookups_and_blocks_stored_again_are_skippe
     eprintln!("first pass: {first:?}; {sent} lookup requests sent = {per_block:.3} per block");
     assert_eq!(first.blocks, 2000);
     assert!(per_block <= 0.5, "{per_block:.3} lookup requests per block");
-    let bad = misplaced(&net, &keys, k);
+    let bad = net.misplaced(&keys, k);
     assert!(
         bad.is_empty(),
         "{} blocks not on their {k} closest: {:?}",

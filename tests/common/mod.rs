@@ -82,6 +82,23 @@ impl TestNet {
         ids
     }
 
+    /// Keys whose `k` closest live nodes do not all hold them, with how many do.
+    pub fn misplaced(&self, keys: &std::collections::HashSet<Id>, k: usize) -> Vec<(Id, usize)> {
+        let mut bad = Vec::new();
+        for key in keys {
+            let closest = self.true_closest(key, k);
+            let holding = self
+                .nodes
+                .iter()
+                .filter(|d| closest.contains(&d.node.me().id) && d.store.contains(key))
+                .count();
+            if holding < k {
+                bad.push((*key, holding));
+            }
+        }
+        bad
+    }
+
     /// The data dirs, to restart nodes on.
     pub fn data_dirs(&self) -> Vec<PathBuf> {
         self.nodes.iter().map(|d| d.data_dir()).collect()
