@@ -58,6 +58,26 @@ impl Node {
             .await
     }
 
+    /// The keyspace region around `key` and every node in it (see
+    /// `region.rs`): a lookup for 3K nodes, widened twice at most (to 6K, then
+    /// 12K) while the answer covers `key` alone, as when the side of the
+    /// network holding `key` has fewer than K nodes. Returns the region and
+    /// the lookup requests sent.
+    pub async fn lookup_region(&self, key: Id) -> (crate::region::Region, usize) {
+        let k = self.inner.cfg.lookup.k;
+        let mut requests = 0;
+        let mut width = 3 * k;
+        loop {
+            let found = self.lookup_wide(key, width).await;
+            requests += found.contacted;
+            let region = crate::region::region_of(&key, &found.closest, k, width);
+            if region.end != key || width >= 12 * k {
+                return (region, requests);
+            }
+            width *= 2;
+        }
+    }
+
     async fn lookup_with(
         &self,
         target: Id,

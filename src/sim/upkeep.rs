@@ -12,7 +12,7 @@ use super::liar::Liar;
 use super::store::MemStore;
 use super::world::{lock, Shared};
 use crate::node::Node;
-use crate::region::{closest_of, region_of, Region};
+use crate::region::{closest_of, Region};
 use crate::wire::message::encode_request;
 use crate::wire::{Request, RequestBody};
 
@@ -69,7 +69,6 @@ pub async fn run(
 /// keyspace order, one lookup per region (src/upkeep/republish.rs).
 pub async fn republish(node: &Node, store: &MemStore) {
     let k = node.config().lookup.k;
-    let width = 3 * k;
     let mut keys = store.keys();
     keys.sort();
     let mut region: Option<Region> = None;
@@ -77,10 +76,7 @@ pub async fn republish(node: &Node, store: &MemStore) {
     for key in keys {
         let region = match region.take() {
             Some(r) if key <= r.end => region.insert(r),
-            _ => {
-                let found = node.lookup_wide(key, width).await;
-                region.insert(region_of(&key, &found.closest, k, width))
-            }
+            _ => region.insert(node.lookup_region(key).await.0),
         };
         let targets = closest_of(&key, &region.nodes, k);
         if running.len() >= PARALLEL {

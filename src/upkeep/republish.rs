@@ -15,14 +15,12 @@ use super::Keys;
 use crate::contact::Contact;
 use crate::id::Id;
 use crate::node::{Node, StoreReport};
-use crate::region::{closest_of, region_of, Region};
+use crate::region::{closest_of, Region};
 use crate::stats::Stats;
 use crate::store::{BlockMeta, Refresh, Store, StoreError};
 
 /// Blocks republished at once.
 const PARALLEL: usize = 8;
-/// A region lookup asks for this many times K nodes.
-const WIDTH_PER_K: usize = 3;
 /// A region's nodes are looked up again after this long.
 const REGION_TTL_MS: u64 = 10 * 60 * 1000;
 
@@ -134,14 +132,13 @@ impl<'a> Pass<'a> {
             key <= region.end && now.saturating_sub(*at) < REGION_TTL_MS
         };
         if !self.region.as_ref().is_some_and(fresh) {
-            let width = WIDTH_PER_K * k;
-            let found = self.node.lookup_wide(key, width).await;
+            let (region, requests) = self.node.lookup_region(key).await;
             let stats = self.node.stats();
             self.report.lookups += 1;
-            self.report.lookup_requests += found.contacted as u64;
+            self.report.lookup_requests += requests as u64;
             Stats::inc(&stats.republish_lookups);
-            Stats::add(&stats.republish_lookup_requests, found.contacted as u64);
-            self.region = Some((region_of(&key, &found.closest, k, width), now));
+            Stats::add(&stats.republish_lookup_requests, requests as u64);
+            self.region = Some((region, now));
         }
         let (region, _) = self.region.as_ref().expect("set above");
         closest_of(&key, &region.nodes, k)
