@@ -111,6 +111,11 @@ pub async fn serve_blocks(
                     continue;
                 };
                 Stats::inc(&stats.tcp_connections);
+                // A block goes out as a 5-byte header then its bytes: with
+                // Nagle on, the second write waits for the header's ACK, which
+                // the reader delays up to 40 ms (measured: a 4 KiB pull took
+                // 44 ms, not 0.4).
+                let _ = stream.set_nodelay(true);
                 let (blocks, stats, limits) = (blocks.clone(), stats.clone(), limits.clone());
                 let stop = shutdown.clone();
                 tokio::spawn(async move {

@@ -17,7 +17,7 @@
 //! Durability: nothing is acknowledged before it is on disk, and a crash at any
 //! point leaves a state [`Store::open`] repairs.
 //! - inline put: one sled transaction over `index`, `inline` and `records`, then
-//!   a flush.
+//!   a flush, shared with the puts running at the same time (`group_commit.rs`).
 //! - file put: write `tmp/<random>`, fsync, rename into `blocks/`, fsync the
 //!   directory (and any directory just created), then insert the index entry and
 //!   its record in one transaction and flush. A crash before the insert leaves a
@@ -44,6 +44,7 @@ mod charge;
 mod error;
 mod files;
 mod free_space;
+mod group_commit;
 mod in_flight;
 mod index;
 mod migrate;
@@ -83,6 +84,7 @@ pub use types::{AuditReport, BlockMeta, BlockStore, PutOutcome, RepairReport, St
 use charge::charge;
 use files::DB_DIR;
 use free_space::DiskFloor;
+use group_commit::GroupCommit;
 use in_flight::InFlight;
 use index::{IndexEntry, Location, Trees, NODE_ID_KEY};
 
@@ -112,6 +114,8 @@ struct Inner {
     locks: Vec<Mutex<()>>,
     in_flight: InFlight,
     floor: DiskFloor,
+    /// Where concurrent writers share their flushes.
+    commit: GroupCommit,
 }
 
 impl fmt::Debug for Store {
@@ -200,6 +204,7 @@ impl Store {
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             in_flight: InFlight::default(),
             floor,
+            commit: GroupCommit::default(),
         };
         let store = Store {
             inner: Arc::new(inner),
@@ -292,7 +297,7 @@ impl Store {
             }
             Some(path)
         };
-        if let Err(e) = inner.db.flush() {
+        if let Err(e) = self.sync() {
             self.take_back(key, file.as_deref());
             return Err(StoreError::db(&inner.db_path, e));
         }
@@ -500,10 +505,7 @@ impl Store {
         inner.bytes.fetch_sub(entry.size, Ordering::SeqCst);
         let cost = charge(entry.size, entry.location == Location::Inline);
         inner.charged.fetch_sub(cost, Ordering::SeqCst);
-        inner
-            .db
-            .flush()
-            .map_err(|e| StoreError::db(&inner.db_path, e))?;
+        self.sync().map_err(|e| StoreError::db(&inner.db_path, e))?;
         if entry.location == Location::File {
             let path = files::block_path(&inner.dir, key);
             if let Err(e) = files::remove_block(&path) {
@@ -604,11 +606,15 @@ impl Store {
 
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.inner
-            .db
-            .flush()
-            .map(|_| ())
+        self.sync()
             .map_err(|e| StoreError::db(&self.inner.db_path, e))
+    }
+
+    /// Waits for a flush that started after this call, sharing it with
+    /// every other writer waiting (`group_commit.rs`).
+    fn sync(&self) -> Result<(), sled::Error> {
+        let db = &self.inner.db;
+        self.inner.commit.flush(|| db.flush().map(|_| ()))
     }
 
     fn entry(&self, key: &Id) -> Result<Option<IndexEntry>, StoreError> {
