@@ -39,6 +39,7 @@ mod mainline_net;
 #[path = "compare/small.rs"]
 mod small;
 
+use std::path::Path;
 use std::time::Instant;
 
 use rand::{RngCore, SeedableRng};
@@ -58,9 +59,32 @@ fn main() {
     let mut rows = Vec::new();
     let step = |name: &str| eprintln!("compare: {name} ({:.0} s)", began.elapsed().as_secs_f64());
 
+    if sizes.wants("lookups") {
+        lookups(&sizes, tmp.path(), &rt, &mut rows, &step);
+    }
+    if sizes.wants("large") {
+        large_file(&sizes, tmp.path(), &rt, &mut rows, &step);
+    }
+    if sizes.wants("putblock") {
+        putblock(&sizes, tmp.path(), &rt, &mut rows, &step);
+    }
+    if sizes.wants("store") {
+        small_store(&sizes, tmp.path(), &mut rows, &step);
+    }
+    print_table(&sizes, &rows, began.elapsed().as_secs_f64());
+}
+
+/// Lookup latency, clean and with a departed peer, against mainline.
+fn lookups(
+    sizes: &Sizes,
+    tmp: &Path,
+    rt: &tokio::runtime::Runtime,
+    rows: &mut Vec<Row>,
+    step: &dyn Fn(&str),
+) {
     step("lookups on dhtfs");
     let (clean, departed, (by_ping, ghosts)) = rt.block_on(async {
-        let nodes = common::start_net(&tmp.path().join("lookups"), sizes.nodes).await;
+        let nodes = common::start_net(&tmp.join("lookups"), sizes.nodes).await;
         let mut clean = Latencies::default();
         for _ in 0..sizes.runs {
             lookup::measure(&nodes, sizes.lookups, &mut clean).await;
@@ -123,23 +147,32 @@ fn main() {
             .vs("dhtfs clean", quantile(&clean.get, q)),
         );
     }
+}
 
+/// Put and get of a large file against sha256 and fsync rates.
+fn large_file(
+    sizes: &Sizes,
+    tmp: &Path,
+    rt: &tokio::runtime::Runtime,
+    rows: &mut Vec<Row>,
+    step: &dyn Fn(&str),
+) {
     step("large file");
     let mib = sizes.mib;
-    let file = tmp.path().join("large");
+    let file = tmp.join("large");
     let (sha, fsync) = {
         let mut data = vec![0u8; mib << 20];
         rand::rngs::StdRng::seed_from_u64(1).fill_bytes(&mut data);
         std::fs::write(&file, &data).expect("write large file");
         let sha: Vec<f64> = (0..sizes.runs).map(|_| bulk::sha256_rate(&data)).collect();
         let fsync: Vec<f64> = (0..sizes.runs)
-            .map(|_| bulk::fsync_write_rate(tmp.path(), &data))
+            .map(|_| bulk::fsync_write_rate(tmp, &data))
             .collect();
         (median(&sha), median(&fsync))
     };
     let (mut puts, mut gets) = (Vec::new(), Vec::new());
     for run in 0..sizes.runs {
-        let dir = tmp.path().join(format!("bulk{run}"));
+        let dir = tmp.join(format!("bulk{run}"));
         let (p, g) = rt.block_on(bulk::transfer(&dir, &file, mib));
         puts.push(p);
         gets.push(g);
@@ -171,27 +204,54 @@ fn main() {
         )
         .vs("sha256, one core", sha),
     );
+}
 
+/// PutBlock rate from 32 clients, and replicas saved.
+fn putblock(
+    sizes: &Sizes,
+    tmp: &Path,
+    rt: &tokio::runtime::Runtime,
+    rows: &mut Vec<Row>,
+    step: &dyn Fn(&str),
+) {
     step("PutBlock, 32 clients");
     let per = sizes.puts_per_client;
-    let (putblocks, saved) = rt.block_on(async {
-        let nodes = common::start_net(&tmp.path().join("putblock"), 8).await;
-        let (mut rates, mut saved) = (Vec::new(), Vec::new());
-        for _ in 0..sizes.runs {
-            let (rate, replicas) = small::putblock_rate(&nodes[0], per).await;
-            rates.push(rate);
-            saved.push(replicas);
-        }
-        common::stop_net(nodes).await;
-        (rates, saved)
-    });
+    // A lone node: PutBlock is a durable local put (its lookup finds no one),
+    // the path a group commit speeds up. Eight nodes: the same plus a store
+    // to each of the K closest, every one of them a durable put too.
+    let measure = |n: usize| {
+        rt.block_on(async {
+            let nodes = common::start_net(&tmp.join(format!("putblock{n}")), n).await;
+            let (mut rates, mut saved) = (Vec::new(), Vec::new());
+            for _ in 0..sizes.runs {
+                let (rate, replicas) = small::putblock_rate(&nodes[0], per).await;
+                rates.push(rate);
+                saved.push(replicas);
+            }
+            common::stop_net(nodes).await;
+            (rates, saved)
+        })
+    };
+    let (alone, _) = measure(1);
+    let (putblocks, saved) = measure(8);
     let probes = (small::CLIENTS * per).clamp(32, 500);
     let fsync_small: Vec<f64> = (0..sizes.runs)
-        .map(|_| bulk::fsync_small_rate(tmp.path(), probes))
+        .map(|_| bulk::fsync_small_rate(tmp, probes))
         .collect();
     rows.push(
         Row::new(
-            format!("PutBlock 4 KiB, {} clients, 8 nodes", small::CLIENTS),
+            format!("PutBlock 4 KiB, {} clients, lone node", small::CLIENTS),
+            median(&alone),
+            "/s",
+        )
+        .vs("4 KiB file write + fsync, one thread", median(&fsync_small)),
+    );
+    rows.push(
+        Row::new(
+            format!(
+                "PutBlock 4 KiB, {} clients, 8 nodes, K replicas",
+                small::CLIENTS
+            ),
             median(&putblocks),
             "/s",
         )
@@ -206,10 +266,13 @@ fn main() {
         )
         .vs("K", k),
     );
+}
 
+/// Disk use, open time and RSS of stores, idle RSS of nodes.
+fn small_store(sizes: &Sizes, tmp: &Path, rows: &mut Vec<Row>, step: &dyn Fn(&str)) {
     step("small-block store");
     let blocks = sizes.small_blocks;
-    let small_dir = tmp.path().join("small-store");
+    let small_dir = tmp.join("small-store");
     let per_byte_4k = small::fill_store(&small_dir, blocks, 4096);
     rows.push(
         Row::new(
@@ -220,7 +283,7 @@ fn main() {
         .vs("the bytes themselves", 1.0),
     );
     let big = sizes.big_blocks;
-    let big_dir = tmp.path().join("big-store");
+    let big_dir = tmp.join("big-store");
     let per_byte_1m = small::fill_store(&big_dir, big, 1 << 20);
     let _ = std::fs::remove_dir_all(&big_dir);
     rows.push(
@@ -231,7 +294,7 @@ fn main() {
         )
         .vs("the bytes themselves", 1.0),
     );
-    let empty_dir = tmp.path().join("empty-store");
+    let empty_dir = tmp.join("empty-store");
     small::fill_store(&empty_dir, 0, 4096);
     let measure = |what: &str| {
         let runs: Vec<(f64, f64)> = (0..sizes.runs).map(|_| small::child(what)).collect();
@@ -258,8 +321,6 @@ fn main() {
     rows.push(
         Row::new("idle RSS of one node", idle, "MiB").vs("one idle mainline node", idle_mainline),
     );
-
-    print_table(&sizes, &rows, began.elapsed().as_secs_f64());
 }
 
 fn print_table(sizes: &Sizes, rows: &[Row], secs: f64) {

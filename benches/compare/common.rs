@@ -24,6 +24,9 @@ pub struct Sizes {
     pub big_blocks: usize,
     /// Runs of every figure; the table shows their medians.
     pub runs: usize,
+    /// The parts to run (DHTFS_BENCH_ONLY, comma-separated: lookups, large,
+    /// putblock, store); every part when unset.
+    pub only: Option<Vec<String>>,
 }
 
 impl Sizes {
@@ -46,7 +49,17 @@ impl Sizes {
             puts_per_client: pick("DHTFS_BENCH_PUTS_PER_CLIENT", 10, 1),
             big_blocks: pick("DHTFS_BENCH_BIG_BLOCKS", 64, 4),
             runs: pick("DHTFS_BENCH_RUNS", 3, 1),
+            only: std::env::var("DHTFS_BENCH_ONLY")
+                .ok()
+                .map(|v| v.split(',').map(|p| p.trim().to_string()).collect()),
         }
+    }
+
+    /// True if this run measures `part`.
+    pub fn wants(&self, part: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|parts| parts.iter().any(|p| p == part))
     }
 }
 

@@ -13,7 +13,7 @@ use dhtfs::id::Id;
 use dhtfs::store::{Store, StoreConfig};
 use rand::RngCore;
 
-use crate::common::{bench_config, disk_bytes, ms, rss_kib};
+use crate::common::{bench_config, disk_bytes, ms, quantile, rss_kib};
 
 /// Clients putting at once.
 pub const CLIENTS: usize = 32;
@@ -33,8 +33,9 @@ pub async fn putblock_rate(node: &Daemon, per_client: usize) -> (f64, f64) {
         .into_iter()
         .map(|mut c| {
             tokio::spawn(async move {
-                let (mut saved, mut failure) = (0, None);
+                let (mut saved, mut failure, mut took) = (0, None, Vec::new());
                 for _ in 0..per_client {
+                    let began = Instant::now();
                     let mut data = vec![0u8; 4096];
                     rand::thread_rng().fill_bytes(&mut data);
                     let reply = c
@@ -42,19 +43,27 @@ pub async fn putblock_rate(node: &Daemon, per_client: usize) -> (f64, f64) {
                         .await
                         .expect("PutBlock")
                         .into_inner();
+                    took.push(ms(began.elapsed()));
                     saved += reply.saved.len();
                     failure = failure.or(reply.failures.into_iter().next());
                 }
-                (saved, failure)
+                (saved, failure, took)
             })
         })
         .collect();
-    let (mut saved, mut failure) = (0, None);
+    let (mut saved, mut failure, mut took) = (0, None, Vec::new());
     for t in tasks {
-        let (s, f) = t.await.expect("client task");
+        let (s, f, t) = t.await.expect("client task");
         saved += s;
         failure = failure.or(f);
+        took.extend(t);
     }
+    eprintln!(
+        "compare: PutBlock latency median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        quantile(&took, 0.5),
+        quantile(&took, 0.99),
+        quantile(&took, 1.0)
+    );
     let rate = (CLIENTS * per_client) as f64 / started.elapsed().as_secs_f64();
     if let Some(why) = failure {
         eprintln!("compare: a PutBlock store failed, e.g. {why}");
