@@ -184,7 +184,8 @@ impl Daemon {
     }
 
     /// Stops accepting, lets in-flight work finish, writes the routing
-    /// snapshot and flushes sled.
+    /// snapshot and closes the store (durable, with a summary that makes
+    /// the next start quick).
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
@@ -194,7 +195,7 @@ impl Daemon {
             tracing::error!(error = %e, "could not save the routing snapshot at shutdown");
         }
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.flush()).await {
+        match tokio::task::spawn_blocking(move || store.close()).await {
             Ok(Ok(())) => tracing::info!("node stopped cleanly"),
             Ok(Err(e)) => tracing::error!(error = %e, "could not save state at shutdown"),
             Err(e) => tracing::error!(error = %e, "shutdown task failed"),

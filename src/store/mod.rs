@@ -54,6 +54,7 @@ mod progress;
 mod records;
 mod repair;
 mod snapshot;
+mod summary;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -62,12 +63,14 @@ mod tests_records;
 mod tests_repair;
 #[cfg(test)]
 mod tests_space;
+#[cfg(test)]
+mod tests_summary;
 mod types;
 mod unmounted;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -116,6 +119,8 @@ struct Inner {
     floor: DiskFloor,
     /// Where concurrent writers share their flushes.
     commit: GroupCommit,
+    /// Set by [`Store::close`], whose summary a later put or delete takes back.
+    closed: AtomicBool,
 }
 
 impl fmt::Debug for Store {
@@ -173,11 +178,32 @@ impl Store {
         let schema_version = migrate::run(&db, dir, &db_path)?;
         let trees = Trees::open(&db, &db_path)?;
         let node_id = read_node_id(&trees.meta, &db_path)?;
-        // Before ensure_layout, which would create a missing blocks/ and hide
-        // that it was gone.
-        let scan = repair::scan(dir, &trees, true, cfg.accept_data_loss)?;
-        files::ensure_layout(dir)?;
-        let report = scan.repaired;
+        let (counts, report) = match summary::take(dir, &db, &trees, &db_path)? {
+            // Closed cleanly: nothing to repair but what tmp/ holds (nothing,
+            // unless someone put it there), and the counts are known.
+            Some(s) => {
+                let temps = repair::clean_tmp(&dir.join(files::TMP_DIR), true)?;
+                files::ensure_layout(dir)?;
+                let report = RepairReport {
+                    temp_files_removed: temps,
+                    ..RepairReport::default()
+                };
+                (s, report)
+            }
+            None => {
+                // Before ensure_layout, which would create a missing blocks/
+                // and hide that it was gone.
+                let scan = repair::scan(dir, &trees, true, cfg.accept_data_loss)?;
+                files::ensure_layout(dir)?;
+                release_scan_memory();
+                let counts = summary::Summary {
+                    blocks: scan.audit.blocks,
+                    bytes: scan.bytes,
+                    charged: scan.charged,
+                };
+                (counts, scan.repaired)
+            }
+        };
         if !report.is_clean() {
             tracing::warn!(
                 dir = %dir.display(),
@@ -197,14 +223,15 @@ impl Store {
             trees,
             node_id,
             schema_version,
-            blocks: AtomicU64::new(scan.audit.blocks),
-            bytes: AtomicU64::new(scan.bytes),
-            charged: AtomicU64::new(scan.charged),
+            blocks: AtomicU64::new(counts.blocks),
+            bytes: AtomicU64::new(counts.bytes),
+            charged: AtomicU64::new(counts.charged),
             reserved: Mutex::new(0),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             in_flight: InFlight::default(),
             floor,
             commit: GroupCommit::default(),
+            closed: AtomicBool::new(false),
         };
         let store = Store {
             inner: Arc::new(inner),
@@ -274,6 +301,7 @@ impl Store {
         let _reservation = self.reserve(cost)?;
         inner.floor.check(cost, true)?;
         let _in_flight = inner.in_flight.mark(*key);
+        self.reopen_if_closed()?;
         let now = now_secs();
         let record = BlockRecord::new(origin, now).encode();
         let entry = IndexEntry {
@@ -487,6 +515,7 @@ impl Store {
         if !may(&self.record_or_default(key, &entry)?) {
             return Ok(false);
         }
+        self.reopen_if_closed()?;
         let trees = &inner.trees;
         (&trees.index, &trees.inline, &trees.records)
             .transaction(|(index, inline, records)| {
@@ -604,6 +633,41 @@ impl Store {
         snapshot::load(&self.inner.trees.routing, &self.inner.db_path)
     }
 
+    /// Closes the store cleanly: makes every write durable and records what
+    /// it holds, so that the next open need not walk every block
+    /// (`summary.rs`). Call it once nothing else writes, as the daemon does
+    /// at shutdown; a put or delete after it takes the record back first.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        self.flush()?;
+        let s = summary::Summary {
+            blocks: self.block_count(),
+            bytes: self.bytes_stored(),
+            charged: self.charged_bytes(),
+        };
+        inner
+            .trees
+            .meta
+            .insert(summary::SUMMARY_KEY, &s.encode()[..])
+            .map_err(|e| StoreError::db(&inner.db_path, e))?;
+        inner.closed.store(true, Ordering::SeqCst);
+        self.flush()
+    }
+
+    /// Takes back the summary of a [`Store::close`] before the counts change.
+    fn reopen_if_closed(&self) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        if inner.closed.swap(false, Ordering::SeqCst) {
+            inner
+                .trees
+                .meta
+                .remove(summary::SUMMARY_KEY)
+                .map_err(|e| StoreError::db(&inner.db_path, e))?;
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.sync()
@@ -663,6 +727,17 @@ impl Store {
             inner: &self.inner,
             size,
         })
+    }
+}
+
+/// Gives the heap the scan grew back to the system: reading every inline
+/// block through sled leaves tens of MiB free but held (measured: 95 MiB RSS
+/// after a scan of 100k blocks of 4 KiB).
+fn release_scan_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the system.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -153,7 +153,7 @@ impl Trees {
 
 /// Counts the entries of `tmp/`, removing them when `fix`: nothing in it was ever
 /// acknowledged, and nothing else refers to it.
-fn clean_tmp(tmp: &Path, fix: bool) -> Result<u64, StoreError> {
+pub(crate) fn clean_tmp(tmp: &Path, fix: bool) -> Result<u64, StoreError> {
     let entries = match fs::read_dir(tmp) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
