@@ -303,15 +303,36 @@ fn small_store(sizes: &Sizes, tmp: &Path, rows: &mut Vec<Row>, step: &dyn Fn(&st
         (median(&took), median(&rss))
     };
     let (open_full, rss_full) = measure(&format!("open {}", small_dir.display()));
+    let (open_crashed, rss_crashed) = measure(&format!("open-crashed {}", small_dir.display()));
     let (open_empty, rss_empty) = measure(&format!("open {}", empty_dir.display()));
     rows.push(
-        Row::new(format!("open store of {blocks} blocks"), open_full, "ms")
-            .vs("open empty store", open_empty),
+        Row::new(
+            format!("open store of {blocks} blocks after a clean stop"),
+            open_full,
+            "ms",
+        )
+        .vs("open empty store", open_empty),
     );
     rows.push(
         Row::new(
-            format!("RSS after opening {blocks} blocks"),
+            format!("RSS after opening {blocks} blocks after a clean stop"),
             rss_full,
+            "MiB",
+        )
+        .vs("after opening empty store", rss_empty),
+    );
+    rows.push(
+        Row::new(
+            format!("open store of {blocks} blocks after a crash (every block checked)"),
+            open_crashed,
+            "ms",
+        )
+        .vs("open empty store", open_empty),
+    );
+    rows.push(
+        Row::new(
+            format!("RSS after opening {blocks} blocks after a crash"),
+            rss_crashed,
             "MiB",
         )
         .vs("after opening empty store", rss_empty),
