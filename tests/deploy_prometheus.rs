@@ -433,6 +433,8 @@ fn start_node(dir: &Path, bootstrap: Option<SocketAddr>) -> (Proc, SocketAddr, S
             "127.0.0.1:0",
             "--metrics",
             "127.0.0.1:0",
+            "--gateway",
+            "127.0.0.1:0",
         ])
         .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::null())

@@ -9,6 +9,7 @@ mod progress;
 mod put;
 mod session;
 mod source;
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
