@@ -41,6 +41,9 @@ pub struct ChunkFailed {
 /// The pieces covering bytes `start..end` of a file made of `chunks`, in order.
 pub fn pieces(chunks: &[Entry], start: u64, end: u64) -> Vec<Piece> {
     let mut out = Vec::new();
+    if start >= end {
+        return out;
+    }
     let mut offset = 0u64;
     for (index, &Entry(key, size)) in chunks.iter().enumerate() {
         let (lo, hi) = (offset, offset + size);
