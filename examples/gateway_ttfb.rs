@@ -2,10 +2,9 @@
 //! a test: it prints figures). Eight nodes in this process hold a file
 //! (default 256 MiB, 1 MiB chunks, 2 replicas); a ninth node, the real
 //! `dhtfs` binary in its own process, joins after the put (holding nothing,
-//! so every chunk comes over the network) and serves it through its gateway
-//! to the real curl. Printed: one chunk's fetch time (lookup, TCP fetch,
+//! so every chunk comes over the network) and serves it through its gateway. Printed: one chunk's fetch time (lookup, TCP fetch,
 //! verify; median of 16 chunks, fetched by an in-process node that does not
-//! hold them), curl's time to first byte and total, and the gateway
+//! hold them), the time to the response's head and to its first body byte, and the total, and the gateway
 //! process's RSS before and its peak (VmHWM) after.
 //!
 //!     cargo build --release && cargo run --release --example gateway_ttfb [-- MIB]
@@ -53,6 +52,56 @@ fn rss_kib(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// What one timed GET saw.
+struct Timed {
+    head_ms: f64,
+    first_ms: f64,
+    total_s: f64,
+    body: u64,
+}
+
+/// GETs `path` over a raw HTTP/1.1 connection, timing the end of the head
+/// and the first body byte (curl's time_starttransfer is the head's).
+async fn timed_get(addr: SocketAddr, path: &str) -> Timed {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("request");
+    let mut buf = vec![0u8; 256 << 10];
+    let mut head = Vec::new();
+    let (mut head_ms, mut first_ms, mut body) = (None, None, 0u64);
+    loop {
+        let n = s.read(&mut buf).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        let mut fresh = &buf[..n];
+        if head_ms.is_none() {
+            head.extend_from_slice(fresh);
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            head_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+            let seen = head.len() - (end + 4);
+            fresh = &buf[n - seen..n];
+        }
+        if !fresh.is_empty() && first_ms.is_none() {
+            first_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+        }
+        body += fresh.len() as u64;
+    }
+    Timed {
+        head_ms: head_ms.unwrap_or(f64::NAN),
+        first_ms: first_ms.unwrap_or(f64::NAN),
+        total_s: started.elapsed().as_secs_f64(),
+        body,
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -164,49 +213,31 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle_rss, _) = rss_kib(child.id());
 
-    let url = format!("http://{gateway}/file/{}", report.root);
+    let path = format!("/file/{}", report.root);
     let mut ttfbs = Vec::new();
-    for run in 0..3 {
-        let out = tokio::task::spawn_blocking({
-            let url = url.clone();
-            move || {
-                Command::new("curl")
-                    .args(["-sS", "--max-time", "300", "-o", "/dev/null", "-w"])
-                    .arg("%{time_starttransfer} %{time_total} %{size_download}")
-                    .arg(&url)
-                    .output()
-                    .expect("curl")
-            }
-        })
-        .await
-        .expect("curl task");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let w: Vec<f64> = text
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        assert!(
-            w.len() == 3 && w[2] as usize == data.len(),
-            "curl: {text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (ttfb, total) = (w[0] * 1e3, w[1]);
+    for run in 0..5 {
+        let got = timed_get(gateway, &path).await;
+        assert_eq!(got.body, data.len() as u64, "the whole file");
         let (rss, peak) = rss_kib(child.id());
         println!(
-            "gateway GET {run}: time to first byte {ttfb:.2} ms ({:.2}x one chunk's fetch), {mib} MiB in {total:.2} s ({:.0} MiB/s); gateway RSS {} MiB now, peak {} MiB (idle before: {} MiB)",
-            ttfb / chunk_ms,
-            mib as f64 / total,
+            "gateway GET {run}: headers after {:.2} ms, first body byte after {:.2} ms ({:.2}x one chunk's fetch), {mib} MiB in {:.2} s ({:.0} MiB/s); gateway RSS {} MiB now, peak {} MiB (idle before: {} MiB)",
+            got.head_ms,
+            got.first_ms,
+            got.first_ms / chunk_ms,
+            got.total_s,
+            mib as f64 / got.total_s,
             rss / 1024,
             peak / 1024,
             idle_rss / 1024
         );
-        ttfbs.push(ttfb);
+        ttfbs.push(got.first_ms);
     }
     println!(
-        "summary: chunk fetch median {chunk_ms:.2} ms; gateway TTFB median {:.2} ms = {:.2}x; gateway peak RSS {} MiB for a {mib} MiB file",
+        "summary: chunk fetch median {chunk_ms:.2} ms; gateway time to first body byte median {:.2} ms = {:.2}x; gateway peak RSS {} MiB (idle {} MiB) for a {mib} MiB file",
         median(ttfbs.clone()),
         median(ttfbs) / chunk_ms,
-        rss_kib(child.id()).1 / 1024
+        rss_kib(child.id()).1 / 1024,
+        idle_rss / 1024
     );
     // SAFETY: kill(2) on our own child, not yet reaped.
     unsafe {

@@ -93,43 +93,54 @@ impl Drop for Ahead {
 }
 
 /// The bytes of `pieces`, in order, each verified, `window` chunks fetched
-/// ahead; the first error ends the stream.
+/// ahead; the first error ends the stream. The first piece is fetched alone,
+/// so that its lookup and transfer do not share the links and the cores with
+/// the read-ahead: the first byte leaves one chunk's fetch after the start.
 pub fn read_pieces(
     fetcher: Fetcher,
     pieces: Vec<Piece>,
     window: usize,
 ) -> impl Stream<Item = Result<Bytes, ChunkFailed>> + Send + 'static {
-    let fetches = stream::iter(pieces).map(move |p| {
-        let fetcher = fetcher.clone();
-        Ahead(tokio::spawn(async move {
-            let failed = |why: String| ChunkFailed {
-                index: p.index,
-                key: p.key,
-                why,
-            };
-            let data = fetcher
-                .block(p.key, p.size)
-                .await
-                .map_err(|e| failed(e.why))?;
-            // The hash matched; a manifest that lies about the size must
-            // still not make us send more or fewer bytes than it promised.
-            if data.len() as u64 != p.size {
-                return Err(failed(format!(
-                    "it is {} bytes, its manifest says {}",
-                    data.len(),
-                    p.size
-                )));
-            }
-            Ok(Bytes::from(data).slice(p.from as usize..p.to as usize))
-        }))
-    });
+    let mut pieces = pieces.into_iter();
+    let first = pieces.next().map(|p| fetch_piece(fetcher.clone(), p));
+    let rest = stream::iter(pieces)
+        .map(move |p| fetch_piece(fetcher.clone(), p))
+        .buffered(window.max(1));
     let mut failed = false;
-    fetches.buffered(window.max(1)).take_while(move |item| {
-        // Yield the first error, then stop.
-        let go = !failed;
-        failed |= item.is_err();
-        std::future::ready(go)
-    })
+    stream::iter(first)
+        .then(|ahead| ahead)
+        .chain(rest)
+        .take_while(move |item| {
+            // Yield the first error, then stop.
+            let go = !failed;
+            failed |= item.is_err();
+            std::future::ready(go)
+        })
+}
+
+/// Starts fetching one piece: its chunk, verified, cut to the piece.
+fn fetch_piece(fetcher: Fetcher, p: Piece) -> Ahead {
+    Ahead(tokio::spawn(async move {
+        let failed = |why: String| ChunkFailed {
+            index: p.index,
+            key: p.key,
+            why,
+        };
+        let data = fetcher
+            .block(p.key, p.size)
+            .await
+            .map_err(|e| failed(e.why))?;
+        // The hash matched; a manifest that lies about the size must
+        // still not make us send more or fewer bytes than it promised.
+        if data.len() as u64 != p.size {
+            return Err(failed(format!(
+                "it is {} bytes, its manifest says {}",
+                data.len(),
+                p.size
+            )));
+        }
+        Ok(Bytes::from(data).slice(p.from as usize..p.to as usize))
+    }))
 }
 
 #[cfg(test)]
