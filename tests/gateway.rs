@@ -15,8 +15,6 @@ use common::{require_tool, TestNet};
 use dhtfs::files::{put, PutOptions};
 use dhtfs::id::Id;
 use rand::{RngCore, SeedableRng};
-use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CURL_INSTALL: &str = "apt-get install curl";
 const CHROMIUM_INSTALL: &str = "apt-get install chromium";
@@ -354,58 +352,6 @@ async fn a_chunk_gone_from_every_node_cuts_the_response_short() {
     net.stop_all().await;
 }
 
-/// A host on 127.0.0.2 that claims to hold every key and serves junk for it.
-async fn start_liar(net: &TestNet) -> tokio::task::JoinHandle<()> {
-    let ip = common::hostile::hostile_ip(2);
-    let (udp, tcp) = loop {
-        let udp = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if let Ok(tcp) = tokio::net::TcpListener::bind((ip, port)).await {
-            break (udp, tcp);
-        }
-    };
-    let me = common::hostile::node_obj(&Id::random(), udp.local_addr().unwrap());
-    for (i, c) in net.contacts().iter().enumerate() {
-        let ping = common::hostile::request(i as u64, "ping_node", json!({}), me.clone());
-        udp.send_to(&ping, c.addr).await.unwrap();
-    }
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                accepted = tcp.accept() => {
-                    let Ok((mut conn, _)) = accepted else { continue };
-                    tokio::spawn(async move {
-                        let mut line = [0u8; 65];
-                        while conn.read_exact(&mut line).await.is_ok() {
-                            // The right length for a 4 KiB chunk, the wrong bytes.
-                            let junk = vec![0x5a; 4096];
-                            let mut out = (junk.len() as u32).to_le_bytes().to_vec();
-                            out.push(b'\n');
-                            out.extend_from_slice(&junk);
-                            if conn.write_all(&out).await.is_err() { break; }
-                        }
-                    });
-                }
-                received = async {
-                    let mut buf = vec![0u8; 65536];
-                    let (n, from) = udp.recv_from(&mut buf).await.ok()?;
-                    Some((buf[..n].to_vec(), from))
-                } => {
-                    let Some((bytes, from)) = received else { continue };
-                    let Ok(msg) = serde_json::from_slice::<Value>(&bytes) else { continue };
-                    if msg.get("resp").is_some() || msg.get("type").is_none() { continue; }
-                    let result = match msg["type"].as_str() {
-                        Some("find_node") => json!([]),
-                        _ => me.clone(),
-                    };
-                    let reply = json!({"magic": msg["magic"], "type": msg["type"], "resp": true, "result": result});
-                    let _ = udp.send_to(reply.to_string().as_bytes(), from).await;
-                }
-            }
-        }
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lying_holders_on_127_0_0_2_never_reach_the_client() {
     let mut net = TestNet::start(5).await;
@@ -416,7 +362,9 @@ async fn lying_holders_on_127_0_0_2_never_reach_the_client() {
     let root = put_file(tmp.path(), "l.bin", &data, 4096, 1, net.nodes[0].local_addr).await;
     let mut liars = Vec::new();
     for _ in 0..8 {
-        liars.push(start_liar(&net).await);
+        // The right length for a 4 KiB chunk, the wrong bytes.
+        let ip = common::hostile::hostile_ip(2);
+        liars.push(common::hostile::start_liar(ip, &net.contacts(), 4096).await);
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let gateway = net.nodes[3].gateway_addr.unwrap();
