@@ -41,6 +41,7 @@ async fn start_nodes(dir: &Path, n: usize) -> Vec<Daemon> {
             listen: "127.0.0.1:0".parse().expect("addr"),
             admin: "127.0.0.1:0".parse().expect("addr"),
             metrics: "127.0.0.1:0".parse().expect("addr"),
+            gateway_enabled: false,
             ..Config::default()
         };
         nodes.push(Daemon::start(&cfg).await.expect("node starts"));

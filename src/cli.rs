@@ -48,6 +48,12 @@ pub struct NodeArgs {
     /// Prometheus metrics address, served on GET /metrics [default: 127.0.0.1:9400].
     #[arg(long, value_name = "IP:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// HTTP gateway address, serving GET /file/<root> and /block/<key> [default: 127.0.0.1:7402].
+    #[arg(long, value_name = "IP:PORT")]
+    pub gateway: Option<SocketAddr>,
+    /// Serve no HTTP gateway (as gateway_enabled = false).
+    #[arg(long, conflicts_with = "gateway")]
+    pub no_gateway: bool,
     /// The IP to tell peers [default: the listen IP, or the one that routes to the first bootstrap peer].
     #[arg(long, value_name = "IP")]
     pub advertise_ip: Option<std::net::IpAddr>,
@@ -104,7 +110,7 @@ pub struct DevnetArgs {
     /// How many nodes.
     #[arg(long, default_value_t = 5)]
     pub nodes: u16,
-    /// Node i listens on 127.0.0.1:BASE+i, its admin API on BASE+100+i, its metrics on BASE+200+i.
+    /// Node i listens on 127.0.0.1:BASE+i, its admin API on BASE+100+i, its metrics on BASE+200+i, its gateway on BASE+300+i.
     #[arg(long, default_value_t = 7400)]
     pub base_port: u16,
     /// Where the nodes keep their data (node0, node1, ...).

@@ -33,6 +33,22 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Prometheus metrics are served here on GET /metrics.
     pub metrics: SocketAddr,
+    /// The HTTP gateway (GET /file/<root>, /block/<key>) listens here.
+    pub gateway: SocketAddr,
+    /// Serve the HTTP gateway at all (false: no gateway port is bound).
+    pub gateway_enabled: bool,
+    /// Gateway requests served at once; more are answered 503.
+    pub gateway_max_requests: usize,
+    /// Gateway connections open at once; more are closed at accept.
+    pub gateway_max_connections: usize,
+    /// Gateway connections open at once from one IP.
+    pub gateway_max_connections_per_ip: usize,
+    /// A gateway connection that waits this long on its client (idle keep-alive, slow request, stalled reader) is closed.
+    pub gateway_idle_timeout_ms: u64,
+    /// Chunks the gateway fetches ahead of the one it is sending (memory per response: about this many chunks).
+    pub gateway_read_ahead: usize,
+    /// Longest a gateway request waits for a file's manifest (tree included) or a block before answering 504.
+    pub gateway_resolve_timeout_ms: u64,
     /// K: lookup width, nodes per answer, replicas per block.
     pub k: usize,
     /// α: lookup requests in flight.
@@ -133,6 +149,14 @@ impl Default for Config {
             admin: SocketAddr::from(([127, 0, 0, 1], 7401)),
             admin_token: None,
             metrics: SocketAddr::from(([127, 0, 0, 1], 9400)),
+            gateway: SocketAddr::from(([127, 0, 0, 1], 7402)),
+            gateway_enabled: true,
+            gateway_max_requests: 64,
+            gateway_max_connections: 256,
+            gateway_max_connections_per_ip: 32,
+            gateway_idle_timeout_ms: 30_000,
+            gateway_read_ahead: 8,
+            gateway_resolve_timeout_ms: 30_000,
             k: 7,
             alpha: 3,
             bucket_size: 20,
@@ -307,6 +331,21 @@ impl Config {
             ("max_pulls_per_source", self.max_pulls_per_source as u64),
             ("lookup_max_requests", self.lookup_max_requests as u64),
             ("scrub_rate_mib_per_sec", self.scrub_rate_mib_per_sec),
+            ("gateway_max_requests", self.gateway_max_requests as u64),
+            (
+                "gateway_max_connections",
+                self.gateway_max_connections as u64,
+            ),
+            (
+                "gateway_max_connections_per_ip",
+                self.gateway_max_connections_per_ip as u64,
+            ),
+            ("gateway_idle_timeout_ms", self.gateway_idle_timeout_ms),
+            ("gateway_read_ahead", self.gateway_read_ahead as u64),
+            (
+                "gateway_resolve_timeout_ms",
+                self.gateway_resolve_timeout_ms,
+            ),
         ] {
             if v == 0 {
                 return invalid(field, "must be above 0");
@@ -386,6 +425,20 @@ impl Config {
                 high: self.shed_high_water_percent,
                 low: self.shed_low_water_percent,
             },
+        }
+    }
+
+    /// The HTTP gateway's part of the settings.
+    pub fn gateway_config(&self) -> crate::gateway::GatewayConfig {
+        crate::gateway::GatewayConfig {
+            max_requests: self.gateway_max_requests,
+            conns: crate::gateway::ConnLimits {
+                max_connections: self.gateway_max_connections,
+                max_per_ip: self.gateway_max_connections_per_ip,
+                idle_timeout: Duration::from_millis(self.gateway_idle_timeout_ms),
+            },
+            read_ahead: self.gateway_read_ahead,
+            resolve_timeout: Duration::from_millis(self.gateway_resolve_timeout_ms),
         }
     }
 

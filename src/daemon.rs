@@ -47,6 +47,8 @@ pub struct Daemon {
     pub admin_addr: SocketAddr,
     /// Where GET /metrics is served.
     pub metrics_addr: SocketAddr,
+    /// Where the HTTP gateway listens; None when it is turned off.
+    pub gateway_addr: Option<SocketAddr>,
     /// What opening the data dir had to repair.
     pub repaired: RepairReport,
     /// The scrub worker's state, and its pause and resume.
@@ -72,6 +74,11 @@ impl Daemon {
         // Bound after UDP and TCP, so health says SERVING only once they are.
         let (admin_listener, admin_addr) = bind_tcp("admin", cfg.admin).await?;
         let (metrics_listener, metrics_addr) = bind_tcp("metrics", cfg.metrics).await?;
+        let gateway_listener = match cfg.gateway_enabled {
+            true => Some(bind_tcp("gateway", cfg.gateway).await?),
+            false => None,
+        };
+        let gateway_addr = gateway_listener.as_ref().map(|(_, addr)| *addr);
 
         if cfg.data_dir.exists() && !cfg.data_dir.is_dir() {
             return Err(StartError::NotADir(cfg.data_dir.clone()));
@@ -92,7 +99,11 @@ impl Daemon {
         let stats = Arc::new(Stats::default());
         let udp = Arc::new(udp);
         let client = TcpClient::new(Duration::from_millis(cfg.pull_timeout_ms), stats.clone());
-        let transport = Arc::new(NetTransport::new(udp.clone(), client, stats.clone()));
+        let transport = Arc::new(NetTransport::new(
+            udp.clone(),
+            client.clone(),
+            stats.clone(),
+        ));
         let node = Node::new(
             me,
             cfg.node_config(),
@@ -134,6 +145,17 @@ impl Daemon {
                 tracing::error!(error = %e, "admin API stopped");
             }
         });
+        if let Some((listener, _)) = gateway_listener {
+            let (node, client, gw_cfg) = (node.clone(), client.clone(), cfg.gateway_config());
+            let (gw_metrics, gw_stop) = (metrics.gateway(), stop.clone());
+            tasks.spawn(async move {
+                if let Err(e) =
+                    crate::gateway::serve(listener, node, client, gw_cfg, gw_metrics, gw_stop).await
+                {
+                    tracing::error!(error = %e, "HTTP gateway stopped");
+                }
+            });
+        }
         let metrics_stop = stop.clone();
         tasks.spawn(async move {
             if let Err(e) =
@@ -156,13 +178,14 @@ impl Daemon {
             scrub.clone(),
             stop,
         ));
-        tracing::info!(id = %me.id, addr = %local_addr, advertised = %advertised, admin = %admin_addr, metrics = %metrics_addr, blocks = store.block_count(), "node started");
+        tracing::info!(id = %me.id, addr = %local_addr, advertised = %advertised, admin = %admin_addr, metrics = %metrics_addr, gateway = ?gateway_addr, blocks = store.block_count(), "node started");
         Ok(Daemon {
             node,
             store,
             local_addr,
             admin_addr,
             metrics_addr,
+            gateway_addr,
             repaired,
             scrub,
             stats,

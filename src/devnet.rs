@@ -7,7 +7,8 @@ use std::path::Path;
 use crate::config::Config;
 use crate::daemon::{Daemon, StartError};
 
-/// Admin ports are the node port plus this; metrics ports plus twice this.
+/// Admin ports are the node port plus this; metrics ports plus twice this,
+/// gateway ports plus three times.
 pub const PORT_STRIDE: u16 = 100;
 
 /// Nodes of a development network.
@@ -16,7 +17,7 @@ pub struct Devnet {
 }
 
 /// The config of devnet node `i`: node port base+i, admin base+100+i,
-/// metrics base+200+i, data in `dir/node<i>`.
+/// metrics base+200+i, gateway base+300+i, data in `dir/node<i>`.
 pub fn node_config(dir: &Path, ip: IpAddr, base_port: u16, i: u16) -> Config {
     let port = |offset: u16| SocketAddr::new(ip, base_port + offset + i);
     Config {
@@ -24,6 +25,7 @@ pub fn node_config(dir: &Path, ip: IpAddr, base_port: u16, i: u16) -> Config {
         listen: port(0),
         admin: port(PORT_STRIDE),
         metrics: port(2 * PORT_STRIDE),
+        gateway: port(3 * PORT_STRIDE),
         ..Config::default()
     }
 }
@@ -34,11 +36,11 @@ impl Devnet {
         let ip = IpAddr::from([127, 0, 0, 1]);
         if n == 0
             || n > PORT_STRIDE
-            || u32::from(base_port) + 2 * u32::from(PORT_STRIDE) + u32::from(n) > 65_535
+            || u32::from(base_port) + 3 * u32::from(PORT_STRIDE) + u32::from(n) > 65_535
         {
             return Err(StartError::Task(format!(
                 "--nodes {n} with --base-port {base_port} does not fit: use 1..{PORT_STRIDE} nodes and a base port below {}",
-                65_535 - 3 * PORT_STRIDE
+                65_535 - 4 * PORT_STRIDE
             )));
         }
         let mut nodes = Vec::new();

@@ -16,6 +16,7 @@ pub mod contact;
 pub mod daemon;
 pub mod devnet;
 pub mod files;
+pub mod gateway;
 pub mod id;
 pub mod limits;
 pub mod lookup;

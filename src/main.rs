@@ -76,6 +76,12 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     if let Some(metrics) = args.metrics {
         cfg.metrics = metrics;
     }
+    if let Some(gateway) = args.gateway {
+        cfg.gateway = gateway;
+    }
+    if args.no_gateway {
+        cfg.gateway_enabled = false;
+    }
     if let Ok(token) = std::env::var("DHTFS_ADMIN_TOKEN") {
         cfg.admin_token = Some(token);
     }
@@ -92,11 +98,12 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let daemon = Daemon::start(&cfg).await?;
     // Printed on stdout so scripts and tests can learn the port picked for :0.
     println!(
-        "listening {} admin {} metrics {} id {}",
+        "listening {} admin {} metrics {} id {} gateway {}",
         daemon.local_addr,
         daemon.admin_addr,
         daemon.metrics_addr,
-        daemon.node.me().id
+        daemon.node.me().id,
+        gateway_shown(daemon.gateway_addr)
     );
     let join = {
         let addrs = dhtfs::daemon::parse_bootstrap(&cfg.bootstrap)?;
@@ -175,11 +182,12 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     let net = dhtfs::devnet::Devnet::start(args.nodes, args.base_port, &args.dir).await?;
     for (i, d) in net.nodes.iter().enumerate() {
         println!(
-            "node {i} listening {} admin {} metrics {} id {}",
+            "node {i} listening {} admin {} metrics {} id {} gateway {}",
             d.local_addr,
             d.admin_addr,
             d.metrics_addr,
-            d.node.me().id
+            d.node.me().id,
+            gateway_shown(d.gateway_addr)
         );
     }
     println!(
@@ -189,6 +197,11 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     signals.wait().await;
     net.shutdown().await;
     Ok(())
+}
+
+/// The gateway's address, or `off`.
+fn gateway_shown(addr: Option<std::net::SocketAddr>) -> String {
+    addr.map_or_else(|| "off".to_string(), |a| a.to_string())
 }
 
 /// The first directory in `$STATE_DIRECTORY`, as systemd sets it.

@@ -89,15 +89,20 @@ pub struct Metrics {
     scrub_passes: IntCounter,
     scrub_last_pass: IntGauge,
     scrub_last_duration: Gauge,
+    gateway: crate::gateway::GatewayMetrics,
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+pub(crate) fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+) -> prometheus::Result<IntCounter> {
     let c = IntCounter::new(name, help)?;
     registry.register(Box::new(c.clone()))?;
     Ok(c)
 }
 
-fn counter_vec(
+pub(crate) fn counter_vec(
     registry: &Registry,
     name: &str,
     help: &str,
@@ -214,12 +219,18 @@ impl Metrics {
             scrub_passes: counter(&r, "dhtfs_scrub_passes_total", "Scrub passes completed.")?,
             scrub_last_pass: gauge(&r, "dhtfs_scrub_last_pass_completed_timestamp_seconds", "When the last scrub pass ended, unix seconds (0: none yet; kept across restarts).")?,
             scrub_last_duration: float_gauge(&r, "dhtfs_scrub_last_pass_duration_seconds", "How long the last completed scrub pass took, pauses and restarts included.")?,
+            gateway: crate::gateway::GatewayMetrics::register(&r)?,
             registry: r,
             node,
             store,
             scrub,
             quota,
         })
+    }
+
+    /// The HTTP gateway's metrics, registered with this node's.
+    pub fn gateway(&self) -> crate::gateway::GatewayMetrics {
+        self.gateway.clone()
     }
 
     /// Copies the current counts in and renders the text format.

@@ -93,6 +93,7 @@ impl NodeProc {
             .arg(listen.to_string())
             // The admin API and metrics have fixed default ports: let the OS pick.
             .args(["--admin", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+            .args(["--gateway", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -52,6 +52,7 @@ impl Node {
             .arg(dir)
             .args(["--listen", &listen.to_string()])
             .args(["--admin", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+            .args(["--gateway", "127.0.0.1:0"])
             .env("RUST_LOG", "info,dhtfs::upkeep=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -157,6 +157,7 @@ fn free_base_port(n: u16) -> u16 {
                 && TcpListener::bind(("127.0.0.1", p + i)).is_ok()
                 && TcpListener::bind(("127.0.0.1", p + 100 + i)).is_ok()
                 && TcpListener::bind(("127.0.0.1", p + 200 + i)).is_ok()
+                && TcpListener::bind(("127.0.0.1", p + 300 + i)).is_ok()
         });
         if free {
             return p;
@@ -432,6 +433,8 @@ fn start_node(dir: &Path, bootstrap: Option<SocketAddr>) -> (Proc, SocketAddr, S
             "--admin",
             "127.0.0.1:0",
             "--metrics",
+            "127.0.0.1:0",
+            "--gateway",
             "127.0.0.1:0",
         ])
         .env_remove("NOTIFY_SOCKET")
@@ -782,6 +785,24 @@ fn dashboard_queries_return_data_from_a_devnet() {
         std::fs::read(&back).unwrap() == data,
         "get returned other bytes"
     );
+    // And through every node's HTTP gateway, for the gateway row.
+    let curl = require_tool("curl", "apt-get install curl");
+    for i in 0..NODES {
+        let gateway = SocketAddr::from(([127, 0, 0, 1], base + 300 + i));
+        let via = dir.path().join(format!("gateway{i}.bin"));
+        let (ok, _, err) = run(
+            Command::new(&curl)
+                .args(["-sSf", "--max-time", "60", "-o"])
+                .arg(&via)
+                .arg(format!("http://{gateway}/file/{root}")),
+            Duration::from_secs(90),
+        );
+        assert!(ok, "curl through the gateway of node {i}: {err}");
+        assert!(
+            std::fs::read(&via).unwrap() == data,
+            "the gateway of node {i} returned other bytes"
+        );
+    }
 
     // The upkeep and lookups the dashboard shows, through each node's admin API.
     for i in 0..NODES {

@@ -351,6 +351,8 @@ fn node_notifies_ready_after_its_ports_answer_then_stopping_and_pings_the_watchd
             "127.0.0.1:0",
             "--metrics",
             "127.0.0.1:0",
+            "--gateway",
+            "127.0.0.1:0",
         ])
         .env("NOTIFY_SOCKET", &manager.path)
         .env("WATCHDOG_USEC", WATCHDOG_USEC.to_string())
@@ -453,6 +455,8 @@ fn without_watchdog_settings_there_are_no_pings() {
             "127.0.0.1:0",
             "--metrics",
             "127.0.0.1:0",
+            "--gateway",
+            "127.0.0.1:0",
         ])
         .env("NOTIFY_SOCKET", &manager.path)
         .env("WATCHDOG_USEC", "200000")
@@ -546,6 +550,8 @@ fn node_starts_with_the_deploy_config_unchanged() {
             "--admin",
             "127.0.0.1:0",
             "--metrics",
+            "127.0.0.1:0",
+            "--gateway",
             "127.0.0.1:0",
         ])
         .env_remove("NOTIFY_SOCKET")

@@ -11,8 +11,6 @@ use common::TestNet;
 use dhtfs::files::{get, put, FilesError, GetOptions, PutOptions};
 use dhtfs::id::Id;
 use rand::{RngCore, SeedableRng};
-use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
     let mut data = vec![0u8; len];
@@ -101,59 +99,6 @@ async fn files_round_trip_through_ten_nodes_even_with_three_dead() {
     net.stop_all().await;
 }
 
-/// A peer that says it holds everything and serves garbage for it.
-async fn start_liar(net: &TestNet) -> tokio::task::JoinHandle<()> {
-    let (udp, tcp) = loop {
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if let Ok(tcp) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
-            break (udp, tcp);
-        }
-    };
-    let me = json!({"node_id": Id::random().to_hex(), "ip": "127.0.0.1", "port": udp.local_addr().unwrap().port()});
-    // Introduce itself to everyone, as any node would.
-    for (i, c) in net.contacts().iter().enumerate() {
-        let ping = json!({"magic": i, "type": "ping_node", "params": {}, "requester": me});
-        udp.send_to(ping.to_string().as_bytes(), c.addr)
-            .await
-            .unwrap();
-    }
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                accepted = tcp.accept() => {
-                    let Ok((mut conn, _)) = accepted else { continue };
-                    tokio::spawn(async move {
-                        let mut line = [0u8; 65];
-                        while conn.read_exact(&mut line).await.is_ok() {
-                            let junk = vec![0x5a; 1000];
-                            let mut out = (junk.len() as u32).to_le_bytes().to_vec();
-                            out.push(b'\n');
-                            out.extend_from_slice(&junk);
-                            if conn.write_all(&out).await.is_err() { break; }
-                        }
-                    });
-                }
-                received = async {
-                    let mut buf = vec![0u8; 65536];
-                    let (n, from) = udp.recv_from(&mut buf).await.ok()?;
-                    Some((buf[..n].to_vec(), from))
-                } => {
-                    let Some((bytes, from)) = received else { continue };
-                    let Ok(msg) = serde_json::from_slice::<Value>(&bytes) else { continue };
-                    if msg.get("resp").is_some() || msg.get("type").is_none() { continue; }
-                    let result = match msg["type"].as_str() {
-                        Some("find_node") => json!([]),
-                        _ => me.clone(),
-                    };
-                    let reply = json!({"magic": msg["magic"], "type": msg["type"], "resp": true, "result": result});
-                    let _ = udp.send_to(reply.to_string().as_bytes(), from).await;
-                }
-            }
-        }
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lying_peer_is_rejected_and_avoided() {
     let mut net = TestNet::start(10).await;
@@ -167,7 +112,7 @@ async fn a_lying_peer_is_rejected_and_avoided() {
     // of seven full runs once liars had to pass a ping before being handed out.)
     let mut liars = Vec::new();
     for _ in 0..8 {
-        liars.push(start_liar(&net).await);
+        liars.push(common::hostile::start_liar([127, 0, 0, 1].into(), &net.contacts(), 1000).await);
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let out = tmp.path().join("f.out");

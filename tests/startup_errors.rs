@@ -31,10 +31,10 @@ impl Drop for Guard {
 fn dhtfs(args: &[&str], log: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dhtfs"));
     cmd.args(args);
-    // The admin API and metrics have fixed default ports, which tests running
+    // The admin API, metrics and gateway have fixed default ports, which tests running
     // in parallel would fight over: let the OS pick unless a test says otherwise.
     if args.first() == Some(&"node") {
-        for flag in ["--admin", "--metrics"] {
+        for flag in ["--admin", "--metrics", "--gateway"] {
             if !args.contains(&flag) {
                 cmd.args([flag, "127.0.0.1:0"]);
             }
@@ -334,10 +334,10 @@ fn taken_port_with_default_logging() {
     drop(udp);
 }
 
-/// The admin API's and the metrics endpoint's ports: a taken one names its flag.
+/// The admin API's, the metrics endpoint's and the gateway's ports: a taken one names its flag.
 #[test]
-fn taken_admin_and_metrics_ports_name_their_flag() {
-    for flag in ["--admin", "--metrics"] {
+fn taken_admin_metrics_and_gateway_ports_name_their_flag() {
+    for flag in ["--admin", "--metrics", "--gateway"] {
         let (tcp, port) = hold_tcp();
         let addr = format!("127.0.0.1:{port}");
         let tmp = tempfile::tempdir().unwrap();

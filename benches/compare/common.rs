@@ -156,6 +156,7 @@ pub fn bench_config(dir: &Path) -> Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin: "127.0.0.1:0".parse().expect("addr"),
         metrics: "127.0.0.1:0".parse().expect("addr"),
+        gateway_enabled: false,
         republish_interval_secs: 0,
         verify_interval_secs: 0,
         handoff: false,

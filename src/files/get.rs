@@ -9,25 +9,16 @@ use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::task::JoinSet;
 
+use super::fetch::{fetch_block, resolve, MAX_BLOCK};
 use super::progress::{Counters, Progress};
 use super::session::Session;
 use super::source::NoBlocks;
 use super::{io, FilesError};
 use crate::id::Id;
-use crate::lookup::LookupKind;
-use crate::manifest::{self, Body, Entry, Manifest, MAX_DEPTH};
-use crate::node::FetchError;
-
-/// Largest block a get accepts (the nodes' limit).
-const MAX_BLOCK: u64 = 1 << 20;
-/// Lookups per chunk that find nothing new before giving up on it.
-const ROUNDS: u32 = 3;
-/// Lookups per chunk at most, however many liars they unmask.
-const MAX_ROUNDS: u32 = 16;
+use crate::manifest::{self, Entry};
 
 /// What to get and how.
 #[derive(Clone, Debug)]
@@ -98,7 +89,16 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
             let text = std::fs::read_to_string(path).map_err(io(path))?;
             manifest::parse_hashfile(&text)?
         }
-        (None, Some(root)) => resolve(session, root, &bad_peers, &opts.out).await?,
+        (None, Some(root)) => {
+            let counters = Counters::default();
+            let fetch = |key| {
+                let (node, client) = (&session.node, &session.client);
+                fetch_block(node, client, key, MAX_BLOCK, &bad_peers, &counters)
+            };
+            resolve(root, fetch, |top| check_disk_room(&opts.out, top.size))
+                .await?
+                .chunks
+        }
         (None, None) => return Err(FilesError::RootNotFound(Id::ZERO)),
     };
     if let Some(Entry(key, size)) = chunks.iter().find(|e| e.1 > MAX_BLOCK) {
@@ -212,7 +212,7 @@ async fn fetch_all(
                     fetch_block(&s_node, &s_client, want.key, want.size, &bad, &counters).await;
                 let data = match data {
                     Ok(d) => d,
-                    Err(why) => return Err((want.index, want.key, why)),
+                    Err(why) => return Err((want.index, want.key, why.to_string())),
                 };
                 let offsets = want.offsets.clone();
                 let written = tokio::task::spawn_blocking(move || {
@@ -260,188 +260,6 @@ async fn fetch_all(
             None => return Ok(fetched),
         }
     }
-}
-
-/// Fetches one block from whichever node has it, verified. A node that sends
-/// bytes that do not match is avoided for the rest of the transfer.
-pub(super) async fn fetch_block(
-    node: &crate::node::Node,
-    client: &crate::net::TcpClient,
-    key: Id,
-    max: u64,
-    bad: &Mutex<HashSet<SocketAddr>>,
-    counters: &Counters,
-) -> Result<Vec<u8>, String> {
-    let mut last = String::from("no node holds it");
-    // A round that unmasks a liar is free: liars are each caught once, and a
-    // network with many of them must not exhaust the honest tries.
-    let (mut failed_rounds, mut rounds) = (0, 0);
-    while failed_rounds < ROUNDS && rounds < MAX_ROUNDS {
-        if failed_rounds > 0 {
-            tokio::time::sleep(Duration::from_millis(200 * u64::from(failed_rounds))).await;
-        }
-        rounds += 1;
-        let mut caught = false;
-        // Peers caught sending bad bytes are neither asked nor believed.
-        let avoid = bad.lock().map(|b| b.clone()).unwrap_or_default();
-        let found = node
-            .lookup_avoiding(key, LookupKind::FindValue, &avoid)
-            .await;
-        // Holders first, then the closest nodes: replicas live there too.
-        let mut candidates = found.holders;
-        candidates.extend(found.closest);
-        let mut seen = HashSet::new();
-        for c in candidates {
-            if !seen.insert(c.addr) || bad.lock().is_ok_and(|b| b.contains(&c.addr)) {
-                continue;
-            }
-            match client.fetch(c.addr, key, max).await {
-                Ok(data) if Id::of_block(&data) == key => {
-                    counters.peer(c.addr);
-                    return Ok(data);
-                }
-                Ok(_) => {
-                    Counters::add(&counters.rejected, 1);
-                    tracing::warn!(peer = %c.addr, key = %key, "peer sent bytes that do not match the key; avoiding it");
-                    if let Ok(mut b) = bad.lock() {
-                        caught |= b.insert(c.addr);
-                    }
-                    last = format!("{} sent bad bytes", c.addr);
-                }
-                Err(FetchError::Absent) => {}
-                Err(e) => {
-                    Counters::add(&counters.retries, 1);
-                    last = format!("{}: {e}", c.addr);
-                }
-            }
-        }
-        if !caught {
-            failed_rounds += 1;
-        }
-    }
-    Err(last)
-}
-
-/// Fetches the root manifest and, for a tree, every part, in file order;
-/// refuses a file larger than the free space where `out` goes before
-/// fetching any part.
-async fn resolve(
-    session: &Session,
-    root: Id,
-    bad: &Mutex<HashSet<SocketAddr>>,
-    out: &Path,
-) -> Result<Vec<Entry>, FilesError> {
-    let counters = Counters::default();
-    let counters = &counters;
-    let fetch = |key: Id| async move {
-        fetch_block(
-            &session.node,
-            &session.client,
-            key,
-            MAX_BLOCK,
-            bad,
-            counters,
-        )
-        .await
-    };
-    let bytes = fetch(root)
-        .await
-        .map_err(|_| FilesError::RootNotFound(root))?;
-    let top = Manifest::parse(root, &bytes)?;
-    check_disk_room(out, top.size)?;
-    expand(root, top, fetch).await
-}
-
-/// Expands a parsed root manifest into its chunk list, fetching each distinct
-/// child manifest once (a file of repeated data repeats whole subtrees, and a
-/// liar could repeat them to make us fetch without end), at most
-/// [`MAX_DEPTH`] levels deep, and never more chunks than the root's size and
-/// chunk size allow.
-pub(crate) async fn expand<F, Fut>(
-    root: Id,
-    top: Manifest,
-    mut fetch: F,
-) -> Result<Vec<Entry>, FilesError>
-where
-    F: FnMut(Id) -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<u8>, String>>,
-{
-    let chunk_size = top.chunk_size;
-    let want = top.size.div_ceil(chunk_size);
-    let too_many = |key: Id| manifest::ManifestError::Inconsistent {
-        key,
-        why: format!(
-            "its tree lists more than the {want} chunks of {} bytes in {chunk_size}-byte chunks",
-            top.size
-        ),
-    };
-    let mut out = Vec::new();
-    // Each child manifest fetched, by key: the bytes it covers and its body.
-    let mut seen: HashMap<Id, (u64, Body)> = HashMap::new();
-    // Depth-first, in order: (the manifest, its entries still to expand) per level.
-    let mut stack: Vec<(Id, std::vec::IntoIter<Entry>)> = Vec::new();
-    match top.body {
-        Body::Chunks(c) => return Ok(c),
-        Body::Parts(p) => stack.push((root, p.into_iter())),
-    }
-    while let Some((_, level)) = stack.last_mut() {
-        let Some(Entry(key, covered)) = level.next() else {
-            stack.pop();
-            continue;
-        };
-        if stack.len() >= MAX_DEPTH {
-            return Err(manifest::ManifestError::TooDeep { root }.into());
-        }
-        if stack.iter().any(|(k, _)| *k == key) {
-            return Err(manifest::ManifestError::Inconsistent {
-                key,
-                why: "it lists itself among its own parts".into(),
-            }
-            .into());
-        }
-        let (size, body) = match seen.get(&key) {
-            Some(known) => known.clone(),
-            None => {
-                let bytes = fetch(key).await.map_err(|why| FilesError::ChunkNotFound {
-                    index: out.len(),
-                    key,
-                    why: format!("manifest part: {why}"),
-                    out: PathBuf::new(),
-                })?;
-                let m = Manifest::parse(key, &bytes)?;
-                if m.chunk_size != chunk_size {
-                    return Err(manifest::ManifestError::Inconsistent {
-                        key,
-                        why: format!("has {}-byte chunks, its root {chunk_size}", m.chunk_size),
-                    }
-                    .into());
-                }
-                seen.insert(key, (m.size, m.body.clone()));
-                (m.size, m.body)
-            }
-        };
-        // Checked at every occurrence: a repeated part must cover the same.
-        if size != covered {
-            return Err(manifest::ManifestError::Inconsistent {
-                key,
-                why: format!("covers {size} bytes, its parent says {covered}"),
-            }
-            .into());
-        }
-        match body {
-            Body::Chunks(c) => {
-                if out.len() as u64 + c.len() as u64 > want {
-                    return Err(too_many(root).into());
-                }
-                out.extend(c);
-            }
-            Body::Parts(p) => stack.push((key, p.into_iter())),
-        }
-    }
-    if out.len() as u64 != want {
-        return Err(too_many(root).into());
-    }
-    Ok(out)
 }
 
 /// Refuses a file of `size` bytes when the disk `out` goes to has less free
@@ -534,8 +352,9 @@ fn finish(file: &File, part: &Path, out: &Path) -> Result<(), FilesError> {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use super::super::fetch::expand;
     use super::*;
-    use crate::manifest::{build, ManifestError};
+    use crate::manifest::{build, Body, Manifest, ManifestError, MAX_DEPTH};
 
     /// Expands `root` from an in-memory set of blocks, counting fetches.
     fn expand_from(

@@ -2,19 +2,22 @@
 //! its root key; `dhtfs get` fetches it back anywhere, in parallel and out of
 //! order, verified, resumable. Both run as a short-lived client node.
 
+mod fetch;
 mod get;
 mod pin;
 mod progress;
 mod put;
 mod session;
 mod source;
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use fetch::{fetch_block, Fetcher, Resolved, Unfetched, MAX_BLOCK};
 pub use get::{get, GetOptions, GetReport};
 pub use pin::{pin, unpin, PinError, PinProgress};
-pub use progress::Progress;
+pub use progress::{Counters, Progress};
 pub use put::{put, PutOptions, PutReport};
 pub use session::Session;
 
@@ -44,6 +47,8 @@ pub enum FilesError {
         "no node supplied root block {0}: check the key, and that the nodes that stored it are up"
     )]
     RootNotFound(Id),
+    #[error("root block {root} could not be fetched: {why}; peers did not answer in time, retry when the network is reachable")]
+    RootTimedOut { root: Id, why: String },
     #[error("chunk {index} ({key}) could not be fetched from any node ({why}); {out} was not written, rerun to resume")]
     ChunkNotFound {
         index: usize,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 
-use super::get::expand;
+use super::fetch::expand;
 use super::FilesError;
 use crate::id::Id;
 use crate::manifest::{Entry, Manifest, ManifestError};

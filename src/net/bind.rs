@@ -9,7 +9,7 @@ use tokio::net::{TcpListener, UdpSocket};
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {proto} {addr}: {source} (is another dhtfs node or program using that port? pass another {})", flag_for(proto))]
 pub struct BindError {
-    /// What was being bound: UDP, TCP, admin or metrics.
+    /// What was being bound: UDP, TCP, admin, metrics or gateway.
     pub proto: &'static str,
     pub addr: SocketAddr,
     pub source: std::io::Error,
@@ -19,11 +19,12 @@ fn flag_for(proto: &str) -> &'static str {
     match proto {
         "admin" => "--admin",
         "metrics" => "--metrics",
+        "gateway" => "--gateway (or gateway_enabled = false)",
         _ => "--listen",
     }
 }
 
-/// Binds a TCP listener for `what` (admin, metrics).
+/// Binds a TCP listener for `what` (admin, metrics, gateway).
 pub async fn bind_tcp(
     what: &'static str,
     addr: SocketAddr,

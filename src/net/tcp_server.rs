@@ -4,9 +4,7 @@
 //! connections (in all and per IP), the time a key line may take to arrive,
 //! and idle time.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
+use super::per_ip::PerIp;
 use crate::stats::Stats;
 use crate::store::BlockStore;
 use crate::wire::block_frame::{encode_header, parse_key_line, KeyLine, MAX_KEY_LINE};
@@ -43,43 +42,6 @@ impl Default for TcpLimits {
             idle_timeout: Duration::from_secs(30),
             key_line_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(60),
-        }
-    }
-}
-
-/// Connections open per IP, shared by the accept loop and the connections.
-#[derive(Clone, Default)]
-struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
-
-/// One connection counted against its IP; freed when dropped.
-struct IpSlot {
-    counts: PerIp,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    fn take(&self, ip: IpAddr, max: usize) -> Option<IpSlot> {
-        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot {
-            counts: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
         }
     }
 }

@@ -3,8 +3,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use dhtfs::contact::Contact;
 use dhtfs::id::Id;
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Hostile loopback address 127.0.0.`last`.
 pub fn hostile_ip(last: u8) -> IpAddr {
@@ -33,4 +35,60 @@ pub fn near(target: &Id, bits: usize) -> Id {
         id[byte] = (id[byte] & !mask) | (noise[byte] & mask);
     }
     Id(id)
+}
+
+/// A peer on `ip` that introduces itself to `contacts`, says it holds every
+/// key, and serves `junk_len` wrong bytes for any key asked of it.
+pub async fn start_liar(
+    ip: IpAddr,
+    contacts: &[Contact],
+    junk_len: usize,
+) -> tokio::task::JoinHandle<()> {
+    let (udp, tcp) = loop {
+        let udp = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if let Ok(tcp) = tokio::net::TcpListener::bind((ip, port)).await {
+            break (udp, tcp);
+        }
+    };
+    let me = node_obj(&Id::random(), udp.local_addr().unwrap());
+    // Introduce itself to everyone, as any node would.
+    for (i, c) in contacts.iter().enumerate() {
+        let ping = request(i as u64, "ping_node", json!({}), me.clone());
+        udp.send_to(&ping, c.addr).await.unwrap();
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                accepted = tcp.accept() => {
+                    let Ok((mut conn, _)) = accepted else { continue };
+                    tokio::spawn(async move {
+                        let mut line = [0u8; 65];
+                        while conn.read_exact(&mut line).await.is_ok() {
+                            let junk = vec![0x5a; junk_len];
+                            let mut out = (junk.len() as u32).to_le_bytes().to_vec();
+                            out.push(b'\n');
+                            out.extend_from_slice(&junk);
+                            if conn.write_all(&out).await.is_err() { break; }
+                        }
+                    });
+                }
+                received = async {
+                    let mut buf = vec![0u8; 65536];
+                    let (n, from) = udp.recv_from(&mut buf).await.ok()?;
+                    Some((buf[..n].to_vec(), from))
+                } => {
+                    let Some((bytes, from)) = received else { continue };
+                    let Ok(msg) = serde_json::from_slice::<Value>(&bytes) else { continue };
+                    if msg.get("resp").is_some() || msg.get("type").is_none() { continue; }
+                    let result = match msg["type"].as_str() {
+                        Some("find_node") => json!([]),
+                        _ => me.clone(),
+                    };
+                    let reply = json!({"magic": msg["magic"], "type": msg["type"], "resp": true, "result": result});
+                    let _ = udp.send_to(reply.to_string().as_bytes(), from).await;
+                }
+            }
+        }
+    })
 }

@@ -21,6 +21,7 @@ pub fn test_config(dir: PathBuf) -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin: "127.0.0.1:0".parse().unwrap(),
         metrics: "127.0.0.1:0".parse().unwrap(),
+        gateway: "127.0.0.1:0".parse().unwrap(),
         ..Config::default()
     }
 }

@@ -1,0 +1,302 @@
+//! Fetching blocks from whichever node holds them, verified, avoiding peers
+//! caught lying; and resolving a root manifest (tree included) into the
+//! file's chunk list. `dhtfs get`, pinning and the HTTP gateway all fetch
+//! through here.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::progress::Counters;
+use super::FilesError;
+use crate::id::Id;
+use crate::lookup::LookupKind;
+use crate::manifest::{self, Body, Entry, Manifest, MAX_DEPTH};
+use crate::net::TcpClient;
+use crate::node::{FetchError, Node};
+
+/// Largest block a get accepts (the nodes' limit).
+pub const MAX_BLOCK: u64 = 1 << 20;
+/// Lookups per chunk that find nothing new before giving up on it.
+const ROUNDS: u32 = 3;
+/// Lookups per chunk at most, however many liars they unmask.
+const MAX_ROUNDS: u32 = 16;
+/// Peers remembered as liars by one [`Fetcher`]; past it the set starts
+/// over (a liar met again is caught again: its bytes are still checked).
+const MAX_BAD_PEERS: usize = 1024;
+
+/// Why no node supplied a block.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{why}")]
+pub struct Unfetched {
+    /// What the last try met.
+    pub why: String,
+    /// The last try failed on a peer that timed out or broke off, rather than
+    /// on nobody holding the block (or only liars).
+    pub timed_out: bool,
+}
+
+/// A file's header and chunk list, its manifest tree resolved.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub name: Option<String>,
+    /// The sum of the chunks' sizes, checked against the root's size.
+    pub size: u64,
+    pub chunks: Vec<Entry>,
+}
+
+/// What a run of fetches shares: the node that looks up holders, the client
+/// that fetches from them, the peers caught lying, and the counts.
+#[derive(Clone)]
+pub struct Fetcher {
+    pub node: Node,
+    pub client: TcpClient,
+    pub bad: Arc<Mutex<HashSet<SocketAddr>>>,
+    pub counters: Arc<Counters>,
+}
+
+impl Fetcher {
+    /// A fetcher with no liars known yet and zero counts.
+    pub fn new(node: Node, client: TcpClient) -> Fetcher {
+        Fetcher {
+            node,
+            client,
+            bad: Arc::default(),
+            counters: Arc::default(),
+        }
+    }
+
+    /// Block `key` of at most `max` bytes, verified: from this node's own
+    /// store when it is a holder and has it intact, else from the network.
+    pub async fn block(&self, key: Id, max: u64) -> Result<Vec<u8>, Unfetched> {
+        if self.node.config().is_holder {
+            let blocks = self.node.blocks().clone();
+            let local = tokio::task::spawn_blocking(move || blocks.get(&key)).await;
+            if let Ok(Ok(Some(data))) = local {
+                if Id::of_block(&data) == key {
+                    return Ok(data);
+                }
+                tracing::warn!(key = %key, "a block held here does not match its key; fetching it from a peer");
+            }
+        }
+        if self.bad.lock().is_ok_and(|b| b.len() >= MAX_BAD_PEERS) {
+            if let Ok(mut b) = self.bad.lock() {
+                b.clear();
+            }
+        }
+        fetch_block(
+            &self.node,
+            &self.client,
+            key,
+            max,
+            &self.bad,
+            &self.counters,
+        )
+        .await
+    }
+
+    /// Resolves root manifest `root` into the file's chunk list.
+    pub async fn resolve(&self, root: Id) -> Result<Resolved, FilesError> {
+        resolve(root, |key| self.block(key, MAX_BLOCK), |_| Ok(())).await
+    }
+}
+
+/// Fetches root manifest `root` and, for a tree, every part, in file order;
+/// `check` sees the parsed root before any part is fetched (to refuse a file
+/// larger than its disk).
+pub async fn resolve<F, Fut>(
+    root: Id,
+    mut fetch: F,
+    check: impl FnOnce(&Manifest) -> Result<(), FilesError>,
+) -> Result<Resolved, FilesError>
+where
+    F: FnMut(Id) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, Unfetched>>,
+{
+    let bytes = fetch(root).await.map_err(|e| {
+        if e.timed_out {
+            FilesError::RootTimedOut { root, why: e.why }
+        } else {
+            FilesError::RootNotFound(root)
+        }
+    })?;
+    let top = Manifest::parse(root, &bytes)?;
+    check(&top)?;
+    let (name, claimed) = (top.name.clone(), top.size);
+    let chunks = expand(root, top, |key| {
+        let fetched = fetch(key);
+        async move { fetched.await.map_err(|e| e.why) }
+    })
+    .await?;
+    let size: u64 = chunks.iter().map(|e| e.1).sum();
+    if size != claimed {
+        return Err(manifest::ManifestError::Inconsistent {
+            key: root,
+            why: format!("claims {claimed} bytes, its chunks add up to {size}"),
+        }
+        .into());
+    }
+    Ok(Resolved { name, size, chunks })
+}
+
+/// Fetches one block from whichever node has it, verified. A node that sends
+/// bytes that do not match is avoided for the rest of the transfer.
+pub async fn fetch_block(
+    node: &crate::node::Node,
+    client: &crate::net::TcpClient,
+    key: Id,
+    max: u64,
+    bad: &Mutex<HashSet<SocketAddr>>,
+    counters: &Counters,
+) -> Result<Vec<u8>, Unfetched> {
+    let mut last = String::from("no node holds it");
+    // Whether the last try failed on a peer that did not answer in time (or
+    // broke off), rather than on nobody holding the block.
+    let mut timed_out = false;
+    // A round that unmasks a liar is free: liars are each caught once, and a
+    // network with many of them must not exhaust the honest tries.
+    let (mut failed_rounds, mut rounds) = (0, 0);
+    while failed_rounds < ROUNDS && rounds < MAX_ROUNDS {
+        if failed_rounds > 0 {
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(failed_rounds))).await;
+        }
+        rounds += 1;
+        let mut caught = false;
+        // Peers caught sending bad bytes are neither asked nor believed.
+        let avoid = bad.lock().map(|b| b.clone()).unwrap_or_default();
+        let found = node
+            .lookup_avoiding(key, LookupKind::FindValue, &avoid)
+            .await;
+        // Holders first, then the closest nodes: replicas live there too.
+        let mut candidates = found.holders;
+        candidates.extend(found.closest);
+        let mut seen = HashSet::new();
+        for c in candidates {
+            if !seen.insert(c.addr) || bad.lock().is_ok_and(|b| b.contains(&c.addr)) {
+                continue;
+            }
+            match client.fetch(c.addr, key, max).await {
+                Ok(data) if Id::of_block(&data) == key => {
+                    counters.peer(c.addr);
+                    return Ok(data);
+                }
+                Ok(_) => {
+                    Counters::add(&counters.rejected, 1);
+                    tracing::warn!(peer = %c.addr, key = %key, "peer sent bytes that do not match the key; avoiding it");
+                    if let Ok(mut b) = bad.lock() {
+                        caught |= b.insert(c.addr);
+                    }
+                    last = format!("{} sent bad bytes", c.addr);
+                    timed_out = false;
+                }
+                Err(FetchError::Absent) => {}
+                Err(e) => {
+                    Counters::add(&counters.retries, 1);
+                    last = format!("{}: {e}", c.addr);
+                    timed_out = true;
+                }
+            }
+        }
+        if !caught {
+            failed_rounds += 1;
+        }
+    }
+    Err(Unfetched {
+        why: last,
+        timed_out,
+    })
+}
+
+/// Expands a parsed root manifest into its chunk list, fetching each distinct
+/// child manifest once (a file of repeated data repeats whole subtrees, and a
+/// liar could repeat them to make us fetch without end), at most
+/// [`MAX_DEPTH`] levels deep, and never more chunks than the root's size and
+/// chunk size allow.
+pub(crate) async fn expand<F, Fut>(
+    root: Id,
+    top: Manifest,
+    mut fetch: F,
+) -> Result<Vec<Entry>, FilesError>
+where
+    F: FnMut(Id) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, String>>,
+{
+    let chunk_size = top.chunk_size;
+    let want = top.size.div_ceil(chunk_size);
+    let too_many = |key: Id| manifest::ManifestError::Inconsistent {
+        key,
+        why: format!(
+            "its tree lists more than the {want} chunks of {} bytes in {chunk_size}-byte chunks",
+            top.size
+        ),
+    };
+    let mut out = Vec::new();
+    // Each child manifest fetched, by key: the bytes it covers and its body.
+    let mut seen: HashMap<Id, (u64, Body)> = HashMap::new();
+    // Depth-first, in order: (the manifest, its entries still to expand) per level.
+    let mut stack: Vec<(Id, std::vec::IntoIter<Entry>)> = Vec::new();
+    match top.body {
+        Body::Chunks(c) => return Ok(c),
+        Body::Parts(p) => stack.push((root, p.into_iter())),
+    }
+    while let Some((_, level)) = stack.last_mut() {
+        let Some(Entry(key, covered)) = level.next() else {
+            stack.pop();
+            continue;
+        };
+        if stack.len() >= MAX_DEPTH {
+            return Err(manifest::ManifestError::TooDeep { root }.into());
+        }
+        if stack.iter().any(|(k, _)| *k == key) {
+            return Err(manifest::ManifestError::Inconsistent {
+                key,
+                why: "it lists itself among its own parts".into(),
+            }
+            .into());
+        }
+        let (size, body) = match seen.get(&key) {
+            Some(known) => known.clone(),
+            None => {
+                let bytes = fetch(key).await.map_err(|why| FilesError::ChunkNotFound {
+                    index: out.len(),
+                    key,
+                    why: format!("manifest part: {why}"),
+                    out: PathBuf::new(),
+                })?;
+                let m = Manifest::parse(key, &bytes)?;
+                if m.chunk_size != chunk_size {
+                    return Err(manifest::ManifestError::Inconsistent {
+                        key,
+                        why: format!("has {}-byte chunks, its root {chunk_size}", m.chunk_size),
+                    }
+                    .into());
+                }
+                seen.insert(key, (m.size, m.body.clone()));
+                (m.size, m.body)
+            }
+        };
+        // Checked at every occurrence: a repeated part must cover the same.
+        if size != covered {
+            return Err(manifest::ManifestError::Inconsistent {
+                key,
+                why: format!("covers {size} bytes, its parent says {covered}"),
+            }
+            .into());
+        }
+        match body {
+            Body::Chunks(c) => {
+                if out.len() as u64 + c.len() as u64 > want {
+                    return Err(too_many(root).into());
+                }
+                out.extend(c);
+            }
+            Body::Parts(p) => stack.push((key, p.into_iter())),
+        }
+    }
+    if out.len() as u64 != want {
+        return Err(too_many(root).into());
+    }
+    Ok(out)
+}

@@ -1,0 +1,560 @@
+//! The HTTP gateway through real clients: files put through one node of a
+//! 5-node network are read through another node's gateway with the real
+//! curl (whole, HEAD, ranges, a resumed download, errors), a PNG and an HTML
+//! page are opened in headless Chromium and what it rendered is checked, a
+//! chunk gone from every node cuts the response short, and lying holders on
+//! 127.0.0.2 never get a wrong byte to the client.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{require_tool, TestNet};
+use dhtfs::files::{put, PutOptions};
+use dhtfs::id::Id;
+use rand::{RngCore, SeedableRng};
+
+const CURL_INSTALL: &str = "apt-get install curl";
+const CHROMIUM_INSTALL: &str = "apt-get install chromium";
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
+    data
+}
+
+/// Puts `data` as a file called `name` through `via`, in `chunk`-byte
+/// chunks on `replicas` nodes; its root.
+async fn put_file(
+    dir: &Path,
+    name: &str,
+    data: &[u8],
+    chunk: u64,
+    replicas: usize,
+    via: SocketAddr,
+) -> Id {
+    let path = dir.join(name);
+    std::fs::write(&path, data).unwrap();
+    let opts = PutOptions {
+        bootstrap: vec![via],
+        quiet: true,
+        chunk_size: chunk,
+        replicas,
+        ..PutOptions::new(path)
+    };
+    put(&opts)
+        .await
+        .unwrap_or_else(|e| panic!("put {name}: {e}"))
+        .root
+}
+
+/// Runs the real curl with `args` (never waiting more than a minute).
+async fn curl(args: Vec<String>) -> Output {
+    let bin = require_tool("curl", CURL_INSTALL);
+    tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args(["-sS", "--max-time", "60"])
+            .args(&args)
+            .output()
+            .expect("curl runs")
+    })
+    .await
+    .unwrap()
+}
+
+/// One response as curl saw it: status, headers (lower-cased names), body.
+struct Got {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    curl_exit: Option<i32>,
+}
+
+impl Got {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// GETs `url` with curl and `extra` arguments.
+async fn fetch(url: &str, extra: &[&str]) -> Got {
+    let tmp = tempfile::tempdir().unwrap();
+    let (head, body) = (tmp.path().join("head"), tmp.path().join("body"));
+    let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    args.extend([
+        "-D".into(),
+        head.to_str().unwrap().into(),
+        "-o".into(),
+        body.to_str().unwrap().into(),
+        url.into(),
+    ]);
+    let out = curl(args).await;
+    let text = std::fs::read_to_string(&head).unwrap_or_default();
+    let mut lines = text.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Got {
+        status,
+        headers,
+        body: std::fs::read(&body).unwrap_or_default(),
+        curl_exit: out.status.code(),
+    }
+}
+
+fn file_url(gateway: SocketAddr, root: &Id) -> String {
+    format!("http://{gateway}/file/{root}")
+}
+
+/// The value of metric `name` (with its label set, if any) on a node.
+async fn metric(metrics: SocketAddr, name: &str) -> f64 {
+    let text = common::http_get(metrics, "/metrics").await;
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in /metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_read_through_another_nodes_gateway_with_curl() {
+    let mut net = TestNet::start(5).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let via = net.nodes[0].local_addr;
+    let gateway = net.nodes[3].gateway_addr.expect("a gateway");
+
+    let cases: [(&str, usize, u64, &str); 4] = [
+        ("empty.txt", 0, 1 << 20, "text/plain; charset=utf-8"),
+        ("one.bin", 1, 1 << 20, "application/octet-stream"),
+        ("chunk.json", 1 << 20, 1 << 20, "application/json"),
+        // 4 KiB chunks: 300 chunks do not fit one 4 KiB manifest block.
+        ("tree.mp4", 300 * 4096 - 7, 4096, "video/mp4"),
+    ];
+    for (i, (name, len, chunk, ctype)) in cases.iter().enumerate() {
+        let data = random_bytes(*len, i as u64);
+        let root = put_file(tmp.path(), name, &data, *chunk, 2, via).await;
+        let url = file_url(gateway, &root);
+        let got = fetch(&url, &[]).await;
+        assert_eq!(got.status, 200, "{name}");
+        assert!(got.body == data, "{name}: curl got other bytes");
+        let len_text = len.to_string();
+        let etag = format!("\"{root}\"");
+        let disposition = format!("inline; filename=\"{name}\"; filename*=UTF-8''{name}");
+        for (header, want) in [
+            ("content-length", len_text.as_str()),
+            ("content-type", ctype),
+            ("content-disposition", disposition.as_str()),
+            ("etag", etag.as_str()),
+            ("cache-control", "public, max-age=31536000, immutable"),
+            ("accept-ranges", "bytes"),
+        ] {
+            assert_eq!(got.header(header), Some(want), "{name}: {header}");
+        }
+        // HEAD: the same headers, no body.
+        let head = fetch(&url, &["-I"]).await;
+        assert_eq!(head.status, 200, "{name} HEAD");
+        // curl -I writes the head where the body would go: nothing follows it.
+        assert!(
+            head.body.starts_with(b"HTTP/1.1 200") && head.body.ends_with(b"\r\n\r\n"),
+            "{name} HEAD had a body"
+        );
+        for header in ["content-length", "content-type", "etag", "cache-control"] {
+            assert_eq!(
+                head.header(header),
+                got.header(header),
+                "{name} HEAD {header}"
+            );
+        }
+        // The client has it: 304, no lookup needed.
+        let cached = fetch(&url, &["-H", &format!("If-None-Match: {etag}")]).await;
+        assert_eq!(cached.status, 304, "{name} If-None-Match");
+        println!("gateway: {name} ({len} bytes) read through curl, headers checked");
+
+        if *name == "chunk.json" {
+            // One chunk: its key is the hash of the whole file.
+            let key = Id::of_block(&data);
+            let block = fetch(&format!("http://{gateway}/block/{key}"), &[]).await;
+            assert_eq!(block.status, 200);
+            assert!(block.body == data, "/block/ answered other bytes");
+            // That block is not a manifest: 422, one line naming the fix.
+            let not = fetch(&file_url(gateway, &key), &[]).await;
+            assert_eq!(not.status, 422);
+            let line = String::from_utf8(not.body).unwrap();
+            assert_eq!(line.lines().count(), 1, "{line}");
+            assert!(line.contains(&format!("/block/{key}")), "{line}");
+        }
+    }
+
+    // Errors a person can act on, each one line.
+    let nobody = Id::random();
+    for (url, status, needle) in [
+        (
+            format!("http://{gateway}/file/not-a-key"),
+            400,
+            "64 hex digits",
+        ),
+        (format!("http://{gateway}/block/12ab"), 400, "64 hex digits"),
+        (file_url(gateway, &nobody), 404, "no node holds"),
+        (
+            format!("http://{gateway}/block/{nobody}"),
+            404,
+            "no node holds",
+        ),
+        (format!("http://{gateway}/nothing"), 404, "/file/<root>"),
+    ] {
+        let got = fetch(&url, &[]).await;
+        let body = String::from_utf8(got.body).unwrap();
+        assert_eq!(got.status, status, "{url}: {body}");
+        assert_eq!(body.lines().count(), 1, "{url}: {body}");
+        assert!(body.contains(needle), "{url}: {body}");
+        assert!(!body.contains(&net.dir.path().display().to_string()));
+    }
+    let metrics = net.nodes[3].metrics_addr;
+    assert!(metric(metrics, "dhtfs_gateway_requests_total{code=\"200\"}").await >= 5.0);
+    assert!(metric(metrics, "dhtfs_gateway_requests_total{code=\"404\"}").await >= 3.0);
+    assert!(metric(metrics, "dhtfs_gateway_bytes_total").await >= (2 << 20) as f64);
+    assert!(metric(metrics, "dhtfs_gateway_time_to_first_byte_seconds_count").await >= 3.0);
+    net.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_requests_and_a_resumed_download() {
+    let mut net = TestNet::start(5).await;
+    let tmp = tempfile::tempdir().unwrap();
+    // Three and a bit 4 KiB chunks.
+    let size = 3 * 4096 + 100;
+    let data = random_bytes(size, 42);
+    let root = put_file(tmp.path(), "r.bin", &data, 4096, 2, net.nodes[1].local_addr).await;
+    let gateway = net.nodes[4].gateway_addr.unwrap();
+    let url = file_url(gateway, &root);
+
+    let last = size - 1;
+    for (range, from, to) in [
+        ("0-0".to_string(), 0, 1),
+        (format!("{last}-{last}"), last, size),
+        ("4090-4105".to_string(), 4090, 4106),
+        ("4000-8200".to_string(), 4000, 8201),
+        ("-10".to_string(), size - 10, size),
+        ("8000-".to_string(), 8000, size),
+        ("12000-999999".to_string(), 12000, size),
+    ] {
+        let got = fetch(&url, &["-r", &range]).await;
+        assert_eq!(got.status, 206, "range {range}");
+        assert!(got.body == data[from..to], "range {range}: other bytes");
+        let want = format!("bytes {from}-{}/{size}", to - 1);
+        assert_eq!(got.header("content-range"), Some(want.as_str()), "{range}");
+        assert_eq!(
+            got.header("content-length"),
+            Some((to - from).to_string().as_str())
+        );
+    }
+    let unsatisfiable = fetch(&url, &["-r", &format!("{size}-")]).await;
+    assert_eq!(unsatisfiable.status, 416);
+    assert_eq!(
+        unsatisfiable.header("content-range"),
+        Some(format!("bytes */{size}").as_str())
+    );
+    // A Range for another version (If-Range) gets the whole file.
+    let other = fetch(&url, &["-r", "0-0", "-H", "If-Range: \"other\""]).await;
+    assert_eq!(other.status, 200);
+    assert!(other.body == data);
+    println!("gateway: 7 ranges and an unsatisfiable one matched the original");
+
+    // An interrupted download (curl gives up after a second at 100 KB/s,
+    // after the burst the socket buffers let through) that `curl -C -` resumes.
+    let big = random_bytes(12 << 20, 43);
+    let root = put_file(
+        tmp.path(),
+        "big.bin",
+        &big,
+        1 << 20,
+        2,
+        net.nodes[1].local_addr,
+    )
+    .await;
+    let url = file_url(gateway, &root);
+    let out = tmp.path().join("big.out");
+    let o = out.to_str().unwrap().to_string();
+    let cut = curl(vec![
+        "--limit-rate".into(),
+        "100k".into(),
+        "--max-time".into(),
+        "1".into(),
+        "-o".into(),
+        o.clone(),
+        url.clone(),
+    ])
+    .await;
+    let partial = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    assert!(!cut.status.success(), "the first download was to be cut");
+    assert!(
+        partial > 0 && partial < big.len() as u64,
+        "interrupted with {partial} bytes"
+    );
+    let resumed = curl(vec!["-C".into(), "-".into(), "-o".into(), o, url]).await;
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(std::fs::read(&out).unwrap() == big, "resumed file differs");
+    println!(
+        "gateway: curl -C - resumed after {partial} of {} bytes",
+        big.len()
+    );
+    net.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_gone_from_every_node_cuts_the_response_short() {
+    let mut net = TestNet::start(5).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = random_bytes(3 * 4096, 44);
+    let root = put_file(
+        tmp.path(),
+        "cut.bin",
+        &data,
+        4096,
+        7,
+        net.nodes[0].local_addr,
+    )
+    .await;
+    let last = Id::of_block(&data[2 * 4096..]);
+    for d in &net.nodes {
+        let _ = d.store.delete(&last);
+    }
+    let gateway = net.nodes[2].gateway_addr.unwrap();
+    let got = fetch(&file_url(gateway, &root), &[]).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-length"), Some("12288"));
+    assert_eq!(got.curl_exit, Some(18), "curl saw a short body (exit 18)");
+    assert!(
+        got.body == data[..2 * 4096],
+        "the verified chunks before it, no more"
+    );
+    let cut = metric(net.nodes[2].metrics_addr, "dhtfs_gateway_streams_cut_total").await;
+    assert_eq!(cut, 1.0);
+    println!(
+        "gateway: a missing last chunk cut the body at {} bytes",
+        got.body.len()
+    );
+    net.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lying_holders_on_127_0_0_2_never_reach_the_client() {
+    let mut net = TestNet::start(5).await;
+    let tmp = tempfile::tempdir().unwrap();
+    // 60 chunks of 4 KiB, one replica each: the gateway's node holds few of
+    // them, so most are looked up, and eight liars are met on the way.
+    let data = random_bytes(60 * 4096, 45);
+    let root = put_file(tmp.path(), "l.bin", &data, 4096, 1, net.nodes[0].local_addr).await;
+    let mut liars = Vec::new();
+    for _ in 0..8 {
+        // The right length for a 4 KiB chunk, the wrong bytes.
+        let ip = common::hostile::hostile_ip(2);
+        liars.push(common::hostile::start_liar(ip, &net.contacts(), 4096).await);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let gateway = net.nodes[3].gateway_addr.unwrap();
+    let got = fetch(&file_url(gateway, &root), &[]).await;
+    assert_eq!(got.status, 200);
+    assert!(got.body == data, "the client saw other bytes");
+    let ranged = fetch(&file_url(gateway, &root), &["-r", "100000-140000"]).await;
+    assert!(
+        ranged.body == data[100000..140001],
+        "a range saw other bytes"
+    );
+    let rejected = metric(
+        net.nodes[3].metrics_addr,
+        "dhtfs_gateway_chunks_rejected_total",
+    )
+    .await;
+    println!("gateway: 8 liars on 127.0.0.2, {rejected} bad chunks rejected, none sent");
+    assert!(
+        rejected >= 1.0,
+        "the liars were met and their bytes refused"
+    );
+    for liar in liars {
+        liar.abort();
+    }
+    net.stop_all().await;
+}
+
+// ---------------------------------------------------------------- browser
+
+/// A `w`×`h` PNG: the top half red, the bottom half blue.
+fn two_colour_png(w: u32, h: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().unwrap();
+        let mut pixels = Vec::new();
+        for y in 0..h {
+            let rgb = if y < h / 2 { [255, 0, 0] } else { [0, 0, 255] };
+            for _ in 0..w {
+                pixels.extend_from_slice(&rgb);
+            }
+        }
+        writer.write_image_data(&pixels).unwrap();
+    }
+    out
+}
+
+/// Decoded RGB(A) pixels of a screenshot: (width, height, channels, bytes).
+fn decode_png(path: &Path) -> (u32, u32, usize, Vec<u8>) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    let channels = info.color_type.samples();
+    (info.width, info.height, channels, buf)
+}
+
+/// Runs headless Chromium on `url` with `args`; its stdout.
+async fn chromium(profile: &Path, url: &str, args: &[String]) -> String {
+    let bin = require_tool("chromium", CHROMIUM_INSTALL);
+    let mut all: Vec<String> = vec![
+        "--headless".into(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--no-first-run".into(),
+        "--hide-scrollbars".into(),
+        "--force-device-scale-factor=1".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    all.extend(args.iter().cloned());
+    all.push(url.into());
+    let out = tokio::task::spawn_blocking(move || {
+        let child = Command::new(bin)
+            .args(&all)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("chromium starts");
+        let mut proc = common::Proc { child: Some(child) };
+        let c = proc.child.as_mut().unwrap();
+        let read = |mut r: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = r.read_to_string(&mut s);
+                s
+            })
+        };
+        let stdout = read(Box::new(c.stdout.take().unwrap()));
+        let stderr = read(Box::new(c.stderr.take().unwrap()));
+        let status = proc.wait(std::time::Duration::from_secs(90), "chromium");
+        (status, stdout.join().unwrap(), stderr.join().unwrap())
+    });
+    let (status, stdout, stderr) = out.await.unwrap();
+    assert!(status.success(), "chromium failed: {stderr}");
+    stdout
+}
+
+/// How many pixels are close to `rgb`, and their mean row.
+fn count_colour(shot: &(u32, u32, usize, Vec<u8>), rgb: [u8; 3]) -> (usize, f64) {
+    let (w, _, ch, px) = shot;
+    let (mut n, mut rows) = (0usize, 0f64);
+    for (i, p) in px.chunks(*ch).enumerate() {
+        let close = (0..3).all(|c| (i32::from(p[c]) - i32::from(rgb[c])).abs() < 16);
+        if close {
+            n += 1;
+            rows += (i as u32 / w) as f64;
+        }
+    }
+    (n, if n > 0 { rows / n as f64 } else { 0.0 })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_renders_a_png_and_an_html_page_from_the_gateway() {
+    let mut net = TestNet::start(5).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let via = net.nodes[0].local_addr;
+    let gateway = net.nodes[2].gateway_addr.unwrap();
+
+    let image = two_colour_png(120, 80);
+    let png_root = put_file(tmp.path(), "flag.png", &image, 4096, 3, via).await;
+    let page = "<!doctype html><html><head><title>dhtfs page</title></head>\
+                <body style=\"margin:0;background:#00ff00\">\
+                <h1 id=\"greeting\">Hello from dhtfs</h1>\
+                <script>document.body.insertAdjacentHTML('beforeend', \
+                '<p id=\"scripted\">ran ' + (6 * 7) + '</p>')</script></body></html>";
+    let html_root = put_file(tmp.path(), "index.html", page.as_bytes(), 4096, 3, via).await;
+
+    // The image, in a window larger than it: Chromium shows it unscaled.
+    let shot = tmp.path().join("png.png");
+    chromium(
+        &tmp.path().join("profile1"),
+        &file_url(gateway, &png_root),
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=400,300".into(),
+        ],
+    )
+    .await;
+    let pixels = decode_png(&shot);
+    let (red, red_row) = count_colour(&pixels, [255, 0, 0]);
+    let (blue, blue_row) = count_colour(&pixels, [0, 0, 255]);
+    println!(
+        "gateway: chromium screenshot {}x{}: {red} red pixels (mean row {red_row:.0}), {blue} blue (mean row {blue_row:.0})",
+        pixels.0, pixels.1
+    );
+    let half = 120 * 40;
+    assert!(
+        red >= half * 9 / 10 && red <= half * 11 / 10,
+        "{red} red pixels, not about {half}"
+    );
+    assert!(
+        blue >= half * 9 / 10 && blue <= half * 11 / 10,
+        "{blue} blue pixels, not about {half}"
+    );
+    assert!(red_row < blue_row, "red above blue");
+
+    // The page: its DOM after the script ran, and its green background.
+    let html_url = file_url(gateway, &html_root);
+    let dom = chromium(
+        &tmp.path().join("profile2"),
+        &html_url,
+        &["--dump-dom".into()],
+    )
+    .await;
+    assert!(
+        dom.contains("<h1 id=\"greeting\">Hello from dhtfs</h1>"),
+        "{dom}"
+    );
+    assert!(dom.contains("<p id=\"scripted\">ran 42</p>"), "{dom}");
+    let shot = tmp.path().join("html.png");
+    chromium(
+        &tmp.path().join("profile3"),
+        &html_url,
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=400,300".into(),
+        ],
+    )
+    .await;
+    let pixels = decode_png(&shot);
+    let (green, _) = count_colour(&pixels, [0, 255, 0]);
+    let all = (pixels.0 * pixels.1) as usize;
+    println!("gateway: chromium rendered the page: {green} of {all} pixels green, DOM checked");
+    assert!(
+        green > all / 2,
+        "the page's background: {green} of {all} green"
+    );
+    net.stop_all().await;
+}
