@@ -101,6 +101,15 @@ pub struct Config {
     pub requests_per_sec: u32,
     /// Requests one source may send at once above that rate.
     pub request_burst: u32,
+    /// DHT requests per second this node sends one peer at most (under a
+    /// peer's requests_per_sec, so that it never drops ours); more wait their turn.
+    pub send_requests_per_sec: u32,
+    /// Requests this node sends one peer at once above that rate (under a peer's request_burst).
+    pub send_request_burst: u32,
+    /// Requests that may wait their turn for one peer; more fail at once as busy.
+    pub send_max_waiting: usize,
+    /// store_values this node has in flight to one peer at once (at most a peer's max_pulls_per_source); more wait.
+    pub send_stores_per_peer: usize,
     /// Pings per second checking unproven contacts.
     pub checks_per_sec: u32,
     /// A lookup ends this long after it started, with what it has.
@@ -182,6 +191,10 @@ impl Default for Config {
             store_slack: 7,
             requests_per_sec: 250,
             request_burst: 1_000,
+            send_requests_per_sec: 200,
+            send_request_burst: 800,
+            send_max_waiting: 500,
+            send_stores_per_peer: 16,
             checks_per_sec: 20,
             lookup_timeout_ms: 10_000,
             lookup_max_requests: 300,
@@ -319,6 +332,12 @@ impl Config {
             ("lookup_timeout_ms", self.lookup_timeout_ms),
             ("requests_per_sec", u64::from(self.requests_per_sec)),
             ("request_burst", u64::from(self.request_burst)),
+            (
+                "send_requests_per_sec",
+                u64::from(self.send_requests_per_sec),
+            ),
+            ("send_request_burst", u64::from(self.send_request_burst)),
+            ("send_stores_per_peer", self.send_stores_per_peer as u64),
             ("checks_per_sec", u64::from(self.checks_per_sec)),
             ("ip_limit_bucket", self.ip_limit_bucket as u64),
             ("prefix_limit_bucket", self.prefix_limit_bucket as u64),
@@ -394,6 +413,12 @@ impl Config {
             ),
             max_pulls_per_source: self.max_pulls_per_source,
             store_slack: self.store_slack,
+            send_rate: Rate::new(
+                f64::from(self.send_requests_per_sec),
+                f64::from(self.send_request_burst),
+            ),
+            send_max_waiting: self.send_max_waiting,
+            send_stores_per_peer: self.send_stores_per_peer,
             ..NodeConfig::default()
         }
     }

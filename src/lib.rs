@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod notify;
+pub mod pacing;
 pub mod region;
 pub mod routing;
 pub mod rtt;

@@ -53,9 +53,34 @@ impl TokenBucket {
     /// Whether the bucket has refilled to its burst by `now` (so forgetting
     /// it loses nothing).
     pub fn is_full(&self, rate: Rate, now: u64) -> bool {
+        self.tokens_at(rate, now) >= rate.burst
+    }
+
+    /// The tokens the bucket holds at `now` (negative while in debt).
+    pub fn tokens_at(&self, rate: Rate, now: u64) -> f64 {
         let mut b = *self;
         b.refill(rate, now);
-        b.tokens >= rate.burst
+        b.tokens
+    }
+
+    /// Reserves `cost` tokens, going into debt of at most `max_debt` tokens:
+    /// the milliseconds until the reserved tokens have refilled (0: spend
+    /// now), or `None`, charging nothing, when the debt would pass
+    /// `max_debt`. Reservations are served in the order they were made.
+    /// A clock that goes back neither refills nor lengthens the wait.
+    pub fn reserve(&mut self, rate: Rate, cost: f64, max_debt: f64, now: u64) -> Option<u64> {
+        self.refill(rate, now);
+        let left = self.tokens - cost;
+        if left >= 0.0 {
+            self.tokens = left;
+            return Some(0);
+        }
+        // With no refill a debt is never paid: refuse rather than wait forever.
+        if left < -max_debt.max(0.0) || rate.per_sec <= 0.0 {
+            return None;
+        }
+        self.tokens = left;
+        Some(((-left * 1000.0 / rate.per_sec).ceil() as u64).max(1))
     }
 
     fn refill(&mut self, rate: Rate, now: u64) {

@@ -78,6 +78,8 @@ pub struct Metrics {
     verify_corrupt: IntCounter,
     verify_repaired: IntCounter,
     requests_limited: IntCounter,
+    requests_paced: IntCounter,
+    requests_refused_paced: IntCounter,
     lookups_bounded: IntCounterVec,
     admission: IntCounterVec,
     checks: IntCounterVec,
@@ -208,6 +210,8 @@ impl Metrics {
             verify_corrupt: counter(&r, "dhtfs_verify_corrupt_blocks_total", "Blocks verification found corrupt.")?,
             verify_repaired: counter(&r, "dhtfs_verify_repaired_blocks_total", "Corrupt blocks replaced by a good copy.")?,
             requests_limited: counter(&r, "dhtfs_requests_limited_total", "DHT requests dropped by the per-source rate limit.")?,
+            requests_paced: counter(&r, "dhtfs_requests_paced_total", "DHT requests of ours that waited their turn (or a store slot) to keep within a peer's budget.")?,
+            requests_refused_paced: counter(&r, "dhtfs_requests_refused_paced_total", "DHT requests of ours refused as busy: too many already waiting for one peer.")?,
             lookups_bounded: counter_vec(&r, "dhtfs_lookups_bounded_total", "Lookups ended early by a bound (deadline|requests).", &["bound"])?,
             admission: counter_vec(&r, "dhtfs_routing_admission_refused_total", "Contacts kept out of the routing table, by reason (ip_limit: per-IP or per-prefix limit; address_conflict: another node holds the address or id).", &["reason"])?,
             checks: counter_vec(&r, "dhtfs_contact_checks_total", "Pings checking an unproven contact, by outcome (passed|failed|skipped: over the check budget).", &["outcome"])?,
@@ -301,6 +305,11 @@ impl Metrics {
             Stats::get(&s.tcp_slow_key_lines),
         );
         sync(&self.requests_limited, Stats::get(&s.requests_limited));
+        sync(&self.requests_paced, Stats::get(&s.requests_paced));
+        sync(
+            &self.requests_refused_paced,
+            Stats::get(&s.requests_refused_paced),
+        );
         for (bound, counter) in [
             ("deadline", &s.lookups_ended_deadline),
             ("requests", &s.lookups_ended_requests),

@@ -87,6 +87,12 @@ pub struct Stats {
     pub requests_resent: AtomicU64,
     /// Requests dropped by the per-source rate limit.
     pub requests_limited: AtomicU64,
+    /// Requests of ours that waited their turn to keep within a peer's
+    /// budget, and those refused (busy) because too many waited already.
+    pub requests_paced: AtomicU64,
+    pub requests_refused_paced: AtomicU64,
+    /// Resends not sent because the peer's budget had no turn free then.
+    pub resends_skipped: AtomicU64,
     /// Claims on an address or id the table binds to another node.
     pub address_conflicts: AtomicU64,
     /// Newcomers refused by the per-IP or per-prefix limits.

@@ -113,18 +113,25 @@ impl Node {
                 let now = clock.now_ms();
                 // Slow once a resend (after one soft timeout) went
                 // unanswered too: one lost datagram is not a slow peer.
-                let soft = now + 2 * self.soft_timeout().as_millis() as u64;
-                for peer in &asked {
+                let soft = 2 * self.soft_timeout().as_millis() as u64;
+                let timeout = self.inner.cfg.request_timeout;
+                let mut asks = Vec::with_capacity(asked.len());
+                for peer in asked {
+                    // The soft deadline starts when the request goes: a
+                    // request waiting its turn (our pacing) is not a slow peer.
+                    let turn = self.take_turn(peer.addr, timeout);
+                    let wait = turn.as_ref().map_or(0, |w| w.as_millis() as u64);
                     // A peer that recently let a request of ours run past
                     // its soft timeout, or whose last request failed, is
                     // still asked but not waited for.
-                    if self.is_suspect(peer, now) {
+                    if self.is_suspect(&peer, now) {
                         lookup.on_slow(&peer.id);
                     } else {
-                        waiting.push((soft, peer.id));
+                        waiting.push((now + wait + soft, peer.id));
                     }
+                    asks.push((peer, turn));
                 }
-                self.spawn_asks(&mut in_flight, asked, target, kind);
+                self.spawn_asks(&mut in_flight, asks, target, kind);
             }
             if lookup.is_finished() {
                 break;
@@ -181,23 +188,23 @@ impl Node {
         result
     }
 
-    /// Sends a lookup's request to each of `peers`, answers into `in_flight`.
+    /// Sends a lookup's request to each peer at its turn, answers into `in_flight`.
     fn spawn_asks(
         &self,
         in_flight: &mut JoinSet<(Id, Answer)>,
-        peers: Vec<Contact>,
+        asks: Vec<(Contact, super::rpc::Turn)>,
         target: Id,
         kind: LookupKind,
     ) {
-        for peer in peers {
+        for (peer, turn) in asks {
             let node = self.clone();
             in_flight.spawn(async move {
                 let answer = match kind {
-                    LookupKind::FindNode => match node.find_node_rpc(&peer, target).await {
+                    LookupKind::FindNode => match node.find_node_at(&peer, target, turn).await {
                         Ok(nodes) => Answer::Nodes(nodes),
                         Err(_) => Answer::Failed,
                     },
-                    LookupKind::FindValue => match node.find_value_rpc(&peer, target).await {
+                    LookupKind::FindValue => match node.find_value_at(&peer, target, turn).await {
                         Ok(FindValueResult::Closer(nodes)) => Answer::Nodes(nodes),
                         // A holder speaks for itself: the contact we reached, not
                         // whatever address it claims.

@@ -22,6 +22,7 @@ use crate::addr::Source;
 use crate::contact::Contact;
 use crate::limits::{Rate, SourceLimiter, TokenBucket};
 use crate::lookup::LookupConfig;
+use crate::pacing::SendPacer;
 use crate::routing::{RoutingConfig, RoutingTable};
 use crate::rtt::RttEstimator;
 use crate::stats::Stats;
@@ -72,6 +73,16 @@ pub struct NodeConfig {
     /// A store_value is refused when we know at least `k + store_slack`
     /// nodes closer to its key than ourselves: we are not among its holders.
     pub store_slack: usize,
+    /// Requests we send each peer, kept under the default `request_rate`
+    /// so that we never meet a peer's limit; more wait their turn.
+    pub send_rate: Rate,
+    /// Requests that may wait their turn for one peer; more fail at once
+    /// (busy), as do those whose turn would come after half their timeout.
+    pub send_max_waiting: usize,
+    /// store_values we have in flight to one peer at once, at most the
+    /// default `max_pulls_per_source` (a peer refuses more as busy); more
+    /// wait for a slot.
+    pub send_stores_per_peer: usize,
 }
 
 impl Default for NodeConfig {
@@ -94,6 +105,9 @@ impl Default for NodeConfig {
             max_checks: 64,
             max_pulls_per_source: 16,
             store_slack: 7,
+            send_rate: Rate::new(200.0, 800.0),
+            send_max_waiting: 500,
+            send_stores_per_peer: 16,
         }
     }
 }
@@ -124,7 +138,14 @@ struct Inner {
     suspects: Mutex<HashMap<SocketAddr, u64>>,
     /// Checks of contacts: the addresses being checked, and the budget.
     checks: Mutex<(HashSet<SocketAddr>, TokenBucket)>,
+    /// Turns of our requests to each peer.
+    pacer: Mutex<SendPacer<SocketAddr>>,
+    /// store_values of ours in flight or waiting for a slot, per peer.
+    store_slots: Mutex<HashMap<SocketAddr, rpc::PeerSlots>>,
 }
+
+/// Peers whose sending budgets are tracked at once (idle ones are forgotten).
+const MAX_PACED_PEERS: usize = 10_000;
 
 impl Node {
     /// A node with identity `me` (its id and the address it advertises).
@@ -152,6 +173,12 @@ impl Node {
                 rtt: Mutex::new(RttEstimator::new()),
                 suspects: Mutex::new(HashMap::new()),
                 checks: Mutex::new((HashSet::new(), TokenBucket::new(cfg.check_rate, now))),
+                pacer: Mutex::new(SendPacer::new(
+                    cfg.send_rate,
+                    cfg.send_max_waiting,
+                    MAX_PACED_PEERS,
+                )),
+                store_slots: Mutex::new(HashMap::new()),
                 table: Mutex::new(table),
                 cfg,
                 transport,

@@ -2,9 +2,11 @@
 //! and feed the outcome back into the routing table.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{lock, Node};
 use crate::contact::Contact;
@@ -28,21 +30,64 @@ pub enum RequestError {
     Remote(String),
     #[error("the peer's answer does not parse: {0}")]
     BadAnswer(#[from] WireError),
-    #[error("too many requests already waiting for answers")]
+    #[error(
+        "too many requests already waiting for answers or for their turn to this peer; retry later"
+    )]
     Busy,
 }
 
+/// A request's turn to go to a peer: how long it waits first, or why it may not.
+pub(super) type Turn = Result<Duration, RequestError>;
+
 impl Node {
-    /// Sends `body` to `to` and waits for the result, at most `timeout`.
+    /// Sends `body` to `to` at its turn and waits for the result, at most
+    /// `timeout` in all (the wait for the turn included).
     async fn request(
         &self,
         to: SocketAddr,
         body: RequestBody,
         timeout: Duration,
     ) -> Result<Value, RequestError> {
-        let kind = body.kind();
+        let turn = self.take_turn(to, timeout);
+        self.request_at(to, body, timeout, turn).await
+    }
+
+    /// Takes the next turn to send `to` a request that may take `timeout`,
+    /// keeping within the peer's budget (`send_rate`). Busy when
+    /// `send_max_waiting` requests already wait for `to`, or when the turn
+    /// would come after half of `timeout`: too little would be left for
+    /// the answer. Synchronous, so a lookup knows the wait when it asks.
+    pub(super) fn take_turn(&self, to: SocketAddr, timeout: Duration) -> Turn {
+        let now = self.inner.clock.now_ms();
+        let max_wait = timeout.as_millis() as u64 / 2;
+        match lock(&self.inner.pacer).take_turn(&to, max_wait, now) {
+            Some(ms) => Ok(Duration::from_millis(ms)),
+            None => {
+                Stats::inc(&self.inner.stats.requests_refused_paced);
+                Err(RequestError::Busy)
+            }
+        }
+    }
+
+    /// [`request`](Self::request) at a turn already taken.
+    async fn request_at(
+        &self,
+        to: SocketAddr,
+        body: RequestBody,
+        timeout: Duration,
+        turn: Turn,
+    ) -> Result<Value, RequestError> {
+        let wait = turn?;
         let stats = &self.inner.stats;
         let clock = &self.inner.clock;
+        // Waiting for the turn before registering: a waiting request holds
+        // no slot in the pending map, and its round trip starts when it goes.
+        if !wait.is_zero() {
+            Stats::inc(&stats.requests_paced);
+            clock.sleep(wait).await;
+        }
+        let timeout_left = timeout.saturating_sub(wait);
+        let kind = body.kind();
         let Some(waiter) = self
             .inner
             .pending
@@ -60,13 +105,17 @@ impl Node {
         let started = self.inner.clock.now_us();
         let bytes = encode_request(&req);
         self.send(to, &bytes);
-        let mut hard = self.inner.clock.sleep(timeout);
+        let mut hard = self.inner.clock.sleep(timeout_left);
         // A datagram lost on the way costs a soft timeout, not the whole
         // request: unanswered, the same request (same magic) goes again after
         // each soft timeout, up to RESENDS times. A store_value's answer waits
-        // on a pull, so it is never resent.
+        // on a pull, so it is never resent. A resend goes only if the peer's
+        // budget has a turn free at once: waiting for one would throw the
+        // soft timeouts off, and a peer we keep that busy is not losing
+        // datagrams but answering late.
         let soft = self.soft_timeout();
         let may_resend = kind != crate::wire::RequestType::StoreValue;
+        let mut naps = 0;
         let mut resent = 0;
         let mut waiter = waiter;
         // A closed channel (the map torn down) counts as no answer.
@@ -77,10 +126,16 @@ impl Node {
                 biased;
                 answer = &mut waiter.rx => break answer.ok(),
                 _ = &mut hard => break None,
-                _ = nap, if may_resend && resent < RESENDS => {
-                    resent += 1;
-                    Stats::inc(&stats.requests_resent);
-                    self.send(to, &bytes);
+                _ = nap, if may_resend && naps < RESENDS => {
+                    naps += 1;
+                    let now = self.inner.clock.now_ms();
+                    if lock(&self.inner.pacer).try_now(&to, now) {
+                        resent += 1;
+                        Stats::inc(&stats.requests_resent);
+                        self.send(to, &bytes);
+                    } else {
+                        Stats::inc(&stats.resends_skipped);
+                    }
                 }
             }
         };
@@ -116,8 +171,9 @@ impl Node {
         to: &Contact,
         body: RequestBody,
         timeout: Duration,
+        turn: Turn,
     ) -> Result<Value, RequestError> {
-        let result = self.request(to.addr, body, timeout).await;
+        let result = self.request_at(to.addr, body, timeout, turn).await;
         let now = self.inner.clock.now_ms();
         match &result {
             // An answer proves the address alive, not the id: only a ping's
@@ -166,9 +222,20 @@ impl Node {
         to: &Contact,
         target: Id,
     ) -> Result<Vec<Contact>, RequestError> {
+        let turn = self.take_turn(to.addr, self.inner.cfg.request_timeout);
+        self.find_node_at(to, target, turn).await
+    }
+
+    /// [`find_node_rpc`](Self::find_node_rpc) at a turn already taken.
+    pub(super) async fn find_node_at(
+        &self,
+        to: &Contact,
+        target: Id,
+        turn: Turn,
+    ) -> Result<Vec<Contact>, RequestError> {
         let timeout = self.inner.cfg.request_timeout;
         let value = self
-            .request_contact(to, RequestBody::FindNode(target), timeout)
+            .request_contact(to, RequestBody::FindNode(target), timeout, turn)
             .await?;
         Ok(decode_nodes(&value)?)
     }
@@ -179,19 +246,110 @@ impl Node {
         to: &Contact,
         key: Id,
     ) -> Result<FindValueResult, RequestError> {
+        let turn = self.take_turn(to.addr, self.inner.cfg.request_timeout);
+        self.find_value_at(to, key, turn).await
+    }
+
+    /// [`find_value_rpc`](Self::find_value_rpc) at a turn already taken.
+    pub(super) async fn find_value_at(
+        &self,
+        to: &Contact,
+        key: Id,
+        turn: Turn,
+    ) -> Result<FindValueResult, RequestError> {
         let timeout = self.inner.cfg.request_timeout;
         let value = self
-            .request_contact(to, RequestBody::FindValue(key), timeout)
+            .request_contact(to, RequestBody::FindValue(key), timeout, turn)
             .await?;
         Ok(decode_find_value(&value)?)
     }
 
     /// Asks `to` to pull `key` from us and store it; Ok only on "saved".
+    /// At most `send_stores_per_peer` go to one peer at once (it refuses
+    /// more as busy); the wait for a slot counts against the store's timeout.
     pub async fn store_rpc(&self, to: &Contact, key: Id) -> Result<(), RequestError> {
         let timeout = self.inner.cfg.store_timeout;
+        let started = self.inner.clock.now_ms();
+        let _slot = self.store_slot(to.addr, timeout).await?;
+        let waited = Duration::from_millis(self.inner.clock.now_ms().saturating_sub(started));
+        let timeout = timeout.saturating_sub(waited);
+        let turn = self.take_turn(to.addr, timeout);
         let value = self
-            .request_contact(to, RequestBody::StoreValue(key), timeout)
+            .request_contact(to, RequestBody::StoreValue(key), timeout, turn)
             .await?;
         Ok(decode_saved(&value)?)
+    }
+
+    /// Waits, at most `timeout`, for one of `to`'s store slots. Busy when
+    /// `send_max_waiting` stores already wait for one.
+    async fn store_slot(
+        &self,
+        to: SocketAddr,
+        timeout: Duration,
+    ) -> Result<StoreSlot<'_>, RequestError> {
+        let cfg = &self.inner.cfg;
+        let per_peer = cfg.send_stores_per_peer.max(1);
+        let sem = {
+            let mut slots = lock(&self.inner.store_slots);
+            let peer = slots.entry(to).or_insert_with(|| PeerSlots {
+                sem: Arc::new(Semaphore::new(per_peer)),
+                users: 0,
+            });
+            if peer.users >= per_peer + cfg.send_max_waiting {
+                Stats::inc(&self.inner.stats.requests_refused_paced);
+                return Err(RequestError::Busy);
+            }
+            peer.users += 1;
+            peer.sem.clone()
+        };
+        // Counted from here, so a wait given up (a timeout, a dropped
+        // caller) is uncounted on drop.
+        let mut slot = StoreSlot {
+            node: self,
+            to,
+            _permit: None,
+        };
+        if let Ok(permit) = sem.clone().try_acquire_owned() {
+            slot._permit = Some(permit);
+            return Ok(slot);
+        }
+        Stats::inc(&self.inner.stats.requests_paced);
+        tokio::select! {
+            // In order, not at random: a simulation must repeat exactly.
+            biased;
+            permit = sem.acquire_owned() => {
+                // Never closed: the semaphore is ours and never closed.
+                slot._permit = permit.ok();
+                Ok(slot)
+            }
+            _ = self.inner.clock.sleep(timeout) => Err(RequestError::Timeout(timeout)),
+        }
+    }
+}
+
+/// One peer's store slots: a semaphore of `send_stores_per_peer` permits and
+/// how many stores hold or wait for one (the entry goes when none does).
+pub(super) struct PeerSlots {
+    sem: Arc<Semaphore>,
+    users: usize,
+}
+
+/// A store_value of ours holding (or waiting for) one of a peer's slots;
+/// freed when dropped.
+struct StoreSlot<'a> {
+    node: &'a Node,
+    to: SocketAddr,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for StoreSlot<'_> {
+    fn drop(&mut self) {
+        let mut slots = lock(&self.node.inner.store_slots);
+        if let Some(peer) = slots.get_mut(&self.to) {
+            peer.users = peer.users.saturating_sub(1);
+            if peer.users == 0 {
+                slots.remove(&self.to);
+            }
+        }
     }
 }
