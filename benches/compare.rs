@@ -9,6 +9,8 @@
 //! DHTFS_BENCH_SMALL_BLOCKS (100000) 4 KiB blocks of the store opened,
 //! DHTFS_BENCH_BIG_BLOCKS (64) 1 MiB blocks, DHTFS_BENCH_PUTS_PER_CLIENT (10)
 //! PutBlocks per client per run, DHTFS_BENCH_RUNS (3) runs of every figure.
+//! DHTFS_BENCH_ONLY=lookups,large,putblock,store runs only those parts
+//! (putblock-lone: PutBlock on a lone node only, for profiling).
 //!
 //! What is measured how:
 //! - lookups: a network of in-process dhtfs nodes on 127.0.0.1, warm (every
@@ -65,7 +67,7 @@ fn main() {
     if sizes.wants("large") {
         large_file(&sizes, tmp.path(), &rt, &mut rows, &step);
     }
-    if sizes.wants("putblock") {
+    if sizes.wants("putblock") || sizes.wants("putblock-lone") {
         putblock(&sizes, tmp.path(), &rt, &mut rows, &step);
     }
     if sizes.wants("store") {
@@ -246,7 +248,12 @@ fn putblock(
         })
     };
     let (alone, _) = measure(1);
-    let (putblocks, saved) = measure(8);
+    // "putblock-lone" alone skips the 8 nodes (for profiling the local path).
+    let (putblocks, saved) = if sizes.wants("putblock") {
+        measure(8)
+    } else {
+        (vec![f64::NAN], vec![f64::NAN])
+    };
     let probes = (small::CLIENTS * per).clamp(32, 500);
     let fsync_small: Vec<f64> = (0..sizes.runs)
         .map(|_| bulk::fsync_small_rate(tmp, probes))

@@ -103,6 +103,10 @@ pub struct GetArgs {
     /// No progress and no summary.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Make OUT durable (fsync) before it gets its name; without it a crash
+    /// can leave OUT.part (a rerun resumes it) or lose OUT's last writes.
+    #[arg(long)]
+    pub sync: bool,
 }
 
 #[derive(clap::Args)]

@@ -163,6 +163,7 @@ async fn run_get(args: GetArgs) -> anyhow::Result<()> {
         parallel: args.parallel,
         quiet: args.quiet,
         stop_after: None,
+        sync: args.sync,
     };
     let report = dhtfs::files::get(&opts).await?;
     if !args.quiet {

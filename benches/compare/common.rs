@@ -25,7 +25,8 @@ pub struct Sizes {
     /// Runs of every figure; the table shows their medians.
     pub runs: usize,
     /// The parts to run (DHTFS_BENCH_ONLY, comma-separated: lookups, large,
-    /// putblock, store); every part when unset.
+    /// putblock, store; putblock-lone for PutBlock on a lone node only);
+    /// every part when unset.
     pub only: Option<Vec<String>>,
 }
 

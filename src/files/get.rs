@@ -34,6 +34,11 @@ pub struct GetOptions {
     pub quiet: bool,
     /// Stop after fetching this many chunks (to test resuming).
     pub stop_after: Option<usize>,
+    /// Make the file durable (fsync it and its directory) before it gets its
+    /// name. Off by default, as with cp or curl: a crash may then leave a
+    /// named file whose last writes were lost, or an `OUT.part`, which a
+    /// rerun resumes, keeping only the chunks that verify.
+    pub sync: bool,
 }
 
 impl GetOptions {
@@ -47,6 +52,7 @@ impl GetOptions {
             parallel: 32,
             quiet: false,
             stop_after: None,
+            sync: false,
         }
     }
 }
@@ -168,8 +174,8 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
     );
 
     let fetched = fetch_all(session, opts, todo, &file, &counters, &bad_peers, &part).await?;
-    let (part2, out) = (part.clone(), opts.out.clone());
-    tokio::task::spawn_blocking(move || finish(&file, &part2, &out))
+    let (part2, out, sync) = (part.clone(), opts.out.clone(), opts.sync);
+    tokio::task::spawn_blocking(move || finish(&file, &part2, &out, sync))
         .await
         .map_err(|e| FilesError::Io {
             path: opts.out.clone(),
@@ -202,6 +208,7 @@ async fn fetch_all(
     let mut running = JoinSet::new();
     let mut queue = todo.into_iter();
     let mut fetched = 0;
+    let sync = opts.sync;
     loop {
         while running.len() < opts.parallel.max(1) {
             let Some(want) = queue.next() else { break };
@@ -215,10 +222,13 @@ async fn fetch_all(
                     Err(why) => return Err((want.index, want.key, why.to_string())),
                 };
                 let offsets = want.offsets.clone();
+                let sync = sync;
                 let written = tokio::task::spawn_blocking(move || {
                     offsets.iter().try_for_each(|&o| {
                         file.write_all_at(&data, o)?;
-                        start_writeback(&file, o, data.len() as u64);
+                        if sync {
+                            start_writeback(&file, o, data.len() as u64);
+                        }
                         Ok::<(), std::io::Error>(())
                     })
                 })
@@ -336,11 +346,14 @@ fn open_part(
     Ok((file, done))
 }
 
-/// Makes the verified file durable and gives it its name.
-fn finish(file: &File, part: &Path, out: &Path) -> Result<(), FilesError> {
-    file.sync_all().map_err(io(part))?;
+/// Gives the verified file its name; with `sync`, makes it durable first
+/// and the name after.
+fn finish(file: &File, part: &Path, out: &Path, sync: bool) -> Result<(), FilesError> {
+    if sync {
+        file.sync_all().map_err(io(part))?;
+    }
     std::fs::rename(part, out).map_err(io(out))?;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = out.parent().filter(|d| sync && !d.as_os_str().is_empty()) {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
