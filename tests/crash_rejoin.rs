@@ -46,6 +46,32 @@ impl Node {
     /// (none: from its routing snapshot); returns once it printed its
     /// listening line.
     fn start(dir: &Path, listen: SocketAddr, bootstrap: Option<SocketAddr>) -> Node {
+        Node::try_start(dir, listen, bootstrap).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// Restarts a node on its old address. Between the kill and the restart
+    /// any outgoing connection on this machine (the other test's nodes, say)
+    /// may have been given that port as its own ephemeral one; it is free
+    /// again once that connection closes, so a taken port is waited out.
+    fn restart(dir: &Path, listen: SocketAddr) -> Node {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match Node::try_start(dir, listen, None) {
+                Ok(node) => return node,
+                Err(why) if why.contains("Address already in use") && Instant::now() < deadline => {
+                    eprintln!("port of {listen} taken by another socket; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
+    }
+
+    fn try_start(
+        dir: &Path,
+        listen: SocketAddr,
+        bootstrap: Option<SocketAddr>,
+    ) -> Result<Node, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dhtfs"));
         cmd.arg("node")
             .arg("--data-dir")
@@ -82,14 +108,17 @@ impl Node {
                 let _ = tx.send(line);
             }
         });
-        let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_else(|e| {
-            std::thread::sleep(Duration::from_millis(200));
-            panic!(
-                "node on {} printed no listening line within {START_TIMEOUT:?} ({e}); stderr:\n{}",
-                dir.display(),
-                stderr.lock().unwrap()
-            )
-        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) => line,
+            Err(e) => {
+                std::thread::sleep(Duration::from_millis(200));
+                return Err(format!(
+                    "node on {} printed no listening line within {START_TIMEOUT:?} ({e}); stderr:\n{}",
+                    dir.display(),
+                    stderr.lock().unwrap()
+                ));
+            }
+        };
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(
             words.first(),
@@ -101,12 +130,12 @@ impl Node {
         if listen.port() != 0 {
             assert_eq!(addr, listen, "a restarted node keeps its address");
         }
-        Node {
+        Ok(Node {
             proc,
             addr,
             metrics,
             stderr,
-        }
+        })
     }
 
     fn stderr(&self) -> String {
@@ -265,7 +294,7 @@ fn every_node_sigkilled_and_restarted_without_bootstrap_still_serves_the_file() 
     let restarted = Instant::now();
     let mut nodes: Vec<Node> = Vec::new();
     for (dir, addr) in dirs.iter().zip(&addrs) {
-        nodes.push(Node::start(dir, *addr, None));
+        nodes.push(Node::restart(dir, *addr));
     }
     // Not asserted here: the get below is the test, and its failure shows
     // how many peers each node had.
