@@ -137,24 +137,24 @@ pub fn run_child(what: &str) {
         }
         panic!("the store's lock was never released");
     };
-    let (took, rss) = if let Some(dir) = what.strip_prefix("open ") {
-        // After a clean stop: the summary `close` left is trusted.
+    // Times one open and takes the RSS after it, then closes as a node's
+    // shutdown does, so the next run finds a clean stop again.
+    let timed_open = |dir: &str| {
         let started = Instant::now();
         let store = open(dir);
         let took = ms(started.elapsed());
         let rss = rss_kib();
         store.close().expect("close");
         (took, rss)
+    };
+    let (took, rss) = if let Some(dir) = what.strip_prefix("open ") {
+        // After a clean stop: the summary `close` left is trusted.
+        timed_open(dir)
     } else if let Some(dir) = what.strip_prefix("open-crashed ") {
         // After a crash: an open that was never closed leaves no summary,
         // so the next one checks every block.
         drop(open(dir));
-        let started = Instant::now();
-        let store = open(dir);
-        let took = ms(started.elapsed());
-        let rss = rss_kib();
-        store.close().expect("close");
-        (took, rss)
+        timed_open(dir)
     } else if what == "idle" {
         let tmp = tempfile::tempdir().expect("temp dir");
         let rt = tokio::runtime::Runtime::new().expect("runtime");
