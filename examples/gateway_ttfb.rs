@@ -19,7 +19,6 @@ use dhtfs::config::Config;
 use dhtfs::daemon::Daemon;
 use dhtfs::files::{put, Fetcher, PutOptions};
 use dhtfs::id::Id;
-use dhtfs::net::TcpClient;
 use rand::{RngCore, SeedableRng};
 
 const NODES: usize = 8;
@@ -152,8 +151,7 @@ async fn main() {
 
     // One chunk's fetch time, by a node that does not hold it.
     let fetcher_node = &nodes[NODES - 1];
-    let client = TcpClient::new(Duration::from_secs(20), fetcher_node.stats().clone());
-    let fetcher = Fetcher::new(fetcher_node.node.clone(), client);
+    let fetcher = Fetcher::new(fetcher_node.node.clone());
     let mut times = Vec::new();
     for key in keys
         .iter()

@@ -42,13 +42,13 @@ pub struct NodeArgs {
     /// A peer to join through; repeatable. Without any, the node rejoins from its last routing snapshot.
     #[arg(long, value_name = "IP:PORT")]
     pub bootstrap: Vec<SocketAddr>,
-    /// gRPC admin API address [default: 127.0.0.1:7401]. Set DHTFS_ADMIN_TOKEN to require a bearer token.
+    /// gRPC admin API address [default: 127.0.0.1:P+1, P the listen port, so 7401]. Set DHTFS_ADMIN_TOKEN to require a bearer token.
     #[arg(long, value_name = "IP:PORT")]
     pub admin: Option<SocketAddr>,
-    /// Prometheus metrics address, served on GET /metrics [default: 127.0.0.1:9400].
+    /// Prometheus metrics address, served on GET /metrics [default: 127.0.0.1:P+2000, so 9400].
     #[arg(long, value_name = "IP:PORT")]
     pub metrics: Option<SocketAddr>,
-    /// HTTP gateway address, serving GET /file/<root> and /block/<key> [default: 127.0.0.1:7402].
+    /// HTTP gateway address, serving GET /file/<root> and /block/<key> [default: 127.0.0.1:P+2, so 7402].
     #[arg(long, value_name = "IP:PORT")]
     pub gateway: Option<SocketAddr>,
     /// Serve no HTTP gateway (as gateway_enabled = false).

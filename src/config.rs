@@ -28,12 +28,15 @@ pub struct Config {
     /// Peers to join through, as IP:PORT.
     pub bootstrap: Vec<String>,
     /// The gRPC admin API listens here (keep it on loopback or set a token).
+    /// Left unset (no flag, not in the file), it follows the listen port P: 127.0.0.1:P+1.
     pub admin: SocketAddr,
     /// When set (here or in DHTFS_ADMIN_TOKEN), Admin calls need `authorization: Bearer <token>`.
     pub admin_token: Option<String>,
     /// Prometheus metrics are served here on GET /metrics.
+    /// Left unset, it follows the listen port P: 127.0.0.1:P+2000.
     pub metrics: SocketAddr,
     /// The HTTP gateway (GET /file/<root>, /block/<key>) listens here.
+    /// Left unset, it follows the listen port P: 127.0.0.1:P+2.
     pub gateway: SocketAddr,
     /// Serve the HTTP gateway at all (false: no gateway port is bound).
     pub gateway_enabled: bool,
@@ -155,10 +158,10 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 7400)),
             advertise_ip: None,
             bootstrap: Vec::new(),
-            admin: SocketAddr::from(([127, 0, 0, 1], 7401)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 7400 + ADMIN_OFFSET)),
             admin_token: None,
-            metrics: SocketAddr::from(([127, 0, 0, 1], 9400)),
-            gateway: SocketAddr::from(([127, 0, 0, 1], 7402)),
+            metrics: SocketAddr::from(([127, 0, 0, 1], 7400 + METRICS_OFFSET)),
+            gateway: SocketAddr::from(([127, 0, 0, 1], 7400 + GATEWAY_OFFSET)),
             gateway_enabled: true,
             gateway_max_requests: 64,
             gateway_max_connections: 256,
@@ -217,6 +220,53 @@ impl Default for Config {
     }
 }
 
+/// The admin API's port when not given: the listen port plus this.
+pub const ADMIN_OFFSET: u16 = 1;
+/// The gateway's port when not given: the listen port plus this.
+pub const GATEWAY_OFFSET: u16 = 2;
+/// The metrics port when not given: the listen port plus this (9400 for 7400).
+pub const METRICS_OFFSET: u16 = 2000;
+
+/// Which of the addresses that follow the listen port were given (by a flag
+/// or in the config file); the others are derived from it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GivenAddrs {
+    pub admin: bool,
+    pub gateway: bool,
+    pub metrics: bool,
+}
+
+impl GivenAddrs {
+    /// Which of the three keys the TOML text `text` sets.
+    pub fn in_toml(text: &str) -> GivenAddrs {
+        let table: toml::Table = text.parse().unwrap_or_default();
+        GivenAddrs {
+            admin: table.contains_key("admin"),
+            gateway: table.contains_key("gateway"),
+            metrics: table.contains_key("metrics"),
+        }
+    }
+
+    /// Either given here or in `other`.
+    pub fn or(self, other: GivenAddrs) -> GivenAddrs {
+        GivenAddrs {
+            admin: self.admin || other.admin,
+            gateway: self.gateway || other.gateway,
+            metrics: self.metrics || other.metrics,
+        }
+    }
+}
+
+/// 127.0.0.1 on the listen port plus `offset`, keeping an
+/// OS-picked listen port (0) OS-picked; `None` past port 65535.
+fn follow(listen: SocketAddr, offset: u16) -> Option<SocketAddr> {
+    let port = match listen.port() {
+        0 => 0,
+        p => p.checked_add(offset)?,
+    };
+    Some(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -237,11 +287,52 @@ pub enum ConfigError {
 impl Config {
     /// Loads a TOML file; settings it leaves out keep their defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_noting_addrs(path).map(|(cfg, _)| cfg)
+    }
+
+    /// Loads a TOML file as [`Config::load`] does, and says which of the
+    /// addresses that follow the listen port it sets.
+    pub fn load_noting_addrs(path: &Path) -> Result<(Config, GivenAddrs), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let cfg = Config::parse(path, &text)?;
+        Ok((cfg, GivenAddrs::in_toml(&text)))
+    }
+
+    /// The admin, gateway and metrics addresses not `given` follow the
+    /// listen port P (127.0.0.1:P+1, P+2 and P+2000), so that a second node
+    /// on one machine, started with only another `--listen`, collides with
+    /// nothing of the first. An OS-picked listen port (0) leaves them
+    /// OS-picked too.
+    pub fn follow_listen_port(&mut self, given: GivenAddrs) -> Result<(), ConfigError> {
+        let derive = |field: &'static str, flag: &str, offset: u16| {
+            follow(self.listen, offset).ok_or_else(|| ConfigError::Invalid {
+                field,
+                problem: format!(
+                    "it follows the listen port {} plus {offset}, past 65535: pass {flag} or a lower --listen port",
+                    self.listen.port()
+                ),
+            })
+        };
+        let admin = (!given.admin)
+            .then(|| derive("admin", "--admin", ADMIN_OFFSET))
+            .transpose()?;
+        let gateway = (!given.gateway)
+            .then(|| derive("gateway", "--gateway", GATEWAY_OFFSET))
+            .transpose()?;
+        let metrics = (!given.metrics)
+            .then(|| derive("metrics", "--metrics", METRICS_OFFSET))
+            .transpose()?;
+        self.admin = admin.unwrap_or(self.admin);
+        self.gateway = gateway.unwrap_or(self.gateway);
+        self.metrics = metrics.unwrap_or(self.metrics);
+        Ok(())
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.message().to_string(),
         })?;
@@ -492,6 +583,59 @@ mod tests {
     fn defaults_serialize_and_load_back() {
         let text = toml::to_string(&Config::default()).unwrap();
         assert_eq!(toml::from_str::<Config>(&text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unset_addresses_follow_the_listen_port() {
+        let mut cfg = Config {
+            listen: "0.0.0.0:7410".parse().unwrap(),
+            ..Config::default()
+        };
+        cfg.follow_listen_port(GivenAddrs::default()).unwrap();
+        assert_eq!(cfg.admin, "127.0.0.1:7411".parse().unwrap());
+        assert_eq!(cfg.gateway, "127.0.0.1:7412".parse().unwrap());
+        assert_eq!(cfg.metrics, "127.0.0.1:9410".parse().unwrap());
+        // The default listen port gives the documented defaults.
+        let mut default = Config::default();
+        default.follow_listen_port(GivenAddrs::default()).unwrap();
+        assert_eq!(default, Config::default());
+    }
+
+    #[test]
+    fn given_addresses_stay_and_an_os_picked_port_stays_os_picked() {
+        let given = GivenAddrs::in_toml("admin = \"127.0.0.1:5000\"\nk = 7\n");
+        assert_eq!(
+            given,
+            GivenAddrs {
+                admin: true,
+                ..GivenAddrs::default()
+            }
+        );
+        let mut cfg = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin: "127.0.0.1:5000".parse().unwrap(),
+            ..Config::default()
+        };
+        cfg.follow_listen_port(given).unwrap();
+        assert_eq!(cfg.admin, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(cfg.gateway, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(cfg.metrics, "127.0.0.1:0".parse().unwrap());
+    }
+
+    #[test]
+    fn a_derived_port_past_65535_names_the_flag() {
+        let mut cfg = Config {
+            listen: "0.0.0.0:64000".parse().unwrap(),
+            ..Config::default()
+        };
+        let err = cfg.follow_listen_port(GivenAddrs::default()).unwrap_err();
+        assert!(err.to_string().contains("--metrics"), "{err}");
+        let given = GivenAddrs {
+            metrics: true,
+            ..GivenAddrs::default()
+        };
+        cfg.follow_listen_port(given).unwrap();
+        assert_eq!(cfg.gateway, "127.0.0.1:64002".parse().unwrap());
     }
 
     #[test]

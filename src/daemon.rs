@@ -146,11 +146,11 @@ impl Daemon {
             }
         });
         if let Some((listener, _)) = gateway_listener {
-            let (node, client, gw_cfg) = (node.clone(), client.clone(), cfg.gateway_config());
+            let (node, gw_cfg) = (node.clone(), cfg.gateway_config());
             let (gw_metrics, gw_stop) = (metrics.gateway(), stop.clone());
             tasks.spawn(async move {
                 if let Err(e) =
-                    crate::gateway::serve(listener, node, client, gw_cfg, gw_metrics, gw_stop).await
+                    crate::gateway::serve(listener, node, gw_cfg, gw_metrics, gw_stop).await
                 {
                     tracing::error!(error = %e, "HTTP gateway stopped");
                 }

@@ -7,7 +7,7 @@ mod cli;
 
 use clap::Parser;
 use cli::{Cli, Command, DevnetArgs, GetArgs, NodeArgs, PutArgs};
-use dhtfs::config::Config;
+use dhtfs::config::{Config, GivenAddrs};
 use dhtfs::daemon::Daemon;
 use dhtfs::files::{GetOptions, PutOptions};
 
@@ -56,9 +56,9 @@ fn fail(e: anyhow::Error) -> ExitCode {
 }
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
-    let mut cfg = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
+    let (mut cfg, in_file) = match &args.config {
+        Some(path) => Config::load_noting_addrs(path)?,
+        None => (Config::default(), GivenAddrs::default()),
     };
     // Under systemd, StateDirectory= hands us the data dir; a flag still wins.
     if let Some(dir) = args.data_dir.or_else(state_directory) {
@@ -82,6 +82,12 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     if args.no_gateway {
         cfg.gateway_enabled = false;
     }
+    let flags = GivenAddrs {
+        admin: args.admin.is_some(),
+        gateway: args.gateway.is_some(),
+        metrics: args.metrics.is_some(),
+    };
+    cfg.follow_listen_port(flags.or(in_file))?;
     if let Ok(token) = std::env::var("DHTFS_ADMIN_TOKEN") {
         cfg.admin_token = Some(token);
     }

@@ -71,6 +71,13 @@ pub struct Stats {
     pub stores_refused: AtomicU64,
     /// store_value pulls that failed to fetch the block.
     pub stores_pull_failed: AtomicU64,
+    /// Block fetches (ours) started because an earlier ask for the same
+    /// block fell far behind.
+    pub fetch_hedged: AtomicU64,
+    /// Peers a transfer of ours marked slow (they lost a hedged race).
+    pub fetch_slow_peers: AtomicU64,
+    /// Block copies we fetched whose bytes did not match the key.
+    pub fetch_rejected: AtomicU64,
     /// TCP connections accepted and refused at the cap.
     pub tcp_connections: AtomicU64,
     pub tcp_connections_refused: AtomicU64,

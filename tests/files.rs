@@ -6,10 +6,13 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use common::TestNet;
 use dhtfs::files::{get, put, FilesError, GetOptions, PutOptions};
 use dhtfs::id::Id;
+use dhtfs::node::Transfer;
 use rand::{RngCore, SeedableRng};
 
 fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
@@ -128,6 +131,111 @@ async fn a_lying_peer_is_rejected_and_avoided() {
     for liar in liars {
         liar.abort();
     }
+    net.stop_all().await;
+}
+
+/// A holder that answers every find_value and passes the ping check, then
+/// trickles 1 KB a second of a promised 1 MiB: a get hedges past it, takes
+/// the first copy that verifies, and stops asking it once it fell behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_trickles_bytes_is_hedged_past_and_avoided() {
+    let mut net = TestNet::start(8).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = random_file(tmp.path(), "f", 32 << 20, 9);
+    // One honest replica per chunk: the trickler, holder of every key, is
+    // then first to be asked for about half the chunks, unless avoided.
+    let opts = PutOptions {
+        replicas: 1,
+        ..put_opts(&file, net.nodes[0].local_addr)
+    };
+    let report = put(&opts).await.unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let ip = common::hostile::hostile_ip(2);
+    let trickler =
+        common::hostile::start_trickler(ip, Id::random(), &net.contacts(), asked.clone()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let out = tmp.path().join("f.out");
+    let opts = GetOptions {
+        parallel: 4,
+        ..get_opts(report.root, &out, net.nodes[5].local_addr)
+    };
+    let got = get(&opts).await.unwrap();
+    let asked = asked.load(Ordering::Relaxed);
+    println!(
+        "with a trickling holder: {}; it was asked {asked} times",
+        got.summary
+    );
+    same(&file, &out);
+    // Once one fetch from it lost a race it is avoided: the 4 fetches in
+    // flight then (and the root's) may have asked it, the other 28 not.
+    // Unavoided, it would be first for about half of the 33 blocks.
+    assert!(
+        asked <= 8,
+        "the trickler was asked {asked} times: it is not avoided"
+    );
+    trickler.abort();
+    net.stop_all().await;
+}
+
+/// The engine's one fetch path, block by block: a trickler closer to the
+/// key than anyone ends the first lookup at itself and is asked first; the
+/// fetch hedges, looks past it, takes the honest copy, marks it slow, and
+/// the transfer's next fetch neither asks it nor believes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickler_asked_first_is_hedged_past_then_avoided() {
+    let mut net = TestNet::start(6).await;
+    let blocks: Vec<(Id, Vec<u8>)> = (1..=2u8)
+        .map(|i| {
+            let data = vec![i; 300_000];
+            (Id::of_block(&data), data)
+        })
+        .collect();
+    let first = blocks[0].0;
+    // The fetcher is node 1; the one holder of both blocks is the node
+    // farthest from the first key, so the first lookup's first asks go to
+    // the trickler and honest nodes that do not hold it.
+    let holder = (2..6)
+        .max_by_key(|&i| net.nodes[i].node.me().id.distance(&first))
+        .unwrap();
+    for (key, data) in &blocks {
+        net.nodes[holder].store.put_verified(key, data).unwrap();
+    }
+    let asked = Arc::new(AtomicUsize::new(0));
+    let ip = common::hostile::hostile_ip(2);
+    let near = common::hostile::near(&first, 200);
+    let trickler = common::hostile::start_trickler(ip, near, &net.contacts(), asked.clone()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let fetcher = &net.nodes[1].node;
+    let transfer = Transfer::new();
+    let got = fetcher
+        .fetch_verified(first, 1 << 20, &transfer)
+        .await
+        .expect("the honest holder's copy");
+    assert_eq!(got.data, blocks[0].1);
+    assert_eq!(got.from, net.nodes[holder].local_addr);
+    assert_eq!(
+        asked.load(Ordering::Relaxed),
+        1,
+        "the trickler was asked first"
+    );
+    assert!(
+        got.tally.hedged >= 1,
+        "the fetch hedged past it: {:?}",
+        got.tally
+    );
+    let slow = fetcher.stats().fetch_slow_peers.load(Ordering::Relaxed);
+    assert_eq!(slow, 1, "the trickler was marked slow");
+    let again = fetcher
+        .fetch_verified(blocks[1].0, 1 << 20, &transfer)
+        .await
+        .expect("the second block");
+    assert_eq!(again.data, blocks[1].1);
+    assert_eq!(
+        asked.load(Ordering::Relaxed),
+        1,
+        "a slow peer is not asked again in the same transfer"
+    );
+    trickler.abort();
     net.stop_all().await;
 }
 

@@ -63,10 +63,10 @@ async fn transfer_totals_add_up_and_promtool_is_clean() {
     getter.store.delete(&key).unwrap();
     let fetched = getter
         .node
-        .fetch_remote(key)
+        .fetch_verified(key, 1 << 20, &dhtfs::node::Transfer::new())
         .await
         .expect("a holder serves it");
-    assert_eq!(fetched, data);
+    assert_eq!(fetched.data, data);
     // Moved over TCP: two pulls and one get.
     let moved = 3.0 * data.len() as f64;
 

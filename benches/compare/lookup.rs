@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use dhtfs::contact::Contact;
 use dhtfs::daemon::Daemon;
 use dhtfs::id::Id;
+use dhtfs::node::Transfer;
 use dhtfs::routing::Heard;
 use dhtfs::store::Origin;
 use rand::{Rng, RngCore};
@@ -53,9 +54,10 @@ pub async fn measure(nodes: &[Daemon], count: usize, into: &mut Latencies) {
             }
         };
         let started = Instant::now();
-        let got = getter.node.fetch_remote(key).await;
+        let max = getter.node.config().max_block_size;
+        let got = getter.node.fetch_verified(key, max, &Transfer::new()).await;
         into.get.push(ms(started.elapsed()));
-        assert!(got.is_some(), "the block is found and fetched");
+        assert!(got.is_ok(), "the block is found and fetched");
     }
 }
 

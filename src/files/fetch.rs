@@ -3,40 +3,20 @@
 //! file's chunk list. `dhtfs get`, pinning and the HTTP gateway all fetch
 //! through here.
 
-use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use super::progress::Counters;
 use super::FilesError;
 use crate::id::Id;
-use crate::lookup::LookupKind;
 use crate::manifest::{self, Body, Entry, Manifest, MAX_DEPTH};
-use crate::net::TcpClient;
-use crate::node::{FetchError, Node};
+use crate::node::{Node, Transfer};
+
+pub use crate::node::Unfetched;
 
 /// Largest block a get accepts (the nodes' limit).
 pub const MAX_BLOCK: u64 = 1 << 20;
-/// Lookups per chunk that find nothing new before giving up on it.
-const ROUNDS: u32 = 3;
-/// Lookups per chunk at most, however many liars they unmask.
-const MAX_ROUNDS: u32 = 16;
-/// Peers remembered as liars by one [`Fetcher`]; past it the set starts
-/// over (a liar met again is caught again: its bytes are still checked).
-const MAX_BAD_PEERS: usize = 1024;
-
-/// Why no node supplied a block.
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("{why}")]
-pub struct Unfetched {
-    /// What the last try met.
-    pub why: String,
-    /// The last try failed on a peer that timed out or broke off, rather than
-    /// on nobody holding the block (or only liars).
-    pub timed_out: bool,
-}
 
 /// A file's header and chunk list, its manifest tree resolved.
 #[derive(Clone, Debug)]
@@ -47,23 +27,21 @@ pub struct Resolved {
     pub chunks: Vec<Entry>,
 }
 
-/// What a run of fetches shares: the node that looks up holders, the client
-/// that fetches from them, the peers caught lying, and the counts.
+/// What a run of fetches shares: the node that looks up holders and fetches
+/// from them, the transfer's liars, slow peers and timings, and the counts.
 #[derive(Clone)]
 pub struct Fetcher {
     pub node: Node,
-    pub client: TcpClient,
-    pub bad: Arc<Mutex<HashSet<SocketAddr>>>,
+    pub transfer: Arc<Transfer>,
     pub counters: Arc<Counters>,
 }
 
 impl Fetcher {
     /// A fetcher with no liars known yet and zero counts.
-    pub fn new(node: Node, client: TcpClient) -> Fetcher {
+    pub fn new(node: Node) -> Fetcher {
         Fetcher {
             node,
-            client,
-            bad: Arc::default(),
+            transfer: Arc::default(),
             counters: Arc::default(),
         }
     }
@@ -81,20 +59,7 @@ impl Fetcher {
                 tracing::warn!(key = %key, "a block held here does not match its key; fetching it from a peer");
             }
         }
-        if self.bad.lock().is_ok_and(|b| b.len() >= MAX_BAD_PEERS) {
-            if let Ok(mut b) = self.bad.lock() {
-                b.clear();
-            }
-        }
-        fetch_block(
-            &self.node,
-            &self.client,
-            key,
-            max,
-            &self.bad,
-            &self.counters,
-        )
-        .await
+        fetch_block(&self.node, key, max, &self.transfer, &self.counters).await
     }
 
     /// Resolves root manifest `root` into the file's chunk list.
@@ -141,72 +106,26 @@ where
     Ok(Resolved { name, size, chunks })
 }
 
-/// Fetches one block from whichever node has it, verified. A node that sends
-/// bytes that do not match is avoided for the rest of the transfer.
+/// Fetches one block from whichever node has it, verified, through the
+/// engine's one fetch path ([`Node::fetch_verified`]), and counts what it met.
 pub async fn fetch_block(
-    node: &crate::node::Node,
-    client: &crate::net::TcpClient,
+    node: &Node,
     key: Id,
     max: u64,
-    bad: &Mutex<HashSet<SocketAddr>>,
+    transfer: &Transfer,
     counters: &Counters,
 ) -> Result<Vec<u8>, Unfetched> {
-    let mut last = String::from("no node holds it");
-    // Whether the last try failed on a peer that did not answer in time (or
-    // broke off), rather than on nobody holding the block.
-    let mut timed_out = false;
-    // A round that unmasks a liar is free: liars are each caught once, and a
-    // network with many of them must not exhaust the honest tries.
-    let (mut failed_rounds, mut rounds) = (0, 0);
-    while failed_rounds < ROUNDS && rounds < MAX_ROUNDS {
-        if failed_rounds > 0 {
-            tokio::time::sleep(Duration::from_millis(200 * u64::from(failed_rounds))).await;
-        }
-        rounds += 1;
-        let mut caught = false;
-        // Peers caught sending bad bytes are neither asked nor believed.
-        let avoid = bad.lock().map(|b| b.clone()).unwrap_or_default();
-        let found = node
-            .lookup_avoiding(key, LookupKind::FindValue, &avoid)
-            .await;
-        // Holders first, then the closest nodes: replicas live there too.
-        let mut candidates = found.holders;
-        candidates.extend(found.closest);
-        let mut seen = HashSet::new();
-        for c in candidates {
-            if !seen.insert(c.addr) || bad.lock().is_ok_and(|b| b.contains(&c.addr)) {
-                continue;
-            }
-            match client.fetch(c.addr, key, max).await {
-                Ok(data) if Id::of_block(&data) == key => {
-                    counters.peer(c.addr);
-                    return Ok(data);
-                }
-                Ok(_) => {
-                    Counters::add(&counters.rejected, 1);
-                    tracing::warn!(peer = %c.addr, key = %key, "peer sent bytes that do not match the key; avoiding it");
-                    if let Ok(mut b) = bad.lock() {
-                        caught |= b.insert(c.addr);
-                    }
-                    last = format!("{} sent bad bytes", c.addr);
-                    timed_out = false;
-                }
-                Err(FetchError::Absent) => {}
-                Err(e) => {
-                    Counters::add(&counters.retries, 1);
-                    last = format!("{}: {e}", c.addr);
-                    timed_out = true;
-                }
-            }
-        }
-        if !caught {
-            failed_rounds += 1;
-        }
-    }
-    Err(Unfetched {
-        why: last,
-        timed_out,
-    })
+    let fetched = node.fetch_verified(key, max, transfer).await;
+    let tally = match &fetched {
+        Ok(f) => f.tally,
+        Err(e) => e.tally,
+    };
+    Counters::add(&counters.rejected, tally.rejected);
+    Counters::add(&counters.retries, tally.retries);
+    Counters::add(&counters.hedged, tally.hedged);
+    let fetched = fetched?;
+    counters.peer(fetched.from);
+    Ok(fetched.data)
 }
 
 /// Expands a parsed root manifest into its chunk list, fetching each distinct

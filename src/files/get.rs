@@ -8,7 +8,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
@@ -19,6 +19,7 @@ use super::source::NoBlocks;
 use super::{io, FilesError};
 use crate::id::Id;
 use crate::manifest::{self, Entry};
+use crate::node::Transfer;
 
 /// What to get and how.
 #[derive(Clone, Debug)]
@@ -69,6 +70,8 @@ pub struct GetReport {
     /// Chunks whose bytes did not match their key, from any peer.
     pub rejected: u64,
     pub retries: u64,
+    /// Asks started because an earlier one for the same chunk fell far behind.
+    pub hedged: u64,
     pub summary: String,
 }
 
@@ -89,7 +92,8 @@ pub async fn get(opts: &GetOptions) -> Result<GetReport, FilesError> {
 }
 
 async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesError> {
-    let bad_peers = Arc::new(Mutex::new(HashSet::new()));
+    // One transfer: a liar or slow peer met on one block is avoided for all.
+    let transfer = Arc::new(Transfer::new());
     let chunks = match (&opts.hashfile, opts.root) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path).map_err(io(path))?;
@@ -97,10 +101,7 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
         }
         (None, Some(root)) => {
             let counters = Counters::default();
-            let fetch = |key| {
-                let (node, client) = (&session.node, &session.client);
-                fetch_block(node, client, key, MAX_BLOCK, &bad_peers, &counters)
-            };
+            let fetch = |key| fetch_block(&session.node, key, MAX_BLOCK, &transfer, &counters);
             resolve(root, fetch, |top| check_disk_room(&opts.out, top.size))
                 .await?
                 .chunks
@@ -173,7 +174,7 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
         chunks.iter().filter(|e| done.contains(&e.0)).count() as u64,
     );
 
-    let fetched = fetch_all(session, opts, todo, &file, &counters, &bad_peers, &part).await?;
+    let fetched = fetch_all(session, opts, todo, &file, &counters, &transfer, &part).await?;
     let (part2, out, sync) = (part.clone(), opts.out.clone(), opts.sync);
     tokio::task::spawn_blocking(move || finish(&file, &part2, &out, sync))
         .await
@@ -192,6 +193,7 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
         reused,
         rejected: Counters::get(&counters.rejected),
         retries: Counters::get(&counters.retries),
+        hedged: Counters::get(&counters.hedged),
         summary,
     })
 }
@@ -202,7 +204,7 @@ async fn fetch_all(
     todo: Vec<Want>,
     file: &Arc<File>,
     counters: &Arc<Counters>,
-    bad_peers: &Arc<Mutex<HashSet<SocketAddr>>>,
+    transfer: &Arc<Transfer>,
     part: &Path,
 ) -> Result<usize, FilesError> {
     let mut running = JoinSet::new();
@@ -212,11 +214,10 @@ async fn fetch_all(
     loop {
         while running.len() < opts.parallel.max(1) {
             let Some(want) = queue.next() else { break };
-            let (s_node, s_client) = (session.node.clone(), session.client.clone());
-            let (file, counters, bad) = (file.clone(), counters.clone(), bad_peers.clone());
+            let node = session.node.clone();
+            let (file, counters, transfer) = (file.clone(), counters.clone(), transfer.clone());
             running.spawn(async move {
-                let data =
-                    fetch_block(&s_node, &s_client, want.key, want.size, &bad, &counters).await;
+                let data = fetch_block(&node, want.key, want.size, &transfer, &counters).await;
                 let data = match data {
                     Ok(d) => d,
                     Err(why) => return Err((want.index, want.key, why.to_string())),

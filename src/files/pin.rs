@@ -17,13 +17,11 @@ use super::fetch::expand;
 use super::FilesError;
 use crate::id::Id;
 use crate::manifest::{Entry, Manifest, ManifestError};
-use crate::node::Node;
+use crate::node::{Node, Transfer};
 use crate::store::{Origin, PinInfo, Store, StoreError};
 
 /// Chunks fetched at once.
 const PARALLEL: usize = 8;
-/// Lookups tried per block before it counts as unobtainable.
-const TRIES: usize = 3;
 /// Progress is reported at most this often (and once at the end).
 const REPORT_EVERY: Duration = Duration::from_millis(100);
 
@@ -85,6 +83,7 @@ async fn hold_pinned(
     store: &Store,
     key: Id,
     want_bytes: bool,
+    transfer: &Transfer,
 ) -> Result<Option<(u64, Option<Vec<u8>>)>, StoreError> {
     let held = blocking(store, move |s| {
         if !s.set_origin(&key, Origin::Pinned)? {
@@ -98,19 +97,19 @@ async fn hold_pinned(
     if held.is_some() {
         return Ok(held);
     }
-    for _ in 0..TRIES {
-        if let Some(data) = node.fetch_remote(key).await {
-            let size = data.len() as u64;
-            let (stored, keep) = if want_bytes {
-                (data.clone(), Some(data))
-            } else {
-                (data, None)
-            };
-            blocking(store, move |s| s.put_as(&key, &stored, Origin::Pinned)).await?;
-            return Ok(Some((size, keep)));
-        }
-    }
-    Ok(None)
+    let max = node.config().max_block_size;
+    let Ok(fetched) = node.fetch_verified(key, max, transfer).await else {
+        return Ok(None);
+    };
+    let data = fetched.data;
+    let size = data.len() as u64;
+    let (stored, keep) = if want_bytes {
+        (data.clone(), Some(data))
+    } else {
+        (data, None)
+    };
+    blocking(store, move |s| s.put_as(&key, &stored, Origin::Pinned)).await?;
+    Ok(Some((size, keep)))
 }
 
 /// Pins the file whose root manifest is `root`: every block held here and
@@ -122,7 +121,10 @@ pub async fn pin(
     root: Id,
     mut progress: impl FnMut(PinProgress),
 ) -> Result<PinProgress, PinError> {
-    let Some((root_len, Some(bytes))) = hold_pinned(node, store, root, true).await? else {
+    // One transfer: a liar or slow peer met on one block is avoided for all.
+    let transfer = &Transfer::new();
+    let Some((root_len, Some(bytes))) = hold_pinned(node, store, root, true, transfer).await?
+    else {
         return Err(PinError::RootNotFound(root));
     };
     let top = Manifest::parse(root, &bytes)?;
@@ -133,7 +135,7 @@ pub async fn pin(
     let chunks = {
         let (manifests, failed_part) = (&manifests, &failed_part);
         expand(root, top, |key| {
-            let fetched = hold_pinned(node, store, key, true);
+            let fetched = hold_pinned(node, store, key, true, transfer);
             async move {
                 match fetched.await {
                     Ok(Some((len, Some(bytes)))) => {
@@ -184,9 +186,13 @@ pub async fn pin(
     let mut last_report = Instant::now();
     let mut missing: Vec<Id> = Vec::new();
     let mut results = stream::iter(distinct)
-        .map(
-            |Entry(key, len)| async move { (key, len, hold_pinned(node, store, key, false).await) },
-        )
+        .map(|Entry(key, len)| async move {
+            (
+                key,
+                len,
+                hold_pinned(node, store, key, false, transfer).await,
+            )
+        })
         .buffer_unordered(PARALLEL);
     while let Some((key, len, held)) = results.next().await {
         match held? {

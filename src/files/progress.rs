@@ -17,6 +17,8 @@ pub struct Counters {
     pub chunks: AtomicU64,
     pub retries: AtomicU64,
     pub rejected: AtomicU64,
+    /// Asks started because an earlier ask for the same block fell far behind.
+    pub hedged: AtomicU64,
     peers: Mutex<HashSet<SocketAddr>>,
 }
 
@@ -126,13 +128,14 @@ impl Progress {
         let c = &self.counters;
         let elapsed = self.started.elapsed();
         format!(
-            "{}: {} in {} chunks, {:.2} s, {}, {} retries, {} bad chunks rejected, {} peers",
+            "{}: {} in {} chunks, {:.2} s, {}, {} retries, {} hedged, {} bad chunks rejected, {} peers",
             self.verb,
             mib(self.total_bytes),
             self.total_chunks,
             elapsed.as_secs_f64(),
             rate(self.total_bytes, elapsed),
             Counters::get(&c.retries),
+            Counters::get(&c.hedged),
             Counters::get(&c.rejected),
             c.peers()
         )

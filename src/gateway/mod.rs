@@ -38,7 +38,6 @@ pub use metrics::GatewayMetrics;
 
 use crate::files::Fetcher;
 use crate::id::Id;
-use crate::net::TcpClient;
 use crate::node::Node;
 
 /// Content addressing: what a key names never changes.
@@ -62,7 +61,6 @@ pub struct GatewayConfig {
 #[derive(Clone)]
 struct Gateway {
     node: Node,
-    client: TcpClient,
     metrics: GatewayMetrics,
     requests: Arc<Semaphore>,
     max_requests: usize,
@@ -73,7 +71,7 @@ struct Gateway {
 impl Gateway {
     /// A fetcher for one request: its own liars and counts.
     fn fetcher(&self) -> Fetcher {
-        Fetcher::new(self.node.clone(), self.client.clone())
+        Fetcher::new(self.node.clone())
     }
 
     /// A slot among the requests served at once.
@@ -140,14 +138,12 @@ async fn count(
 pub async fn serve(
     listener: TcpListener,
     node: Node,
-    client: TcpClient,
     cfg: GatewayConfig,
     metrics: GatewayMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let gw = Gateway {
         node,
-        client,
         metrics: metrics.clone(),
         requests: Arc::new(Semaphore::new(cfg.max_requests.max(1))),
         max_requests: cfg.max_requests.max(1),

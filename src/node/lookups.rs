@@ -230,28 +230,6 @@ impl Node {
         self.lookup(key, LookupKind::FindValue).await.holders
     }
 
-    /// Fetches block `key` from some other node that holds it, checking its
-    /// hash; `None` when no holder supplies good bytes.
-    pub async fn fetch_remote(&self, key: Id) -> Option<Vec<u8>> {
-        let result = self.lookup(key, LookupKind::FindValue).await;
-        let max = self.inner.cfg.max_block_size;
-        for holder in result.holders.iter().filter(|c| c.id != self.inner.me.id) {
-            match self
-                .inner
-                .transport
-                .fetch_block(holder.addr, key, max)
-                .await
-            {
-                Ok(data) if Id::of_block(&data) == key => return Some(data),
-                Ok(_) => {
-                    tracing::warn!(holder = %holder.addr, key = %key, "holder sent bytes that do not match the key")
-                }
-                Err(e) => tracing::debug!(holder = %holder.addr, error = %e, "fetch failed"),
-            }
-        }
-        None
-    }
-
     /// Asks the K nodes closest to `key` to store it (they pull it from us, so
     /// we must be able to serve it). We count ourselves as saved when we are
     /// among the closest and hold it.

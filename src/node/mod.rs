@@ -3,6 +3,7 @@
 //! and time only through a [`Clock`], so a simulation can drive it.
 
 mod checks;
+mod fetch;
 mod handlers;
 mod lookups;
 pub mod pending;
@@ -28,6 +29,7 @@ use crate::rtt::RttEstimator;
 use crate::stats::Stats;
 use crate::store::BlockStore;
 
+pub use fetch::{Fetched, Tally, Transfer, Unfetched};
 pub use lookups::StoreReport;
 pub use rpc::RequestError;
 pub use transport::{BoxFuture, Clock, FetchError, TokioClock, Transport};

@@ -17,7 +17,6 @@ mod checks;
 mod clock;
 mod config;
 mod failures;
-mod fetch;
 mod liar;
 mod lifecycle;
 mod measure;

@@ -16,7 +16,6 @@ use tokio::time::{sleep, sleep_until, Instant};
 use super::checks;
 use super::config::SimConfig;
 use super::failures::{sim_time, Check};
-use super::fetch::fetch_verified;
 use super::lifecycle::{self, Departure};
 use super::measure;
 use super::record::BlockRecord;
@@ -26,6 +25,7 @@ use super::upkeep;
 use super::world::{lock, Life, Shared, World};
 use crate::id::Id;
 use crate::lookup::LookupKind;
+use crate::node::{Node, Transfer};
 
 /// How often pending maps and tasks are measured.
 const SAMPLE: Duration = Duration::from_secs(30);
@@ -340,7 +340,7 @@ async fn republish_all(shared: &Shared) {
 /// does). A block some live honest node holds must be found; one nobody
 /// holds any more is lost.
 async fn fetch_all(shared: &Shared) -> (usize, usize, usize) {
-    let (jobs, net) = {
+    let jobs = {
         let mut w = lock(shared);
         let keys: Vec<Id> = w.blocks.iter().filter(|b| b.done).map(|b| b.key).collect();
         let mut jobs = Vec::new();
@@ -349,13 +349,12 @@ async fn fetch_all(shared: &Shared) -> (usize, usize, usize) {
                 jobs.push((key, w.hosts[i].node.clone().expect("up host has an engine")));
             }
         }
-        (jobs, w.net.clone())
+        jobs
     };
     let eligible = jobs.len();
     let mut running = JoinSet::new();
     for (n, (key, node)) in jobs.into_iter().enumerate() {
-        let net = net.clone();
-        running.spawn(async move { (n, key, fetch_verified(&net, &node, key).await) });
+        running.spawn(async move { (n, key, fetch_verified(&node, key).await) });
     }
     let mut outcomes = Vec::new();
     while let Some(joined) = running.join_next().await {
@@ -416,4 +415,17 @@ async fn quiesce(shared: &Shared) {
     for b in busy {
         w.fail(Check::Leak, b);
     }
+}
+
+/// Whether `node` gets block `key` with bytes that hash to it: from its own
+/// store when it holds it, else through the engine's one fetch path, as
+/// `dhtfs get` does.
+async fn fetch_verified(node: &Node, key: Id) -> bool {
+    if node.blocks().contains(&key) {
+        return node.blocks().get(&key).ok().flatten().is_some();
+    }
+    let max = node.config().max_block_size;
+    node.fetch_verified(key, max, &Transfer::new())
+        .await
+        .is_ok()
 }

@@ -6,13 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
-
 use super::liar::Liar;
 use super::store::MemStore;
 use super::world::{lock, Shared};
 use crate::node::Node;
-use crate::region::{closest_of, Region};
 use crate::wire::message::encode_request;
 use crate::wire::{Request, RequestBody};
 
@@ -20,8 +17,6 @@ use crate::wire::{Request, RequestBody};
 const TICK: Duration = Duration::from_secs(60);
 /// Republish interval (the daemon's default).
 const REPUBLISH: Duration = Duration::from_secs(3600);
-/// Blocks republished at once (as src/upkeep/republish.rs).
-const PARALLEL: usize = 8;
 /// A liar asks for a store this often.
 const SPAM: Duration = Duration::from_secs(600);
 
@@ -65,27 +60,10 @@ pub async fn run(
     }
 }
 
-/// One republish pass over every held block, as the daemon's: keys in
-/// keyspace order, one lookup per region (src/upkeep/republish.rs).
+/// One republish pass over every held block, with the daemon's own walk
+/// (src/upkeep/republish.rs): keys in keyspace order, a lookup per region.
 pub async fn republish(node: &Node, store: &MemStore) {
-    let k = node.config().lookup.k;
-    let mut keys = store.keys();
-    keys.sort();
-    let mut region: Option<Region> = None;
-    let mut running = JoinSet::new();
-    for key in keys {
-        let region = match region.take() {
-            Some(r) if key <= r.end => region.insert(r),
-            _ => region.insert(node.lookup_region(key).await.0),
-        };
-        let targets = closest_of(&key, &region.nodes, k);
-        if running.len() >= PARALLEL {
-            running.join_next().await;
-        }
-        let node = node.clone();
-        running.spawn(async move { node.store_to(key, targets).await });
-    }
-    while running.join_next().await.is_some() {}
+    crate::upkeep::republish_keys(node, store.keys()).await;
 }
 
 /// A liar asks a few peers of its table to store a made-up key.

@@ -12,7 +12,7 @@ mod sweep;
 mod verify;
 
 pub use handoff::{hand_off, run_handoff, HandoffReport};
-pub use republish::{republish_once, RepublishReport};
+pub use republish::{republish_keys, republish_once, RepublishReport};
 pub use schedule::{run, Schedule};
 pub use scrub::{run_scrub, ScrubSettings};
 pub use scrub_status::{

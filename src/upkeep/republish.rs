@@ -60,10 +60,25 @@ pub async fn republish_once(
     Ok(pass.finish().await)
 }
 
+/// One pass over `keys`, in keyspace order, for a node whose store keeps
+/// no records (the simulation's hosts, whose blocks live in memory): the
+/// same walk as [`republish_once`], with no block skipped nor marked.
+pub async fn republish_keys(node: &Node, mut keys: Vec<Id>) -> RepublishReport {
+    Stats::inc(&node.stats().republish_runs);
+    keys.sort_unstable();
+    let mut pass = Pass::walking(node, None, None, RepublishReport::default());
+    for key in keys {
+        pass.walk(key).await;
+    }
+    pass.finish().await
+}
+
 /// A pass in progress: the current region and the stores in flight.
 pub(super) struct Pass<'a> {
     node: &'a Node,
-    store: &'a Store,
+    /// The store whose records say what to skip and what was republished;
+    /// none for a store that keeps no records.
+    store: Option<&'a Store>,
     skip_within: Option<u64>,
     region: Option<(Region, u64)>,
     running: JoinSet<(Id, StoreReport)>,
@@ -75,6 +90,15 @@ impl<'a> Pass<'a> {
     pub(super) fn new(
         node: &'a Node,
         store: &'a Store,
+        skip_within: Option<u64>,
+        so_far: RepublishReport,
+    ) -> Pass<'a> {
+        Pass::walking(node, Some(store), skip_within, so_far)
+    }
+
+    fn walking(
+        node: &'a Node,
+        store: Option<&'a Store>,
         skip_within: Option<u64>,
         so_far: RepublishReport,
     ) -> Pass<'a> {
@@ -90,17 +114,22 @@ impl<'a> Pass<'a> {
 
     /// Republishes one block (or skips it), waiting for room first.
     pub(super) async fn visit(&mut self, key: Id, meta: &BlockMeta) {
-        let stats = self.node.stats().clone();
-        self.report.blocks += 1;
         let now_secs = self.node.clock().unix_ms() / 1000;
         if let Some(window) = self.skip_within {
             if meta.record().stored_again_within(now_secs, window) {
+                self.report.blocks += 1;
                 self.report.skipped += 1;
-                Stats::inc(&stats.republish_skipped);
+                Stats::inc(&self.node.stats().republish_skipped);
                 return;
             }
         }
-        Stats::inc(&stats.republished_blocks);
+        self.walk(key).await;
+    }
+
+    /// Stores `key` to its K closest nodes, waiting for room first.
+    async fn walk(&mut self, key: Id) {
+        self.report.blocks += 1;
+        Stats::inc(&self.node.stats().republished_blocks);
         let targets = self.targets(key).await;
         while self.running.len() >= PARALLEL {
             self.join_one().await;
@@ -156,8 +185,8 @@ impl<'a> Pass<'a> {
         self.report.failures += r.failed.len() as u64;
         Stats::add(&stats.republish_stores_sent, sent as u64);
         Stats::add(&stats.republish_failures, r.failed.len() as u64);
-        if r.saved.iter().any(|c| c.id != me) {
-            mark_republished(self.store, key).await;
+        if let Some(store) = self.store.filter(|_| r.saved.iter().any(|c| c.id != me)) {
+            mark_republished(store, key).await;
         }
     }
 }

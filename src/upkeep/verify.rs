@@ -9,7 +9,7 @@
 
 use super::Keys;
 use crate::id::Id;
-use crate::node::Node;
+use crate::node::{Node, Transfer};
 use crate::stats::Stats;
 use crate::store::{Origin, Store, StoreError};
 
@@ -97,9 +97,13 @@ pub(super) async fn check_block(node: &Node, store: &Store, key: Id, repair: boo
 /// ours; false (our copy kept, for the next pass to retry) when no holder
 /// could supply one or storing it failed.
 async fn repair_block(node: &Node, store: &Store, key: Id) -> bool {
-    let Some(data) = node.fetch_remote(key).await else {
-        tracing::warn!(key = %key, "verify: no holder could supply a good copy; keeping ours for now");
-        return false;
+    let max = node.config().max_block_size;
+    let data = match node.fetch_verified(key, max, &Transfer::new()).await {
+        Ok(fetched) => fetched.data,
+        Err(e) => {
+            tracing::warn!(key = %key, why = %e, "verify: no holder could supply a good copy; keeping ours for now");
+            return false;
+        }
     };
     let s = store.clone();
     let swapped = tokio::task::spawn_blocking(move || {

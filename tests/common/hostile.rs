@@ -6,6 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use dhtfs::contact::Contact;
 use dhtfs::id::Id;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Hostile loopback address 127.0.0.`last`.
@@ -44,6 +48,44 @@ pub async fn start_liar(
     contacts: &[Contact],
     junk_len: usize,
 ) -> tokio::task::JoinHandle<()> {
+    start_holder(
+        ip,
+        Id::random(),
+        contacts,
+        Serve::Junk(junk_len),
+        Arc::default(),
+    )
+    .await
+}
+
+/// A peer on `ip` that introduces itself to `contacts`, says it holds every
+/// key, then promises 1 MiB for any key asked of it and sends 1 KB a second;
+/// its id is `id`, and `asked` counts the keys asked of it.
+pub async fn start_trickler(
+    ip: IpAddr,
+    id: Id,
+    contacts: &[Contact],
+    asked: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
+    start_holder(ip, id, contacts, Serve::Trickle, asked).await
+}
+
+/// What a hostile holder sends for a key asked of it.
+#[derive(Clone, Copy)]
+enum Serve {
+    /// This many wrong bytes, at once.
+    Junk(usize),
+    /// A 1 MiB header, then 1 KB a second.
+    Trickle,
+}
+
+async fn start_holder(
+    ip: IpAddr,
+    id: Id,
+    contacts: &[Contact],
+    serve: Serve,
+    asked: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
     let (udp, tcp) = loop {
         let udp = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
         let port = udp.local_addr().unwrap().port();
@@ -51,7 +93,7 @@ pub async fn start_liar(
             break (udp, tcp);
         }
     };
-    let me = node_obj(&Id::random(), udp.local_addr().unwrap());
+    let me = node_obj(&id, udp.local_addr().unwrap());
     // Introduce itself to everyone, as any node would.
     for (i, c) in contacts.iter().enumerate() {
         let ping = request(i as u64, "ping_node", json!({}), me.clone());
@@ -62,14 +104,21 @@ pub async fn start_liar(
             tokio::select! {
                 accepted = tcp.accept() => {
                     let Ok((mut conn, _)) = accepted else { continue };
+                    let asked = asked.clone();
                     tokio::spawn(async move {
                         let mut line = [0u8; 65];
                         while conn.read_exact(&mut line).await.is_ok() {
-                            let junk = vec![0x5a; junk_len];
-                            let mut out = (junk.len() as u32).to_le_bytes().to_vec();
-                            out.push(b'\n');
-                            out.extend_from_slice(&junk);
-                            if conn.write_all(&out).await.is_err() { break; }
+                            asked.fetch_add(1, Ordering::Relaxed);
+                            let ok = match serve {
+                                Serve::Junk(len) => {
+                                    let mut out = (len as u32).to_le_bytes().to_vec();
+                                    out.push(b'\n');
+                                    out.extend_from_slice(&vec![0x5a; len]);
+                                    conn.write_all(&out).await.is_ok()
+                                }
+                                Serve::Trickle => trickle(&mut conn).await,
+                            };
+                            if !ok { break; }
                         }
                     });
                 }
@@ -91,4 +140,21 @@ pub async fn start_liar(
             }
         }
     })
+}
+
+/// Promises 1 MiB and sends 1 KB a second of it, until the reader goes
+/// (false) or, after 1,024 s, the promise is kept with junk.
+async fn trickle(conn: &mut tokio::net::TcpStream) -> bool {
+    let mut out = (1u32 << 20).to_le_bytes().to_vec();
+    out.push(b'\n');
+    if conn.write_all(&out).await.is_err() {
+        return false;
+    }
+    for _ in 0..1024 {
+        if conn.write_all(&[0x5a; 1024]).await.is_err() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    true
 }

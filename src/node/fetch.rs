@@ -1,0 +1,283 @@
+//! The one verified block fetch: a find_value lookup, then the holders and
+//! the closest nodes in turn, each copy hash-checked; a fetch that falls far
+//! behind is hedged to the next candidate and the first verified copy wins;
+//! liars are avoided for the rest of the transfer, slow peers tried last;
+//! rounds repeat while they unmask liars, with a short backoff otherwise.
+//! `get`, the gateway, pin, scrub and the simulation all fetch through here.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use super::{lock, BoxFuture, FetchError, Node};
+use crate::hedge::{HedgeTimer, PeerMarks};
+use crate::id::Id;
+use crate::lookup::{LookupKind, LookupResult};
+use crate::stats::Stats;
+
+/// Lookups per block that unmask no liar before giving up on it.
+const ROUNDS: u32 = 3;
+/// Lookups per block at most, however many liars they unmask.
+const MAX_ROUNDS: u32 = 16;
+/// Peers remembered as liars, and as slow, by one transfer.
+const MAX_MARKED: usize = 1024;
+/// Copies of one block in flight at once: the first ask and two hedges.
+const MAX_IN_FLIGHT: usize = 3;
+/// One ask never runs longer than this (ms), however it trickles: the
+/// block client's timeouts bound each read, not a whole block.
+const ASK_MAX_MS: u64 = 30_000;
+
+/// What the fetches of one transfer (a file, a pin, a scrub pass) share:
+/// the peers caught lying or being slow, and how long fetches take.
+#[derive(Debug)]
+pub struct Transfer {
+    marks: Mutex<PeerMarks<SocketAddr>>,
+    timer: Mutex<HedgeTimer>,
+}
+
+impl Default for Transfer {
+    fn default() -> Self {
+        Transfer::new()
+    }
+}
+
+impl Transfer {
+    /// A transfer with nothing known yet.
+    pub fn new() -> Transfer {
+        Transfer {
+            marks: Mutex::new(PeerMarks::new(MAX_MARKED)),
+            timer: Mutex::new(HedgeTimer::new()),
+        }
+    }
+
+    /// Whether `peer` was caught sending bytes not matching a key.
+    pub fn is_liar(&self, peer: &SocketAddr) -> bool {
+        lock(&self.marks).is_liar(peer)
+    }
+}
+
+/// What one block's fetch met besides its bytes, for a transfer's totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Copies rejected: bytes that did not match the key.
+    pub rejected: u64,
+    /// Asks that timed out or broke off.
+    pub retries: u64,
+    /// Asks started because an earlier one fell far behind.
+    pub hedged: u64,
+}
+
+/// A verified block and where it came from.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub data: Vec<u8>,
+    pub from: SocketAddr,
+    pub tally: Tally,
+}
+
+/// Why no node supplied a block.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{why}")]
+pub struct Unfetched {
+    /// What the last try met.
+    pub why: String,
+    /// The last try failed on a peer that timed out or broke off, rather than
+    /// on nobody holding the block (or only liars).
+    pub timed_out: bool,
+    pub tally: Tally,
+}
+
+impl Node {
+    /// Block `key` of at most `max` bytes from some other node, verified
+    /// against its key. Never reads this node's own store: a scrub fetches
+    /// the good copy of a block it holds corrupt.
+    ///
+    /// A round is a find_value lookup and asks of its candidates in turn
+    /// (holders first, then the closest nodes): the next starts at once
+    /// when an ask fails, and as a hedge, beside the running ones, when the
+    /// newest falls far behind. With no candidate left to hedge to, a new
+    /// lookup runs beside the asks, neither asking nor believing the peers
+    /// already tried: a peer that says it holds every key and then stalls
+    /// must not end every lookup at itself. Lookups neither ask nor believe
+    /// the transfer's liars, nor its slow peers until a round found nobody
+    /// else. Rounds repeat while they unmask liars, with a short backoff
+    /// otherwise.
+    pub async fn fetch_verified(
+        &self,
+        key: Id,
+        max: u64,
+        transfer: &Transfer,
+    ) -> Result<Fetched, Unfetched> {
+        let clock = self.inner.clock.clone();
+        let floor_ms = 2 * self.soft_timeout().as_millis() as u64;
+        let hedge_ms = lock(&transfer.timer).hedge_after_ms(max, floor_ms);
+        let me = self.inner.me.addr;
+        let mut tally = Tally::default();
+        let mut last = (String::from("no node holds it"), false);
+        // Peers asked for this block (running, or failed to deliver it).
+        let mut tried: HashSet<SocketAddr> = HashSet::new();
+        let mut queue: VecDeque<SocketAddr> = VecDeque::new();
+        let mut running = FuturesUnordered::new();
+        // Asks running, with when each started (ms).
+        let mut started: Vec<(SocketAddr, u64)> = Vec::new();
+        let mut lookup: Option<BoxFuture<LookupResult>> = None;
+        // When the newest ask or lookup started: the hedge clock.
+        let mut newest = clock.now_ms();
+        // Lookups run; rounds that ended with nothing and no liar caught;
+        // whether the round under way caught one.
+        let (mut rounds, mut failed_rounds, mut caught) = (0u32, 0u32, false);
+        loop {
+            if lookup.is_none() && queue.is_empty() && running.is_empty() {
+                if rounds > 0 && !caught {
+                    failed_rounds += 1;
+                }
+                if failed_rounds >= ROUNDS || rounds >= MAX_ROUNDS {
+                    return Err(Unfetched {
+                        why: last.0,
+                        timed_out: last.1,
+                        tally,
+                    });
+                }
+                if failed_rounds > 0 {
+                    let backoff = Duration::from_millis(200 * u64::from(failed_rounds));
+                    clock.sleep(backoff).await;
+                }
+                caught = false;
+                rounds += 1;
+                // Slow peers are believed again only once a round found
+                // nobody else.
+                lookup = Some(self.holder_lookup(key, transfer, &tried, failed_rounds == 0));
+                newest = clock.now_ms();
+            }
+            if running.is_empty() {
+                if let Some(peer) = queue.pop_front() {
+                    tried.insert(peer);
+                    running.push(self.ask(peer, key, max));
+                    newest = clock.now_ms();
+                    started.push((peer, newest));
+                }
+            }
+            // Far behind: hedge to the next candidate, or look for more.
+            let can_hedge = !running.is_empty()
+                && running.len() < MAX_IN_FLIGHT
+                && (!queue.is_empty() || (lookup.is_none() && rounds < MAX_ROUNDS));
+            let hedge_in = (newest + hedge_ms).saturating_sub(clock.now_ms());
+            tokio::select! {
+                biased;
+                Some((peer, result)) = running.next() => {
+                    let began = started.iter().find(|s| s.0 == peer).map_or(0, |s| s.1);
+                    started.retain(|s| s.0 != peer);
+                    match result {
+                        Ok(data) if Id::of_block(&data) == key => {
+                            let now = clock.now_ms();
+                            let took = now.saturating_sub(began);
+                            lock(&transfer.timer).record(data.len() as u64, took * 1000);
+                            // Whoever is still running fell far behind this copy.
+                            for (loser, since) in started {
+                                if now.saturating_sub(since) >= hedge_ms {
+                                    self.mark_slow(transfer, loser, key);
+                                }
+                            }
+                            return Ok(Fetched { data, from: peer, tally });
+                        }
+                        Ok(_) => {
+                            tally.rejected += 1;
+                            Stats::inc(&self.inner.stats.fetch_rejected);
+                            tracing::warn!(peer = %peer, key = %key, "peer sent bytes that do not match the key; avoiding it");
+                            caught |= lock(&transfer.marks).liar(peer);
+                            last = (format!("{peer} sent bad bytes"), false);
+                        }
+                        Err(FetchError::Absent) => {}
+                        Err(e) => {
+                            tally.retries += 1;
+                            if e == FetchError::Timeout {
+                                self.mark_slow(transfer, peer, key);
+                            }
+                            last = (format!("{peer}: {e}"), true);
+                        }
+                    }
+                }
+                Some(found) = async { lookup.as_mut()?.await.into() }, if lookup.is_some() => {
+                    lookup = None;
+                    let candidates = found.holders.iter().chain(&found.closest).map(|c| c.addr);
+                    let fresh = lock(&transfer.marks).order(candidates, Some(me));
+                    for peer in fresh {
+                        if !tried.contains(&peer) && !queue.contains(&peer) {
+                            queue.push_back(peer);
+                        }
+                    }
+                }
+                _ = clock.sleep(Duration::from_millis(hedge_in)), if can_hedge => {
+                    newest = clock.now_ms();
+                    match queue.pop_front() {
+                        Some(peer) => {
+                            tally.hedged += 1;
+                            Stats::inc(&self.inner.stats.fetch_hedged);
+                            tried.insert(peer);
+                            running.push(self.ask(peer, key, max));
+                            started.push((peer, newest));
+                        }
+                        None => {
+                            rounds += 1;
+                            lookup = Some(self.holder_lookup(key, transfer, &tried, failed_rounds == 0));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A find_value lookup for `key` that neither asks nor believes this
+    /// transfer's liars, the peers in `tried`, and, with `skip_slow`, its
+    /// slow peers.
+    fn holder_lookup(
+        &self,
+        key: Id,
+        transfer: &Transfer,
+        tried: &HashSet<SocketAddr>,
+        skip_slow: bool,
+    ) -> BoxFuture<LookupResult> {
+        let marks = lock(&transfer.marks);
+        let mut avoid = if skip_slow {
+            marks.avoided()
+        } else {
+            marks.liars()
+        };
+        drop(marks);
+        avoid.extend(tried);
+        let node = self.clone();
+        Box::pin(async move {
+            node.lookup_avoiding(key, LookupKind::FindValue, &avoid)
+                .await
+        })
+    }
+
+    /// `peer` fell far behind on `key`: it is tried last from now on.
+    fn mark_slow(&self, transfer: &Transfer, peer: SocketAddr, key: Id) {
+        if lock(&transfer.marks).slow(peer) {
+            Stats::inc(&self.inner.stats.fetch_slow_peers);
+            tracing::debug!(peer = %peer, key = %key, "peer fell far behind; trying it last from now on");
+        }
+    }
+
+    /// One ask of `peer` for the block, bounded by [`ASK_MAX_MS`].
+    fn ask(
+        &self,
+        peer: SocketAddr,
+        key: Id,
+        max: u64,
+    ) -> impl std::future::Future<Output = (SocketAddr, Result<Vec<u8>, FetchError>)> {
+        let fetch = self.inner.transport.fetch_block(peer, key, max);
+        let limit = self.inner.clock.sleep(Duration::from_millis(ASK_MAX_MS));
+        async move {
+            let result = tokio::select! {
+                r = fetch => r,
+                _ = limit => Err(FetchError::Timeout),
+            };
+            (peer, result)
+        }
+    }
+}
