@@ -763,6 +763,12 @@ fn every_link_and_path_in_the_docs_leads_somewhere() {
     for file in &files {
         let md = common::read(file);
         let name = file.strip_prefix(repo()).unwrap().display().to_string();
+        // The checks read code spans line by line: none may cross a line.
+        for line in prose_lines(&md) {
+            if line.matches('`').count() % 2 == 1 {
+                problems.push(format!("{name}: a code span crosses the line {line:?}"));
+            }
+        }
         for b in broken_links(file, &md) {
             problems.push(format!("{name}: link {b}"));
         }
