@@ -73,7 +73,7 @@ fn ci_seeds_every_fault_but_liars_at_2000_nodes() {
         assert!(r.hops_p50 <= 4, "seed {seed}: hops_p50 {}", r.hops_p50);
         // Not asserted: exactness. A lookup never retries a peer whose
         // answer was lost, so with 5% loss most miss one of the K closest
-        // (see the README's figures); the hardening work changes this.
+        // (see docs/measured/figures.md); the hardening work changes this.
     }
 }
 

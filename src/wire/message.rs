@@ -1,5 +1,5 @@
 //! The DHT's JSON datagrams, exactly as the original DHTFileStore sends them
-//! (see the README's "Protocol" section):
+//! (see docs/protocol/wire.md):
 //!
 //! request  `{"magic": M, "type": T, "params": {"id": HEX}, "requester": NODE}`
 //! response `{"magic": M, "type": T, "resp": true, "result": ANY}`
