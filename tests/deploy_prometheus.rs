@@ -94,6 +94,8 @@ fn rule_tests_show_every_alert_firing_and_quiet() {
         "DhtfsRoutingTableShrinking",
         "DhtfsCorruptBlocks",
         "DhtfsRepublishStale",
+        "DhtfsRepublishBehind",
+        "DhtfsScrubOverdue",
         "DhtfsRequestErrorsHigh",
         "DhtfsStorageNearQuota",
     ];
