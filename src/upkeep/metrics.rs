@@ -148,7 +148,6 @@ impl UpkeepMetrics {
             .set((last.finished_unix_ms / 1000) as i64);
         self.scrub_last_duration
             .set(last.duration_ms as f64 / 1000.0);
-        self.scrub_interval
-            .set((status.interval_ms / 1000) as i64);
+        self.scrub_interval.set((status.interval_ms / 1000) as i64);
     }
 }
