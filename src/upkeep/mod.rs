@@ -2,6 +2,7 @@
 //! admin API on demand, and by [`run`] on the node's schedule.
 
 mod handoff;
+mod metrics;
 mod republish;
 mod schedule;
 mod scrub;
@@ -12,6 +13,7 @@ mod sweep;
 mod verify;
 
 pub use handoff::{hand_off, run_handoff, HandoffReport};
+pub use metrics::register_metrics;
 pub use republish::{republish_keys, republish_once, RepublishReport};
 pub use schedule::{run, Schedule};
 pub use scrub::{run_scrub, ScrubSettings};

@@ -73,9 +73,10 @@ pub async fn run_scrub(
         last_save_ms: 0,
         unsaved_blocks: 0,
     };
-    worker
-        .control
-        .update(|s| s.rate_bytes_per_sec = settings.bytes_per_sec);
+    worker.control.update(|s| {
+        s.rate_bytes_per_sec = settings.bytes_per_sec;
+        s.interval_ms = every.as_millis() as u64;
+    });
     worker.show();
     worker.control.restore_paused(worker.saved.paused);
     // A first run saves its start, so restarts never put off the first pass.

@@ -94,6 +94,8 @@ pub struct ScrubStatus {
     pub state: ScrubState,
     /// Bytes a second it reads at most.
     pub rate_bytes_per_sec: u64,
+    /// A pass starts this long after the previous one started, ms; 0 while off.
+    pub interval_ms: u64,
     /// The last key checked in the pass under way.
     pub position: Option<Id>,
     /// Where that key lies in the keyspace, 0..1 (0 between passes).
