@@ -229,6 +229,9 @@ struct Engine {
     requests_limited: IntCounter,
     requests_paced: IntCounter,
     requests_refused_paced: IntCounter,
+    fetch_hedged: IntCounter,
+    fetch_slow_peers: IntCounter,
+    fetch_rejected: IntCounter,
     lookups_bounded: IntCounterVec,
     admission: IntCounterVec,
     checks: IntCounterVec,
@@ -253,6 +256,9 @@ impl Engine {
             requests_limited: m.counter("dhtfs_requests_limited_total", "DHT requests dropped by the per-source rate limit.")?,
             requests_paced: m.counter("dhtfs_requests_paced_total", "DHT requests of ours that waited their turn (or a store slot) to keep within a peer's budget.")?,
             requests_refused_paced: m.counter("dhtfs_requests_refused_paced_total", "DHT requests of ours refused as busy: too many already waiting for one peer.")?,
+            fetch_hedged: m.counter("dhtfs_fetch_hedged_total", "Block fetches of ours started because an earlier ask for the same block fell far behind (hedges).")?,
+            fetch_slow_peers: m.counter("dhtfs_fetch_slow_peers_total", "Peers a transfer of ours marked slow: they fell far behind and another holder's copy won.")?,
+            fetch_rejected: m.counter("dhtfs_fetch_rejected_total", "Block copies we fetched whose bytes did not match the key (the sender is avoided).")?,
             lookups_bounded: m.counter_vec("dhtfs_lookups_bounded_total", "Lookups ended early by a bound (deadline|requests).", &["bound"])?,
             admission: m.counter_vec("dhtfs_routing_admission_refused_total", "Contacts kept out of the routing table, by reason (ip_limit: per-IP or per-prefix limit; address_conflict: another node holds the address or id).", &["reason"])?,
             checks: m.counter_vec("dhtfs_contact_checks_total", "Pings checking an unproven contact, by outcome (passed|failed|skipped: over the check budget).", &["outcome"])?,
@@ -327,6 +333,9 @@ impl Engine {
             &self.requests_refused_paced,
             Stats::get(&s.requests_refused_paced),
         );
+        sync(&self.fetch_hedged, Stats::get(&s.fetch_hedged));
+        sync(&self.fetch_slow_peers, Stats::get(&s.fetch_slow_peers));
+        sync(&self.fetch_rejected, Stats::get(&s.fetch_rejected));
         for (bound, counter) in [
             ("deadline", &s.lookups_ended_deadline),
             ("requests", &s.lookups_ended_requests),
