@@ -6,10 +6,13 @@
 
 mod common;
 
-use common::{deploy, read, require_tool, Proc};
+use common::data::random_bytes;
+use common::http::get as http_get;
+use common::process::{run, start_node, Proc, BIN};
+use common::{deploy, read, require_tool};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -17,43 +20,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dhtfs");
-
 fn promtool() -> PathBuf {
     require_tool("promtool", "apt-get install prometheus (Debian package)")
 }
 
 fn prometheus_bin() -> PathBuf {
     require_tool("prometheus", "apt-get install prometheus (Debian package)")
-}
-
-/// Runs a command to completion within `limit`; (success, stdout, stderr).
-fn run(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
-    let what = format!("{cmd:?}");
-    let mut child = Proc::spawn(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-        &what,
-    );
-    let mut out = child.child.as_mut().unwrap().stdout.take().unwrap();
-    let mut err = child.child.as_mut().unwrap().stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = child.wait(limit, &what);
-    (
-        status.success(),
-        reader.join().unwrap(),
-        err_reader.join().unwrap(),
-    )
 }
 
 // ---------------------------------------------------------------- promtool
@@ -164,28 +136,6 @@ fn free_base_port(n: u16) -> u16 {
         }
     }
     panic!("no free base port found");
-}
-
-/// A raw HTTP/1.0 GET; (status code, body).
-fn http_get(addr: SocketAddr, path_and_query: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text:?}")))?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
-    Ok((code, body.to_string()))
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -422,51 +372,13 @@ fn dashboard_is_well_formed() {
     );
 }
 
-/// Starts `dhtfs node` on loopback :0 ports; (process, listen, metrics).
-fn start_node(dir: &Path, bootstrap: Option<SocketAddr>) -> (Proc, SocketAddr, SocketAddr) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["node", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--gateway",
-            "127.0.0.1:0",
-        ])
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(b) = bootstrap {
-        cmd.arg("--bootstrap").arg(b.to_string());
-    }
-    let mut node = Proc::spawn(&mut cmd, "dhtfs node");
-    let stdout = node.child.as_mut().unwrap().stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("a listening line within 30 s");
-    let w: Vec<&str> = line.split_whitespace().collect();
-    assert!(w.len() >= 6 && w[0] == "listening", "{line:?}");
-    (node, w[1].parse().unwrap(), w[5].parse().unwrap())
-}
-
 #[test]
 fn every_metric_the_dashboard_and_alerts_use_exists_on_live_nodes() {
     // Two real nodes; the second joins through the first, which makes it
     // send requests and run a lookup, so its histograms have series.
     let dir = tempfile::tempdir().unwrap();
-    let (_a, a_addr, a_metrics) = start_node(&dir.path().join("a"), None);
-    let (_b, _, b_metrics) = start_node(&dir.path().join("b"), Some(a_addr));
+    let a = start_node(&dir.path().join("a"), None);
+    let b = start_node(&dir.path().join("b"), Some(a.listen));
     let wanted: BTreeSet<String> = dashboard_exprs(&dashboard())
         .iter()
         .map(|(_, e)| e.clone())
@@ -483,8 +395,8 @@ fn every_metric_the_dashboard_and_alerts_use_exists_on_live_nodes() {
             .collect()
     };
     let missing = wait_for(Duration::from_secs(30), "metrics to appear", || {
-        let have: BTreeSet<String> = exposed(a_metrics)
-            .union(&exposed(b_metrics))
+        let have: BTreeSet<String> = exposed(a.metrics)
+            .union(&exposed(b.metrics))
             .cloned()
             .collect();
         let missing: Vec<&String> = wanted.iter().filter(|w| !have.contains(*w)).collect();
@@ -668,18 +580,6 @@ fn substitute(expr: &str) -> String {
     }
     assert!(!e.contains('$'), "unknown variable left in {e}");
     e
-}
-
-fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 #[test]

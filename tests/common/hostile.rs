@@ -1,28 +1,18 @@
-//! Helpers for the attack tests: hostile hosts on other loopback addresses
-//! and the raw datagrams they send.
+//! Helpers for the attack tests: hostile hosts on other loopback addresses,
+//! and a liar among them.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use dhtfs::contact::Contact;
 use dhtfs::id::Id;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::wire::{bind_pair, block_frame, node_obj, reply, request};
+
 /// Hostile loopback address 127.0.0.`last`.
 pub fn hostile_ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
-}
-
-/// A node object as the wire spells it.
-pub fn node_obj(id: &Id, addr: SocketAddr) -> Value {
-    json!({"node_id": id.to_hex(), "ip": addr.ip().to_string(), "port": addr.port()})
-}
-
-/// One request datagram.
-pub fn request(magic: u64, kind: &str, params: Value, requester: Value) -> Vec<u8> {
-    json!({"magic": magic, "type": kind, "params": params, "requester": requester})
-        .to_string()
-        .into_bytes()
 }
 
 /// `target` with its lowest `bits` bits random: closer to it than any honest
@@ -44,13 +34,7 @@ pub async fn start_liar(
     contacts: &[Contact],
     junk_len: usize,
 ) -> tokio::task::JoinHandle<()> {
-    let (udp, tcp) = loop {
-        let udp = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if let Ok(tcp) = tokio::net::TcpListener::bind((ip, port)).await {
-            break (udp, tcp);
-        }
-    };
+    let (udp, tcp) = bind_pair(ip).await;
     let me = node_obj(&Id::random(), udp.local_addr().unwrap());
     // Introduce itself to everyone, as any node would.
     for (i, c) in contacts.iter().enumerate() {
@@ -66,10 +50,7 @@ pub async fn start_liar(
                         let mut line = [0u8; 65];
                         while conn.read_exact(&mut line).await.is_ok() {
                             let junk = vec![0x5a; junk_len];
-                            let mut out = (junk.len() as u32).to_le_bytes().to_vec();
-                            out.push(b'\n');
-                            out.extend_from_slice(&junk);
-                            if conn.write_all(&out).await.is_err() { break; }
+                            if conn.write_all(&block_frame(&junk)).await.is_err() { break; }
                         }
                     });
                 }
@@ -85,8 +66,7 @@ pub async fn start_liar(
                         Some("find_node") => json!([]),
                         _ => me.clone(),
                     };
-                    let reply = json!({"magic": msg["magic"], "type": msg["type"], "resp": true, "result": result});
-                    let _ = udp.send_to(reply.to_string().as_bytes(), from).await;
+                    let _ = udp.send_to(&reply(&msg, result), from).await;
                 }
             }
         }
