@@ -8,12 +8,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{tcp_fetch, test_config};
+use common::fetch::tcp_fetch;
+use common::test_config;
+use common::wire::{bind_pair, block_frame, node_obj, reply};
 use dhtfs::daemon::Daemon;
 use dhtfs::id::Id;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::UdpSocket;
 
 /// A peer as the original implements it: one port for UDP and TCP, blocks
 /// served as `len (4 bytes LE) \n bytes`, closing without a byte when absent.
@@ -31,13 +33,7 @@ struct OriginalPeer {
 
 impl OriginalPeer {
     async fn start() -> OriginalPeer {
-        let (udp, tcp) = loop {
-            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            let port = udp.local_addr().unwrap().port();
-            if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
-                break (udp, tcp);
-            }
-        };
+        let (udp, tcp) = bind_pair([127, 0, 0, 1].into()).await;
         let addr = udp.local_addr().unwrap();
         let id = Id::random();
         let udp = Arc::new(udp);
@@ -60,10 +56,9 @@ impl OriginalPeer {
                     json!("ping_node"),
                     "the node only pings: {msg}"
                 );
-                let me = json!({"node_id": id.to_hex(), "ip": "127.0.0.1", "port": addr.port()});
-                let pong =
-                    json!({"magic": msg["magic"], "type": "ping_node", "resp": true, "result": me});
-                let _ = socket.send_to(pong.to_string().as_bytes(), from).await;
+                let _ = socket
+                    .send_to(&reply(&msg, node_obj(&id, addr)), from)
+                    .await;
             }
         });
         let serves: Arc<Mutex<HashMap<Id, Vec<u8>>>> = Arc::default();
@@ -83,10 +78,7 @@ impl OriginalPeer {
                     let key = Id::from_hex(std::str::from_utf8(&line).unwrap_or("")).ok();
                     let data = key.and_then(|k| s.lock().unwrap().get(&k).cloned());
                     if let Some(data) = data {
-                        let mut out = (data.len() as u32).to_le_bytes().to_vec();
-                        out.push(b'\n');
-                        out.extend_from_slice(&data);
-                        let _ = conn.write_all(&out).await;
+                        let _ = conn.write_all(&block_frame(&data)).await;
                     }
                 });
             }
@@ -102,7 +94,7 @@ impl OriginalPeer {
     }
 
     fn node_obj(&self) -> Value {
-        json!({"node_id": self.id.to_hex(), "ip": "127.0.0.1", "port": self.addr.port()})
+        node_obj(&self.id, self.addr)
     }
 
     fn request(&self, magic: u64, kind: &str, params: Value) -> Value {

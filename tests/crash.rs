@@ -9,8 +9,10 @@
 //! TCP and checked against its sha256, the node is stopped gracefully with
 //! SIGTERM, and `Store::audit` must find the data dir clean.
 
+mod common;
+
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -21,10 +23,15 @@ use rand::{Rng, RngCore, SeedableRng};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+
+use common::fetch::try_fetch;
+use common::process::{node_command, parse_listening};
+use common::wire::{bind_pair, node_obj, reply};
+use dhtfs::id::Id;
 
 /// Kill/restart cycles.
 const CYCLES: usize = 8;
@@ -85,15 +92,7 @@ struct NodeProc {
 
 impl NodeProc {
     async fn start(dir: &Path, listen: SocketAddr) -> NodeProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dhtfs"))
-            .arg("node")
-            .arg("--data-dir")
-            .arg(dir)
-            .arg("--listen")
-            .arg(listen.to_string())
-            // The admin API and metrics have fixed default ports: let the OS pick.
-            .args(["--admin", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-            .args(["--gateway", "127.0.0.1:0"])
+        let mut child = Command::from(node_command(dir, listen, None))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -130,16 +129,7 @@ impl NodeProc {
         };
         // Keep reading stdout so the node never writes into a closed pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
-        let mut words = line.split_whitespace();
-        assert_eq!(words.next(), Some("listening"), "first stdout line: {line}");
-        let addr: SocketAddr = words
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        assert!(
-            words.any(|w| w == "id"),
-            "no id in first stdout line: {line}"
-        );
+        let (addr, _, _) = parse_listening(&line);
         if listen.port() != 0 {
             assert_eq!(addr, listen, "restarted node must keep its address");
         }
@@ -193,7 +183,7 @@ type Answer = (u64, Result<Value, String>);
 struct Peer {
     udp: Arc<UdpSocket>,
     addr: SocketAddr,
-    id_hex: String,
+    id: Id,
     /// Every block generated in the current cycle, served over TCP.
     blocks: Arc<Mutex<HashMap<Key, Arc<Vec<u8>>>>>,
     answers: mpsc::UnboundedReceiver<Answer>,
@@ -201,20 +191,19 @@ struct Peer {
 
 impl Peer {
     async fn start(rng: &mut StdRng) -> Peer {
-        let (udp, tcp) = bind_same_port().await;
+        let (udp, tcp) = bind_pair(Ipv4Addr::LOCALHOST.into()).await;
         let addr = udp.local_addr().unwrap();
-        let mut id = [0u8; 32];
-        rng.fill_bytes(&mut id);
-        let id_hex = hex::encode(id);
+        let mut id = Id([0u8; 32]);
+        rng.fill_bytes(&mut id.0);
         let blocks: Arc<Mutex<HashMap<Key, Arc<Vec<u8>>>>> = Arc::default();
         let udp = Arc::new(udp);
         let (tx, answers) = mpsc::unbounded_channel();
         tokio::spawn(serve_tcp(tcp, blocks.clone()));
-        tokio::spawn(serve_udp(udp.clone(), me_json(&id_hex, addr), tx));
+        tokio::spawn(serve_udp(udp.clone(), node_obj(&id, addr), tx));
         Peer {
             udp,
             addr,
-            id_hex,
+            id,
             blocks,
             answers,
         }
@@ -225,28 +214,13 @@ impl Peer {
             "magic": magic,
             "type": "store_value",
             "params": {"id": hex::encode(key)},
-            "requester": me_json(&self.id_hex, self.addr),
+            "requester": node_obj(&self.id, self.addr),
         });
         self.udp
             .send_to(msg.to_string().as_bytes(), node)
             .await
             .expect("send store_value");
     }
-}
-
-fn me_json(id_hex: &str, addr: SocketAddr) -> Value {
-    json!({"node_id": id_hex, "ip": addr.ip().to_string(), "port": addr.port()})
-}
-
-async fn bind_same_port() -> (UdpSocket, TcpListener) {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
-            return (udp, tcp);
-        }
-    }
-    panic!("no port free for both UDP and TCP");
 }
 
 /// The original's block server: one `<64 hex>\n` per connection, answered with
@@ -327,8 +301,7 @@ async fn serve_udp(udp: Arc<UdpSocket>, me: Value, answers: mpsc::UnboundedSende
             "find_node" | "find_value" => json!([]),
             _ => continue,
         };
-        let reply = json!({"magic": magic, "type": kind, "resp": true, "result": result});
-        let _ = udp.send_to(reply.to_string().as_bytes(), from).await;
+        let _ = udp.send_to(&reply(&msg, result), from).await;
     }
 }
 
@@ -466,35 +439,7 @@ async fn fire_and_kill(
 /// Fetches `key` over raw TCP: Some(bytes) or None when the node closes
 /// without a byte (absent).
 async fn fetch(addr: SocketAddr, key: Key) -> Result<Option<Vec<u8>>, String> {
-    let work = async {
-        let mut s = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        s.write_all(format!("{}\n", hex::encode(key)).as_bytes())
-            .await
-            .map_err(|e| format!("write key: {e}"))?;
-        let mut header = [0u8; 5];
-        let n = s
-            .read(&mut header[..1])
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Ok(None);
-        }
-        s.read_exact(&mut header[1..])
-            .await
-            .map_err(|e| format!("read header: {e}"))?;
-        if header[4] != b'\n' {
-            return Err(format!("no newline after the length: {header:?}"));
-        }
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let mut data = vec![0u8; len];
-        s.read_exact(&mut data)
-            .await
-            .map_err(|e| format!("read {len} bytes: {e}"))?;
-        Ok(Some(data))
-    };
-    timeout(FETCH_TIMEOUT, work)
+    timeout(FETCH_TIMEOUT, try_fetch(addr, &Id(key)))
         .await
         .map_err(|_| format!("timed out after {FETCH_TIMEOUT:?}"))?
 }

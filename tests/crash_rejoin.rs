@@ -11,20 +11,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Proc;
+use common::metrics::sample;
+use common::process::{node_command, run_to_end, NodeProc, BIN};
 use rand::RngCore;
 
 const NODES: usize = 5;
-/// Longest a node may take to print its listening line.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest the tables may take to fill after the joins.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Every node is killed within this long of the first start.
@@ -35,10 +31,8 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Node {
-    proc: Proc,
+    proc: NodeProc,
     addr: SocketAddr,
-    metrics: SocketAddr,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Node {
@@ -72,85 +66,24 @@ impl Node {
         listen: SocketAddr,
         bootstrap: Option<SocketAddr>,
     ) -> Result<Node, String> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dhtfs"));
-        cmd.arg("node")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", &listen.to_string()])
-            .args(["--admin", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-            .args(["--gateway", "127.0.0.1:0"])
-            .env("RUST_LOG", "info,dhtfs::upkeep=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(b) = bootstrap {
-            cmd.args(["--bootstrap", &b.to_string()]);
-        }
-        let mut proc = Proc::spawn(&mut cmd, "dhtfs node");
-        let child = proc.child.as_mut().unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let err = child.stderr.take().unwrap();
-            let stderr = stderr.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    let mut s = stderr.lock().unwrap();
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            });
-        }
-        let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            // Read to the end so the node never writes into a closed pipe.
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) => line,
-            Err(e) => {
-                std::thread::sleep(Duration::from_millis(200));
-                return Err(format!(
-                    "node on {} printed no listening line within {START_TIMEOUT:?} ({e}); stderr:\n{}",
-                    dir.display(),
-                    stderr.lock().unwrap()
-                ));
-            }
-        };
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(
-            words.first(),
-            Some(&"listening"),
-            "first stdout line: {line}"
-        );
-        let addr: SocketAddr = words[1].parse().expect("the listening address");
-        let metrics: SocketAddr = words[5].parse().expect("the metrics address");
+        let mut cmd = node_command(dir, listen, bootstrap);
+        cmd.env("RUST_LOG", "info,dhtfs::upkeep=debug");
+        let proc = NodeProc::start(&mut cmd)?;
+        let addr = proc.listen;
         if listen.port() != 0 {
             assert_eq!(addr, listen, "a restarted node keeps its address");
         }
-        Ok(Node {
-            proc,
-            addr,
-            metrics,
-            stderr,
-        })
+        Ok(Node { proc, addr })
     }
 
     fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.proc.stderr()
     }
 
     /// The value of an unlabelled gauge on the node's /metrics.
     fn gauge(&self, name: &str) -> Option<f64> {
-        let mut s = std::net::TcpStream::connect(self.metrics).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", self.metrics).ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        let (_, body) = common::http::get(self.proc.metrics, "/metrics").ok()?;
+        sample(&body, name)
     }
 
     /// Waits until the node's routing table holds `n` peers.
@@ -185,38 +118,22 @@ impl Node {
     }
 
     fn kill(&mut self) {
-        self.proc.signal(libc::SIGKILL);
-        self.proc.wait(EXIT_TIMEOUT, "a SIGKILLed node");
+        self.proc.proc.signal(libc::SIGKILL);
+        self.proc.proc.wait(EXIT_TIMEOUT, "a SIGKILLed node");
     }
 }
 
 /// Runs the `dhtfs` binary with `args` to its end, at most `TRANSFER_TIMEOUT`;
 /// its stdout, or a failure with its stderr.
 fn dhtfs(args: &[&str], what: &str) -> Result<String, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dhtfs"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut proc = Proc::spawn(&mut cmd, what);
-    let child = proc.child.as_mut().unwrap();
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = proc.wait(TRANSFER_TIMEOUT, what);
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    if status.success() {
-        Ok(out)
+    let done = run_to_end(Command::new(BIN).args(args), TRANSFER_TIMEOUT, what);
+    if done.status.success() {
+        Ok(done.stdout)
     } else {
-        Err(format!("{what} exited with {status}; stderr:\n{err}"))
+        Err(format!(
+            "{what} exited with {}; stderr:\n{}",
+            done.status, done.stderr
+        ))
     }
 }
 

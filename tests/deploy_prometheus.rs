@@ -6,10 +6,13 @@
 
 mod common;
 
-use common::{deploy, read, require_tool, Proc};
+use common::data::random_bytes;
+use common::http::get as http_get;
+use common::process::{node_command, run, start_node, NodeProc, Proc, BIN};
+use common::{deploy, read, require_tool};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -17,43 +20,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dhtfs");
-
 fn promtool() -> PathBuf {
     require_tool("promtool", "apt-get install prometheus (Debian package)")
 }
 
 fn prometheus_bin() -> PathBuf {
     require_tool("prometheus", "apt-get install prometheus (Debian package)")
-}
-
-/// Runs a command to completion within `limit`; (success, stdout, stderr).
-fn run(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
-    let what = format!("{cmd:?}");
-    let mut child = Proc::spawn(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-        &what,
-    );
-    let mut out = child.child.as_mut().unwrap().stdout.take().unwrap();
-    let mut err = child.child.as_mut().unwrap().stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = child.wait(limit, &what);
-    (
-        status.success(),
-        reader.join().unwrap(),
-        err_reader.join().unwrap(),
-    )
 }
 
 // ---------------------------------------------------------------- promtool
@@ -166,28 +138,6 @@ fn free_base_port(n: u16) -> u16 {
         }
     }
     panic!("no free base port found");
-}
-
-/// A raw HTTP/1.0 GET; (status code, body).
-fn http_get(addr: SocketAddr, path_and_query: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text:?}")))?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
-    Ok((code, body.to_string()))
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -434,61 +384,13 @@ fn dashboard_is_well_formed() {
     );
 }
 
-/// Starts `dhtfs node` on loopback :0 ports, with the settings of `config`
-/// if given; (process, listen, admin, metrics).
-fn start_node(
-    dir: &Path,
-    bootstrap: Option<SocketAddr>,
-    config: Option<&Path>,
-) -> (Proc, SocketAddr, SocketAddr, SocketAddr) {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("node");
-    if let Some(c) = config {
-        cmd.arg("--config").arg(c);
-    }
-    cmd.arg("--data-dir")
-        .arg(dir)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--gateway",
-            "127.0.0.1:0",
-        ])
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(b) = bootstrap {
-        cmd.arg("--bootstrap").arg(b.to_string());
-    }
-    let mut node = Proc::spawn(&mut cmd, "dhtfs node");
-    let stdout = node.child.as_mut().unwrap().stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("a listening line within 30 s");
-    let w: Vec<&str> = line.split_whitespace().collect();
-    assert!(w.len() >= 6 && w[0] == "listening", "{line:?}");
-    let addr = |i: usize| w[i].parse().unwrap();
-    (node, addr(1), addr(3), addr(5))
-}
-
 #[test]
 fn every_metric_the_dashboard_and_alerts_use_exists_on_live_nodes() {
     // Two real nodes; the second joins through the first, which makes it
     // send requests and run a lookup, so its histograms have series.
     let dir = tempfile::tempdir().unwrap();
-    let (_a, a_addr, _, a_metrics) = start_node(&dir.path().join("a"), None, None);
-    let (_b, _, _, b_metrics) = start_node(&dir.path().join("b"), Some(a_addr), None);
+    let a = start_node(&dir.path().join("a"), None);
+    let b = start_node(&dir.path().join("b"), Some(a.listen));
     let wanted: BTreeSet<String> = dashboard_exprs(&dashboard())
         .iter()
         .map(|(_, e)| e.clone())
@@ -505,8 +407,8 @@ fn every_metric_the_dashboard_and_alerts_use_exists_on_live_nodes() {
             .collect()
     };
     let missing = wait_for(Duration::from_secs(30), "metrics to appear", || {
-        let have: BTreeSet<String> = exposed(a_metrics)
-            .union(&exposed(b_metrics))
+        let have: BTreeSet<String> = exposed(a.metrics)
+            .union(&exposed(b.metrics))
             .cloned()
             .collect();
         let missing: Vec<&String> = wanted.iter().filter(|w| !have.contains(*w)).collect();
@@ -693,7 +595,17 @@ fn upkeep_alerts_fire_on_a_live_node_that_falls_behind() {
         "republish_interval_secs = 1\nverify_interval_secs = 1\n",
     )
     .unwrap();
-    let (_node, listen, admin, metrics) = start_node(&dir.path().join("node"), None, Some(&config));
+    let node = NodeProc::start(
+        node_command(
+            &dir.path().join("node"),
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+        )
+        .arg("--config")
+        .arg(&config),
+    )
+    .unwrap_or_else(|why| panic!("{why}"));
+    let (listen, admin, metrics) = (node.listen, node.admin, node.metrics);
     let file = dir.path().join("in.bin");
     std::fs::write(&file, random_bytes(100_000, 7)).unwrap();
     let (ok, _, err) = run(
@@ -765,18 +677,6 @@ fn substitute(expr: &str) -> String {
     }
     assert!(!e.contains('$'), "unknown variable left in {e}");
     e
-}
-
-fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 #[test]

@@ -6,8 +6,10 @@
 
 mod common;
 
-use common::{deploy, read, require_tool, Proc};
-use std::io::{BufRead, BufReader, Read, Write};
+use common::http::get_ok;
+use common::process::{node_command, parse_listening, side_ports_on_loopback, NodeProc, Proc, BIN};
+use common::{deploy, read, require_tool};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
@@ -18,7 +20,6 @@ use std::time::{Duration, Instant};
 use dhtfs::config::Config;
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dhtfs");
 const INSTALLED_BIN: &str = "/usr/local/bin/dhtfs";
 const INSTALLED_CONFIG: &str = "/etc/dhtfs/dhtfs.toml";
 
@@ -283,17 +284,6 @@ fn read_available(out: &mut std::process::ChildStdout) -> String {
     String::from_utf8_lossy(&text).into_owned()
 }
 
-/// `listening A admin B metrics C id D` -> (A, B, C).
-fn parse_listening(line: &str) -> (SocketAddr, SocketAddr, SocketAddr) {
-    let w: Vec<&str> = line.split_whitespace().collect();
-    assert!(
-        w.len() >= 8 && w[0] == "listening" && w[2] == "admin" && w[4] == "metrics" && w[6] == "id",
-        "unexpected first line: {line:?}"
-    );
-    let addr = |s: &str| -> SocketAddr { s.parse().unwrap_or_else(|_| panic!("{s} in {line:?}")) };
-    (addr(w[1]), addr(w[3]), addr(w[5]))
-}
-
 fn ping(node: SocketAddr) -> Value {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -312,20 +302,6 @@ fn ping(node: SocketAddr) -> Value {
     serde_json::from_slice(&buf[..n]).unwrap()
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .unwrap_or_else(|e| panic!("metrics {addr} refused: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(
-        out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"),
-        "{out}"
-    );
-    out
-}
-
 #[test]
 fn node_notifies_ready_after_its_ports_answer_then_stopping_and_pings_the_watchdog() {
     let dir = tempfile::tempdir().unwrap();
@@ -338,22 +314,14 @@ fn node_notifies_ready_after_its_ports_answer_then_stopping_and_pings_the_watchd
     // $STATE_DIRECTORY (no --data-dir), NOTIFY_SOCKET, and WATCHDOG_USEC with
     // WATCHDOG_PID = the service's main pid; `exec` keeps the shell's pid, so
     // $$ is the node's pid, as systemd sets it.
-    let child = Command::new("/bin/sh")
-        .arg("-c")
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
         .arg("WATCHDOG_PID=$$; export WATCHDOG_PID; exec \"$0\" \"$@\"")
         .arg(BIN)
         .args(["node", "--config"])
         .arg(deploy("config/dhtfs.toml"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--gateway",
-            "127.0.0.1:0",
-        ])
+        .args(["--listen", "127.0.0.1:0"]);
+    let child = side_ports_on_loopback(&mut cmd)
         .env("NOTIFY_SOCKET", &manager.path)
         .env("WATCHDOG_USEC", WATCHDOG_USEC.to_string())
         .env("STATE_DIRECTORY", &state)
@@ -392,7 +360,7 @@ fn node_notifies_ready_after_its_ports_answer_then_stopping_and_pings_the_watchd
         .unwrap_or_else(|e| panic!("TCP {listen} refused after READY=1: {e}"));
     TcpStream::connect_timeout(&admin, Duration::from_secs(2))
         .unwrap_or_else(|e| panic!("admin {admin} refused after READY=1: {e}"));
-    let exposition = http_get(metrics, "/metrics");
+    let exposition = get_ok(metrics, "/metrics");
     assert!(exposition.contains("dhtfs_build_info"), "{exposition}");
     println!(
         "READY=1 with {first:?}; UDP, TCP, admin and metrics answered {:?} later",
@@ -445,27 +413,19 @@ fn without_watchdog_settings_there_are_no_pings() {
     // ignored, as sd_watchdog_enabled(3) says.
     let dir = tempfile::tempdir().unwrap();
     let mut manager = Manager::bind(dir.path());
-    let child = Command::new(BIN)
-        .args(["node", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--gateway",
-            "127.0.0.1:0",
-        ])
-        .env("NOTIFY_SOCKET", &manager.path)
-        .env("WATCHDOG_USEC", "200000")
-        .env("WATCHDOG_PID", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = node_command(
+        &dir.path().join("data"),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .env("NOTIFY_SOCKET", &manager.path)
+    .env("WATCHDOG_USEC", "200000")
+    .env("WATCHDOG_PID", "1")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let mut node = Proc { child: Some(child) };
     manager.expect("READY=1", Duration::from_secs(30));
     while manager.recv(Duration::from_millis(800)).is_some() {}
@@ -539,43 +499,16 @@ fn deploy_config_is_every_setting_at_its_default() {
 #[test]
 fn node_starts_with_the_deploy_config_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(BIN)
-        .args(["node", "--config"])
-        .arg(deploy("config/dhtfs.toml"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--gateway",
-            "127.0.0.1:0",
-        ])
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut node = Proc { child: Some(child) };
-    let stdout = node.child.as_mut().unwrap().stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("no listening line within 30 s: {}", node.stderr()));
-    assert!(!line.is_empty(), "the node exited: {}", node.stderr());
-    let (listen, _, metrics) = parse_listening(&line);
-    println!("deploy config: {}", line.trim());
+    let mut cmd = node_command(
+        &dir.path().join("data"),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    );
+    cmd.arg("--config").arg(deploy("config/dhtfs.toml"));
+    let mut node = NodeProc::start(&mut cmd).unwrap_or_else(|why| panic!("{why}"));
+    let (listen, metrics) = (node.listen, node.metrics);
+    println!("deploy config: listening {listen} metrics {metrics}");
     assert!(listen.ip().is_loopback());
-    http_get(metrics, "/metrics");
-    node.signal(libc::SIGTERM);
-    assert!(node.wait(Duration::from_secs(60), "the node").success());
+    get_ok(metrics, "/metrics");
+    assert!(node.terminate(Duration::from_secs(60)).success());
 }

@@ -11,44 +11,15 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::data::random_bytes;
+use common::metrics::metric;
+use common::process::run_to_end;
+use common::put::put_file;
 use common::{require_tool, TestNet};
-use dhtfs::files::{put, PutOptions};
 use dhtfs::id::Id;
-use rand::{RngCore, SeedableRng};
 
 const CURL_INSTALL: &str = "apt-get install curl";
 const CHROMIUM_INSTALL: &str = "apt-get install chromium";
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-    data
-}
-
-/// Puts `data` as a file called `name` through `via`, in `chunk`-byte
-/// chunks on `replicas` nodes; its root.
-async fn put_file(
-    dir: &Path,
-    name: &str,
-    data: &[u8],
-    chunk: u64,
-    replicas: usize,
-    via: SocketAddr,
-) -> Id {
-    let path = dir.join(name);
-    std::fs::write(&path, data).unwrap();
-    let opts = PutOptions {
-        bootstrap: vec![via],
-        quiet: true,
-        chunk_size: chunk,
-        replicas,
-        ..PutOptions::new(path)
-    };
-    put(&opts)
-        .await
-        .unwrap_or_else(|e| panic!("put {name}: {e}"))
-        .root
-}
 
 /// Runs the real curl with `args` (never waiting more than a minute).
 async fn curl(args: Vec<String>) -> Output {
@@ -115,16 +86,6 @@ async fn fetch(url: &str, extra: &[&str]) -> Got {
 
 fn file_url(gateway: SocketAddr, root: &Id) -> String {
     format!("http://{gateway}/file/{root}")
-}
-
-/// The value of metric `name` (with its label set, if any) on a node.
-async fn metric(metrics: SocketAddr, name: &str) -> f64 {
-    let text = common::http_get(metrics, "/metrics").await;
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in /metrics"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,26 +401,12 @@ async fn chromium(profile: &Path, url: &str, args: &[String]) -> String {
     all.extend(args.iter().cloned());
     all.push(url.into());
     let out = tokio::task::spawn_blocking(move || {
-        let child = Command::new(bin)
-            .args(&all)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("chromium starts");
-        let mut proc = common::Proc { child: Some(child) };
-        let c = proc.child.as_mut().unwrap();
-        let read = |mut r: Box<dyn std::io::Read + Send>| {
-            std::thread::spawn(move || {
-                let mut s = String::new();
-                let _ = r.read_to_string(&mut s);
-                s
-            })
-        };
-        let stdout = read(Box::new(c.stdout.take().unwrap()));
-        let stderr = read(Box::new(c.stderr.take().unwrap()));
-        let status = proc.wait(std::time::Duration::from_secs(90), "chromium");
-        (status, stdout.join().unwrap(), stderr.join().unwrap())
+        let done = run_to_end(
+            Command::new(bin).args(&all),
+            std::time::Duration::from_secs(90),
+            "chromium",
+        );
+        (done.status, done.stdout, done.stderr)
     });
     let (status, stdout, stderr) = out.await.unwrap();
     assert!(status.success(), "chromium failed: {stderr}");

@@ -7,10 +7,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use common::data::random_bytes;
+use common::put::put_file;
 use common::TestNet;
-use dhtfs::files::{put, PutOptions};
 use dhtfs::id::Id;
-use rand::RngCore;
 
 const CHUNK: u64 = 64 << 10;
 
@@ -24,18 +24,16 @@ async fn newcomers_are_handed_the_blocks_they_are_now_closest_to() {
     };
     let mut net = TestNet::start_with(10, quiet).await;
     let work = tempfile::tempdir().unwrap();
-    let path = work.path().join("file.bin");
-    let mut data = vec![0u8; 12 * CHUNK as usize];
-    rand::thread_rng().fill_bytes(&mut data);
-    std::fs::write(&path, &data).unwrap();
-    let opts = PutOptions {
-        bootstrap: vec![net.nodes[0].local_addr],
-        replicas: k,
-        chunk_size: CHUNK,
-        quiet: true,
-        ..PutOptions::new(path)
-    };
-    put(&opts).await.expect("put");
+    let data = random_bytes(12 * CHUNK as usize, rand::random());
+    put_file(
+        work.path(),
+        "file.bin",
+        &data,
+        CHUNK,
+        k,
+        net.nodes[0].local_addr,
+    )
+    .await;
     let keys: HashSet<Id> = net
         .nodes
         .iter()

@@ -20,20 +20,23 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::hostile::{hostile_ip, near, node_obj, request};
+use common::data::random_block;
+use common::fetch;
+use common::hostile::{hostile_ip, near};
+use common::wire::{bind_pair, node_obj, reply, request};
 use common::TestNet;
 use dhtfs::files::{get, put, GetOptions, PutOptions};
 use dhtfs::id::Id;
 use rand::{Rng, RngCore, SeedableRng};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, UdpSocket};
 
 /// One test of this file at a time: each measures time and throughput on a
 /// 2-core machine, so two at once would measure each other.
@@ -46,50 +49,11 @@ fn at_distance(target: &Id, d: u8) -> Id {
     Id(id)
 }
 
-/// UDP and TCP bound to one port on `ip`, as a peer's are.
-async fn bind_pair_at(ip: IpAddr) -> (UdpSocket, TcpListener) {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind((ip, 0)).await.unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if let Ok(tcp) = TcpListener::bind((ip, port)).await {
-            return (udp, tcp);
-        }
-    }
-    panic!("no port free for both UDP and TCP on {ip}");
-}
-
-/// Random bytes and their key.
-fn random_block(len: usize, rng: &mut impl RngCore) -> (Id, Vec<u8>) {
-    let mut data = vec![0u8; len];
-    rng.fill_bytes(&mut data);
-    (Id::of_block(&data), data)
-}
-
 /// Fetches `key` over raw TCP from `addr` (source 127.0.0.1), saying why not.
 async fn try_fetch(addr: SocketAddr, key: &Id) -> Result<Vec<u8>, String> {
-    let mut s = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    s.write_all(format!("{key}\n").as_bytes())
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let mut header = [0u8; 5];
-    let n = s
-        .read(&mut header[..1])
-        .await
-        .map_err(|e| format!("read: {e}"))?;
-    if n == 0 {
-        return Err("closed without a byte".into());
-    }
-    s.read_exact(&mut header[1..])
-        .await
-        .map_err(|e| format!("read: {e}"))?;
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let mut data = vec![0u8; len];
-    s.read_exact(&mut data)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
-    Ok(data)
+    fetch::try_fetch(addr, key)
+        .await?
+        .ok_or_else(|| "closed without a byte".into())
 }
 
 /// The value below which `share` of `sorted` lies (nearest rank).
@@ -170,9 +134,7 @@ fn spawn_sybil(
                 }
                 _ => continue,
             };
-            let reply =
-                json!({"magic": msg["magic"], "type": msg["type"], "resp": true, "result": result});
-            let _ = udp.send_to(reply.to_string().as_bytes(), from).await;
+            let _ = udp.send_to(&reply(&msg, result), from).await;
         }
     })
 }
@@ -347,8 +309,7 @@ async fn depart(net: &TestNet) -> usize {
         if msg.get("resp").is_some() {
             answered += 1;
         } else if msg["type"] == "ping_node" {
-            let reply = json!({"magic": msg["magic"], "type": "ping_node", "resp": true, "result": node_obj(&id, me)});
-            let _ = udp.send_to(reply.to_string().as_bytes(), from).await;
+            let _ = udp.send_to(&reply(&msg, node_obj(&id, me)), from).await;
         }
     }
     answered
@@ -677,7 +638,7 @@ async fn black_hole_pulls_do_not_block_honest_stores() {
     let honest = net.nodes[1].node.clone();
 
     // The black hole: TCP accepts and never answers, UDP on the same port.
-    let (udp, tcp) = bind_pair_at(hostile_ip(5)).await;
+    let (udp, tcp) = bind_pair(hostile_ip(5)).await;
     let hole = udp.local_addr().unwrap();
     let until = tokio::time::Instant::now() + Duration::from_secs(40);
     let held = Arc::new(AtomicUsize::new(0));

@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::hostile::{hostile_ip, near, node_obj, request};
+use common::data::random_block;
+use common::hostile::{hostile_ip, near};
+use common::wire::{node_obj, reply, request};
 use common::TestNet;
 use dhtfs::id::Id;
 use dhtfs::store::Origin;
 use dhtfs::upkeep::shed_once;
-use rand::RngCore;
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 
@@ -51,17 +52,9 @@ fn spawn_holder_liar(
                 Some("find_node") => json!([]),
                 _ => continue,
             };
-            let reply =
-                json!({"magic": msg["magic"], "type": msg["type"], "resp": true, "result": result});
-            let _ = udp.send_to(reply.to_string().as_bytes(), from).await;
+            let _ = udp.send_to(&reply(&msg, result), from).await;
         }
     })
-}
-
-fn block() -> (Id, Vec<u8>) {
-    let mut data = vec![0u8; 4096];
-    rand::thread_rng().fill_bytes(&mut data);
-    (Id::of_block(&data), data)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,12 +69,13 @@ async fn a_sybil_claiming_to_hold_cannot_make_a_full_node_drop_a_copy() {
     let me = x.node.me().id;
     // Two blocks x is not among the closest of: `lone` held by one honest
     // closer node, `spread` by its three closest.
-    let (mut lone, mut spread) = (block(), block());
+    let mut rng = rand::thread_rng();
+    let (mut lone, mut spread) = (random_block(4096, &mut rng), random_block(4096, &mut rng));
     while net.true_closest(&lone.0, K).contains(&me) {
-        lone = block();
+        lone = random_block(4096, &mut rng);
     }
     while net.true_closest(&spread.0, K).contains(&me) {
-        spread = block();
+        spread = random_block(4096, &mut rng);
     }
     let by_id = |id: &Id| net.nodes.iter().find(|d| d.node.me().id == *id).unwrap();
     let closest = net.true_closest(&lone.0, K);

@@ -9,21 +9,23 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{http_get, Proc};
+use common::http::http_get;
+use common::metrics::metric;
+use common::process::{NodeProc, BIN};
 
-/// The join command in README.md: the code span holding
+/// The join command in README.md: the line holding
 /// `node --listen 0.0.0.0:7410`, with `cargo run --release --` standing
 /// for the binary.
 fn readme_join_command() -> Vec<String> {
     let readme = common::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"));
     let span = readme
-        .split('`')
-        .find(|s| s.contains("node --listen 0.0.0.0:7410"))
+        .lines()
+        .find(|l| l.contains("node --listen 0.0.0.0:7410"))
+        .map(|l| l.trim().trim_matches('`'))
         .expect("README.md shows the join command `cargo run --release -- node --listen 0.0.0.0:7410 ...`");
     let words: Vec<String> = span.split_whitespace().map(String::from).collect();
     let prefix = ["cargo", "run", "--release", "--"];
@@ -34,59 +36,39 @@ fn readme_join_command() -> Vec<String> {
     words[prefix.len()..].to_vec()
 }
 
-/// Starts `dhtfs ARGS` in `cwd` and waits for its "listening" line.
-fn start(cwd: &Path, args: &[String], what: &str) -> (Proc, String) {
-    let mut proc = Proc::spawn(
-        Command::new(env!("CARGO_BIN_EXE_dhtfs"))
+/// Starts `dhtfs ARGS` in `cwd`; fails naming `what` (is another program
+/// using its ports?) when it prints no listening line.
+fn start(cwd: &Path, args: &[String], what: &str) -> NodeProc {
+    NodeProc::start(
+        Command::new(BIN)
             .args(args)
             .current_dir(cwd)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-        what,
-    );
-    let stdout = proc.child.as_mut().unwrap().stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    if !line.starts_with("listening") {
-        let _ = proc.wait(Duration::from_secs(10), what);
-        panic!(
-            "{what} did not start (is another program using its ports?): {}",
-            proc.stderr()
-        );
-    }
-    (proc, line)
-}
-
-/// The value of an unlabelled gauge in a /metrics page.
-fn gauge(page: &str, name: &str) -> f64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+            .env("RUST_LOG", "warn"),
+    )
+    .unwrap_or_else(|why| {
+        panic!("{what} did not start (is another program using its ports?): {why}")
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_readme_join_command_works_beside_a_default_node() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut first, _) = start(tmp.path(), &["node".into()], "a node with every default");
+    let mut first = start(tmp.path(), &["node".into()], "a node with every default");
     let join = readme_join_command();
-    let (mut second, line) = start(tmp.path(), &join, "the README's join command");
+    let mut second = start(tmp.path(), &join, "the README's join command");
+    // Its admin, metrics and gateway addresses follow its listen port 7410.
+    assert_eq!(second.admin, "127.0.0.1:7411".parse().unwrap());
+    assert_eq!(second.metrics, "127.0.0.1:9410".parse().unwrap());
+    let page = http_get("127.0.0.1:7412".parse().unwrap(), "/").await;
     assert!(
-        line.contains("admin 127.0.0.1:7411") && line.contains("metrics 127.0.0.1:9410"),
-        "the second node's addresses follow its listen port 7410: {line}"
+        page.contains("dhtfs gateway"),
+        "the second node's gateway answers on 7412: {page}"
     );
-    assert!(line.contains("gateway 127.0.0.1:7412"), "{line}");
     // Joined: each node has the other in its routing table.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let a = gauge(
-            &http_get("127.0.0.1:9400".parse().unwrap(), "/metrics").await,
-            "dhtfs_routing_table_peers",
-        );
-        let b = gauge(
-            &http_get("127.0.0.1:9410".parse().unwrap(), "/metrics").await,
-            "dhtfs_routing_table_peers",
-        );
+        let a = metric(first.metrics, "dhtfs_routing_table_peers").await;
+        let b = metric(second.metrics, "dhtfs_routing_table_peers").await;
         if a >= 1.0 && b >= 1.0 {
             break;
         }
@@ -100,9 +82,8 @@ async fn the_readme_join_command_works_beside_a_default_node() {
         tmp.path().join("node2").is_dir(),
         "the second node keeps its state in ./node2"
     );
-    for (proc, what) in [(&mut second, "second"), (&mut first, "first")] {
-        proc.signal(libc::SIGTERM);
-        let status = proc.wait(Duration::from_secs(20), what);
+    for (node, what) in [(&mut second, "second"), (&mut first, "first")] {
+        let status = node.terminate(Duration::from_secs(20));
         assert!(status.success(), "the {what} node stopped with {status}");
     }
 }

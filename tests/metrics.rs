@@ -6,14 +6,13 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{http_get, require_tool, TestNet};
+use common::http::http_get;
+use common::{require_tool, TestNet};
 use dhtfs::id::Id;
 
 /// The value of the sample `name{labels}` in an exposition, 0 when absent.
 fn sample(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    common::metrics::sample(text, name_and_labels).unwrap_or(0.0)
 }
 
 fn promtool_check(promtool: &std::path::Path, text: &str) {

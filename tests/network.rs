@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{tcp_fetch, test_config, TestNet};
+use common::fetch::tcp_fetch;
+use common::{test_config, TestNet};
 use dhtfs::daemon::Daemon;
 use dhtfs::id::Id;
 use dhtfs::lookup::LookupKind;

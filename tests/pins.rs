@@ -6,32 +6,17 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use common::admin::{client, pin};
+use common::put::put_file;
 use common::TestNet;
 use dhtfs::admin::pb;
-use dhtfs::files::{put, PutOptions};
 use dhtfs::id::Id;
 use dhtfs::store::{Origin, Store};
 use rand::RngCore;
 use tonic::Code;
 
 const CHUNK: u64 = 64 << 10;
-
-/// Puts `data` as a file through `via` with 2 replicas; its root.
-async fn put_file(dir: &Path, name: &str, data: &[u8], via: std::net::SocketAddr) -> Id {
-    let path = dir.join(name);
-    std::fs::write(&path, data).unwrap();
-    let opts = PutOptions {
-        bootstrap: vec![via],
-        replicas: 2,
-        chunk_size: CHUNK,
-        quiet: true,
-        ..PutOptions::new(path)
-    };
-    put(&opts).await.expect("put").root
-}
 
 /// Every block the store holds, with its origin.
 fn origins(store: &Store) -> Vec<(Id, Origin)> {
@@ -51,8 +36,8 @@ async fn a_node_holding_none_of_a_file_pins_it_and_unpins_it() {
     let mut big = vec![0u8; 20 * CHUNK as usize + 1234];
     rand::thread_rng().fill_bytes(&mut big);
     let small = big[..8 * CHUNK as usize].to_vec();
-    let big_root = put_file(net.dir.path(), "big.bin", &big, first).await;
-    let small_root = put_file(net.dir.path(), "small.bin", &small, first).await;
+    let big_root = put_file(net.dir.path(), "big.bin", &big, CHUNK, 2, first).await;
+    let small_root = put_file(net.dir.path(), "small.bin", &small, CHUNK, 2, first).await;
 
     // A node that joins afterwards holds none of either.
     let late = dhtfs::daemon::Daemon::start(&common::test_config(net.dir.path().join("late")))

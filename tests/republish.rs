@@ -6,11 +6,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::Duration;
 
+use common::put::put_file;
 use common::TestNet;
-use dhtfs::files::{get, put, GetOptions, PutOptions};
+use dhtfs::files::{get, GetOptions};
 use dhtfs::id::Id;
 use dhtfs::stats::Outcome;
 use dhtfs::store::{Origin, Refresh};
@@ -54,19 +54,6 @@ async fn settle() {
     tokio::time::sleep(Duration::from_secs(3)).await;
 }
 
-async fn put_file(dir: &Path, data: &[u8], via: std::net::SocketAddr, replicas: usize) -> Id {
-    let path = dir.join("file.bin");
-    std::fs::write(&path, data).unwrap();
-    let opts = PutOptions {
-        bootstrap: vec![via],
-        replicas,
-        chunk_size: CHUNK,
-        quiet: true,
-        ..PutOptions::new(path)
-    };
-    put(&opts).await.expect("put").root
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_follow_the_network_as_it_grows_and_loses_holders() {
     let k = 3;
@@ -74,7 +61,15 @@ async fn blocks_follow_the_network_as_it_grows_and_loses_holders() {
     let work = tempfile::tempdir().unwrap();
     let mut data = vec![0u8; 5 * CHUNK as usize + 1234];
     rand::thread_rng().fill_bytes(&mut data);
-    let root = put_file(work.path(), &data, net.nodes[0].local_addr, k).await;
+    let root = put_file(
+        work.path(),
+        "file.bin",
+        &data,
+        CHUNK,
+        k,
+        net.nodes[0].local_addr,
+    )
+    .await;
     let keys = all_keys(&net);
     assert!(keys.len() >= 7, "5+ chunks and a manifest: {}", keys.len());
 

@@ -6,16 +6,15 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use common::admin::{client, pin};
+use common::data::random_bytes;
+use common::put::put_file;
 use common::TestNet;
-use dhtfs::files::{put, PutOptions};
 use dhtfs::id::Id;
 use dhtfs::store::pressure::Marks;
 use dhtfs::store::{Origin, Store};
 use dhtfs::upkeep::shed_once;
-use rand::RngCore;
 
 const CHUNK: u64 = 64 << 10;
 const K: usize = 3;
@@ -23,22 +22,6 @@ const K: usize = 3;
 fn quiet(cfg: &mut dhtfs::config::Config) {
     cfg.k = K;
     cfg.republish_interval_secs = 0;
-}
-
-/// Puts `chunks` random chunks as a file through `via`; its root.
-async fn put_file(dir: &Path, name: &str, chunks: usize, via: std::net::SocketAddr) -> Id {
-    let path = dir.join(name);
-    let mut data = vec![0u8; chunks * CHUNK as usize];
-    rand::thread_rng().fill_bytes(&mut data);
-    std::fs::write(&path, &data).unwrap();
-    let opts = PutOptions {
-        bootstrap: vec![via],
-        replicas: K,
-        chunk_size: CHUNK,
-        quiet: true,
-        ..PutOptions::new(path)
-    };
-    put(&opts).await.expect("put").root
 }
 
 fn held(store: &Store) -> HashSet<Id> {
@@ -69,7 +52,8 @@ async fn a_full_node_drops_replicas_others_hold_but_never_a_pinned_block() {
     let via = net.nodes[0].local_addr;
 
     // A file x holds none of, pinned through its admin API.
-    let pinned_root = put_file(work.path(), "pinned.bin", 4, via).await;
+    let pinned = random_bytes(4 * CHUNK as usize, rand::random());
+    let pinned_root = put_file(work.path(), "pinned.bin", &pinned, CHUNK, K, via).await;
     let pinned: HashSet<Id> = net.nodes.iter().flat_map(|d| held(&d.store)).collect();
     assert_eq!(pinned.len(), 5, "4 chunks and the manifest");
     let mut c = client(net.nodes[x].admin_addr).await;
@@ -81,7 +65,8 @@ async fn a_full_node_drops_replicas_others_hold_but_never_a_pinned_block() {
 
     // Another file stored on its 3 closest, and copies of its blocks on x as
     // replicas, as if x had been among their closest before others came.
-    put_file(work.path(), "replicas.bin", 8, via).await;
+    let replicas = random_bytes(8 * CHUNK as usize, rand::random());
+    put_file(work.path(), "replicas.bin", &replicas, CHUNK, K, via).await;
     let all: HashSet<Id> = net.nodes.iter().flat_map(|d| held(&d.store)).collect();
     let replicas: Vec<Id> = all.difference(&pinned).copied().collect();
     assert_eq!(replicas.len(), 9, "8 chunks and the manifest");

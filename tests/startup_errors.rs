@@ -3,33 +3,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use common::process::{run_to_end, NodeProc, BIN};
 
 /// Longest a failing start may take to exit.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest a good start may take to print its `listening` line.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A child `dhtfs`, SIGKILLed if still running when dropped (e.g. on panic).
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 /// `dhtfs` with `args`; RUST_LOG is set to `log`, or removed for the default.
 fn dhtfs(args: &[&str], log: Option<&str>) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dhtfs"));
+    let mut cmd = Command::new(BIN);
     cmd.args(args);
     // The admin API, metrics and gateway have fixed default ports, which tests running
     // in parallel would fight over: let the OS pick unless a test says otherwise.
@@ -65,29 +51,11 @@ fn run(args: &[&str], log: Option<&str>) -> Outcome {
 /// Runs `cmd` (made by [`dhtfs`] from `args`) to completion within [`EXIT_TIMEOUT`].
 fn run_command(mut cmd: Command, args: &[&str]) -> Outcome {
     let began = Instant::now();
-    let mut guard = Guard(cmd.spawn().expect("spawn dhtfs"));
-    let mut stderr_pipe = guard.0.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr_pipe.read_to_string(&mut s);
-        s
-    });
-    let mut stdout_pipe = guard.0.stdout.take().unwrap();
-    std::thread::spawn(move || std::io::copy(&mut stdout_pipe, &mut std::io::sink()));
-    let status = loop {
-        if let Some(status) = guard.0.try_wait().expect("wait for dhtfs") {
-            break status;
-        }
-        assert!(
-            began.elapsed() < EXIT_TIMEOUT,
-            "dhtfs {args:?} still running after {EXIT_TIMEOUT:?}: it should have refused to start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stderr = reader.join().unwrap();
+    let what = format!("dhtfs {args:?}, which should have refused to start,");
+    let done = run_to_end(&mut cmd, EXIT_TIMEOUT, &what);
     Outcome {
-        status,
-        stderr,
+        status: done.status,
+        stderr: done.stderr,
         elapsed: began.elapsed(),
     }
 }
@@ -164,51 +132,14 @@ fn init_data_dir(dir: &Path) {
 /// Spawns `cmd` (a node listening on 127.0.0.1), waits for its `listening`
 /// line, stops it with SIGTERM and checks it exits 0.
 fn serves_then_stops(mut cmd: Command, what: &str) {
-    let mut guard = Guard(cmd.spawn().expect("spawn dhtfs"));
-    let stdout = guard.0.stdout.take().unwrap();
-    let mut stderr_pipe = guard.0.stderr.take().unwrap();
-    let stderr_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr_pipe.read_to_string(&mut s);
-        s
-    });
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx
-        .recv_timeout(START_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{what}: the node did not print its listening line: {e}"));
-    assert!(line.starts_with("listening "), "first stdout line: {line}");
-    let addr: SocketAddr = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert_eq!(addr.ip().to_string(), "127.0.0.1");
-    let status = sigterm_and_wait(&mut guard);
-    let stderr = stderr_reader.join().unwrap();
+    let mut node = NodeProc::start(&mut cmd).unwrap_or_else(|why| panic!("{what}: {why}"));
+    assert_eq!(node.listen.ip().to_string(), "127.0.0.1");
+    let status = node.terminate(EXIT_TIMEOUT);
+    let stderr = node.stderr();
     assert!(
         status.success(),
         "{what}: node exited with {status} after SIGTERM; stderr:\n{stderr}"
     );
-}
-
-/// Sends SIGTERM and waits (bounded) for the exit.
-fn sigterm_and_wait(guard: &mut Guard) -> ExitStatus {
-    let pid = guard.0.id() as libc::pid_t;
-    // SAFETY: plain kill(2) on our own child, which is not yet reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let began = Instant::now();
-    loop {
-        if let Some(status) = guard.0.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            began.elapsed() < EXIT_TIMEOUT,
-            "node did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A supervisor (or a script) that stops a node as soon as it reports
@@ -222,35 +153,22 @@ fn sigterm_right_after_listening_is_graceful() {
     const TRIES: usize = 40;
     for i in 0..TRIES {
         let dir = tmp.path().join(format!("data{i}"));
-        let mut guard = Guard(
-            dhtfs(
-                &[
-                    "node",
-                    "--data-dir",
-                    dir.to_str().unwrap(),
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--admin",
-                    "127.0.0.1:0",
-                    "--metrics",
-                    "127.0.0.1:0",
-                ],
-                Some("error"),
-            )
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn dhtfs"),
-        );
-        let stdout = guard.0.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(START_TIMEOUT).expect("listening line");
-        assert!(line.starts_with("listening "), "first stdout line: {line}");
-        if !sigterm_and_wait(&mut guard).success() {
+        let mut node = NodeProc::start(&mut dhtfs(
+            &[
+                "node",
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--metrics",
+                "127.0.0.1:0",
+            ],
+            Some("error"),
+        ))
+        .expect("listening line");
+        if !node.terminate(EXIT_TIMEOUT).success() {
             killed += 1;
         }
     }

@@ -1,6 +1,6 @@
 //! What the store keeps about its blocks beside their bytes: each block's
 //! record (how it came, when it was stored and refreshed), the pinned roots,
-//! and where the upkeep jobs stand. The bytes and index are `mod.rs`'s.
+//! and where the upkeep jobs stand. The bytes and index are `read.rs`'s and `write.rs`'s.
 
 use super::index::IndexEntry;
 use super::{lock, pins, progress, BlockRecord, Origin, PinInfo, Refresh, Store, StoreError};

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::{Store, StoreError};
 use crate::contact::Contact;
 use crate::id::Id;
 
@@ -85,4 +85,17 @@ pub(crate) fn load(routing: &sled::Tree, db_path: &Path) -> Result<Vec<Contact>,
 #[cfg(test)]
 pub(crate) fn put_raw(routing: &sled::Tree, value: &[u8]) {
     routing.insert(SNAPSHOT_KEY, value).unwrap();
+}
+
+impl Store {
+    /// Replaces the routing snapshot with `contacts`, durably.
+    pub fn save_routing(&self, contacts: &[Contact]) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        save(&inner.db, &inner.trees.routing, &inner.db_path, contacts)
+    }
+
+    /// The saved routing snapshot, skipping entries that do not decode.
+    pub fn load_routing(&self) -> Result<Vec<Contact>, StoreError> {
+        load(&self.inner.trees.routing, &self.inner.db_path)
+    }
 }

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
+use super::files::DB_DIR;
+use super::index::NODE_ID_KEY;
 use super::*;
+use crate::contact::Contact;
 
 const MIB: usize = 1024 * 1024;
 

@@ -2,7 +2,10 @@
 
 use std::path::Path;
 
-use super::index::{INDEX_TREE, INLINE_TREE, META_TREE, ROUTING_TREE, SCHEMA_VERSION_KEY};
+use super::files::DB_DIR;
+use super::index::{
+    IndexEntry, INDEX_TREE, INLINE_TREE, META_TREE, NODE_ID_KEY, ROUTING_TREE, SCHEMA_VERSION_KEY,
+};
 use super::records::RECORDS_TREE;
 use super::tests::{audit_of, block, open, with_raw_trees};
 use super::*;

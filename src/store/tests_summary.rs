@@ -3,6 +3,7 @@
 //! leaves is hidden by it.
 
 use std::fs;
+use std::path::Path;
 
 use super::tests::{block, open, with_raw_trees};
 use super::*;

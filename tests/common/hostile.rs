@@ -1,32 +1,21 @@
-//! Helpers for the attack tests: hostile hosts on other loopback addresses
-//! and the raw datagrams they send.
+//! Helpers for the attack tests: hostile hosts on other loopback addresses,
+//! and a liar among them.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-
-use dhtfs::contact::Contact;
-use dhtfs::id::Id;
-use serde_json::{json, Value};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use dhtfs::contact::Contact;
+use dhtfs::id::Id;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::wire::{bind_pair, block_frame, node_obj, reply, request};
 
 /// Hostile loopback address 127.0.0.`last`.
 pub fn hostile_ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
-}
-
-/// A node object as the wire spells it.
-pub fn node_obj(id: &Id, addr: SocketAddr) -> Value {
-    json!({"node_id": id.to_hex(), "ip": addr.ip().to_string(), "port": addr.port()})
-}
-
-/// One request datagram.
-pub fn request(magic: u64, kind: &str, params: Value, requester: Value) -> Vec<u8> {
-    json!({"magic": magic, "type": kind, "params": params, "requester": requester})
-        .to_string()
-        .into_bytes()
 }
 
 /// `target` with its lowest `bits` bits random: closer to it than any honest
@@ -86,13 +75,7 @@ async fn start_holder(
     serve: Serve,
     asked: Arc<AtomicUsize>,
 ) -> tokio::task::JoinHandle<()> {
-    let (udp, tcp) = loop {
-        let udp = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if let Ok(tcp) = tokio::net::TcpListener::bind((ip, port)).await {
-            break (udp, tcp);
-        }
-    };
+    let (udp, tcp) = bind_pair(ip).await;
     let me = node_obj(&id, udp.local_addr().unwrap());
     // Introduce itself to everyone, as any node would.
     for (i, c) in contacts.iter().enumerate() {
@@ -111,10 +94,7 @@ async fn start_holder(
                             asked.fetch_add(1, Ordering::Relaxed);
                             let ok = match serve {
                                 Serve::Junk(len) => {
-                                    let mut out = (len as u32).to_le_bytes().to_vec();
-                                    out.push(b'\n');
-                                    out.extend_from_slice(&vec![0x5a; len]);
-                                    conn.write_all(&out).await.is_ok()
+                                    conn.write_all(&block_frame(&vec![0x5a; len])).await.is_ok()
                                 }
                                 Serve::Trickle => trickle(&mut conn).await,
                             };
@@ -134,8 +114,7 @@ async fn start_holder(
                         Some("find_node") => json!([]),
                         _ => me.clone(),
                     };
-                    let reply = json!({"magic": msg["magic"], "type": msg["type"], "resp": true, "result": result});
-                    let _ = udp.send_to(reply.to_string().as_bytes(), from).await;
+                    let _ = udp.send_to(&reply(&msg, result), from).await;
                 }
             }
         }

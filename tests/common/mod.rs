@@ -1,11 +1,22 @@
 //! Shared helpers for the integration tests: a `TestNet` of real nodes on
-//! 127.0.0.1 with port 0, each with a real sled data dir in a temp dir.
+//! 127.0.0.1 with port 0, each with a real sled data dir in a temp dir, and
+//! one module per other idea the tests share: `process` (node and tool
+//! child processes), `http` (raw GETs), `metrics` (reading samples), `fetch`
+//! (the raw TCP block fetch), `wire` (playing a peer by hand), `hostile`
+//! (attackers), `put` (putting a file), `data` (random bytes and blocks),
+//! `admin` (the admin API).
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod data;
+pub mod fetch;
 pub mod hostile;
+pub mod http;
+pub mod metrics;
+pub mod process;
+pub mod put;
+pub mod wire;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -113,48 +124,6 @@ impl TestNet {
     }
 }
 
-/// Fetches `key` over raw TCP from `addr`: Some(bytes) or None when absent.
-pub async fn tcp_fetch(addr: SocketAddr, key: &Id) -> Option<Vec<u8>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("{key}\n").as_bytes()).await.unwrap();
-    let mut header = [0u8; 5];
-    let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut header[..1]))
-        .await
-        .unwrap()
-        .unwrap();
-    if read == 0 {
-        return None;
-    }
-    s.read_exact(&mut header[1..]).await.unwrap();
-    assert_eq!(header[4], b'\n', "newline after the 4 length bytes");
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let mut data = vec![0u8; len];
-    s.read_exact(&mut data).await.unwrap();
-    Some(data)
-}
-
-/// GETs `path` from an HTTP server over a raw HTTP/1.0 request; the body.
-pub async fn http_get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8(out).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "{head}"
-    );
-    body.to_string()
-}
-
 /// Where a node with data dir `dir` keeps block `key` (one over inline_max) on disk.
 pub fn block_file(dir: &std::path::Path, key: &Id) -> PathBuf {
     let hex = key.to_hex();
@@ -186,73 +155,6 @@ pub fn deploy(path: &str) -> PathBuf {
 /// A file's text, or a failure naming it.
 pub fn read(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// A child process that is killed and reaped if the test ends early.
-pub struct Proc {
-    pub child: Option<std::process::Child>,
-}
-
-impl Proc {
-    /// Starts `cmd`, naming it `what` if it cannot start.
-    pub fn spawn(cmd: &mut std::process::Command, what: &str) -> Proc {
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Proc { child: Some(child) }
-    }
-
-    /// The child's pid.
-    pub fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
-    }
-
-    /// Sends `sig` to the child.
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on the pid of our own, not yet reaped, child.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
-    }
-
-    /// The exit status, if the child has exited.
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().unwrap().try_wait().unwrap()
-    }
-
-    /// Waits up to `limit` for `what` to exit; panics when it does not.
-    pub fn wait(&mut self, limit: Duration, what: &str) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.exited() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what} did not finish within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// What the child wrote to its piped stderr so far (reads to its end).
-    pub fn stderr(&mut self) -> String {
-        use std::io::Read;
-        let mut s = String::new();
-        if let Some(e) = self.child.as_mut().and_then(|c| c.stderr.as_mut()) {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// Runs `f` (an open of a data dir) until it stops failing on sled's lock:

@@ -67,7 +67,7 @@ async fn every_exported_metric_is_in_the_metrics_page() {
     let mut exported = BTreeSet::new();
     for d in &net.nodes {
         exported.extend(families(
-            &common::http_get(d.metrics_addr, "/metrics").await,
+            &common::http::http_get(d.metrics_addr, "/metrics").await,
         ));
     }
     assert!(

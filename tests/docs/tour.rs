@@ -73,7 +73,7 @@ fn the_readme_tour_runs_as_written() {
     .unwrap();
     let devnet_line =
         devnet_cmd.replacen("cargo run --release --", &format!("'{}'", bin.display()), 1);
-    let mut devnet = common::Proc::spawn(
+    let mut devnet = common::process::Proc::spawn(
         Command::new("bash")
             .args(["-c", &format!("exec {devnet_line}")])
             .current_dir(dir.path())
@@ -106,7 +106,7 @@ fn the_readme_tour_runs_as_written() {
     }
     println!("tour devnet:\n  {}", announced.join("\n  "));
 
-    let mut run = common::Proc::spawn(
+    let mut run = common::process::Proc::spawn(
         Command::new("bash")
             .args(["-euo", "pipefail", "-c", &tour[0]])
             .current_dir(dir.path())

@@ -1,0 +1,33 @@
+//! What the protocol engine sees of the store: [`BlockStore`] for [`Store`].
+
+use super::{BlockStore, Origin, PutOutcome, Refresh, Store, StoreError};
+use crate::id::Id;
+
+impl BlockStore for Store {
+    fn contains(&self, key: &Id) -> bool {
+        Store::contains(self, key)
+    }
+
+    fn get(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError> {
+        Store::get(self, key)
+    }
+
+    fn get_for_serving(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError> {
+        Store::get_for_serving(self, key)
+    }
+
+    /// The engine stores what another node's store_value sent: a replica.
+    fn put_verified(&self, key: &Id, data: &[u8]) -> Result<PutOutcome, StoreError> {
+        Store::put_as(self, key, data, Origin::Replica)
+    }
+
+    fn check_room(&self, size: u64) -> Result<(), StoreError> {
+        Store::check_room(self, size)
+    }
+
+    fn stored_again(&self, key: &Id) {
+        if let Err(e) = self.mark_refreshed(key, Refresh::StoredAgain) {
+            tracing::warn!(key = %key, error = %e, "cannot record a block's refresh");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Making writes durable: the flush every writer shares (`group_commit.rs`),
+//! and the clean close that also records what the store holds (`summary.rs`).
+
+use std::sync::atomic::Ordering;
+
+use super::{summary, Store, StoreError};
+
+impl Store {
+    /// Closes the store cleanly: makes every write durable and records what
+    /// it holds, so that the next open need not walk every block
+    /// (`summary.rs`). Call it once nothing else writes, as the daemon does
+    /// at shutdown; a put or delete after it takes the record back first.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        self.flush()?;
+        let s = summary::Summary {
+            blocks: self.block_count(),
+            bytes: self.bytes_stored(),
+            charged: self.charged_bytes(),
+        };
+        inner
+            .trees
+            .meta
+            .insert(summary::SUMMARY_KEY, &s.encode()[..])
+            .map_err(|e| StoreError::db(&inner.db_path, e))?;
+        inner.closed.store(true, Ordering::SeqCst);
+        self.flush()
+    }
+
+    /// Takes back the summary of a [`Store::close`] before the counts change.
+    pub(super) fn reopen_if_closed(&self) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        if inner.closed.swap(false, Ordering::SeqCst) {
+            inner
+                .trees
+                .meta
+                .remove(summary::SUMMARY_KEY)
+                .map_err(|e| StoreError::db(&inner.db_path, e))?;
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.sync()
+            .map_err(|e| StoreError::db(&self.inner.db_path, e))
+    }
+
+    /// Waits for a flush that started after this call, sharing it with
+    /// every other writer waiting (`group_commit.rs`).
+    pub(super) fn sync(&self) -> Result<(), sled::Error> {
+        let db = &self.inner.db;
+        self.inner.commit.flush(|| db.flush().map(|_| ()))
+    }
+}

@@ -1,0 +1,146 @@
+//! Reading blocks: their bytes (checked on every read), whether one is held,
+//! its meta, a listing in key order, and the index entry all of them start from.
+
+use super::files;
+use super::index::{IndexEntry, Location};
+use super::{BlockMeta, Store, StoreError};
+use crate::id::Id;
+
+impl Store {
+    /// The block's bytes, checked against its key, or `None` if not held.
+    pub fn get(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(key, true)
+    }
+
+    /// The block's bytes for sending to a peer: checked for size, not hashed,
+    /// since every reader hashes what it receives (rot is then refused by the
+    /// reader, which avoids this node, and found by Verify).
+    pub fn get_for_serving(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(key, false)
+    }
+
+    fn read(&self, key: &Id, check_hash: bool) -> Result<Option<Vec<u8>>, StoreError> {
+        let inner = &*self.inner;
+        let Some(entry) = self.entry(key)? else {
+            return Ok(None);
+        };
+        let (data, path) = match entry.location {
+            Location::Inline => {
+                let value = inner
+                    .trees
+                    .inline
+                    .get(key.0)
+                    .map_err(|e| StoreError::db(&inner.db_path, e))?;
+                (value.map(|v| v.to_vec()), inner.db_path.clone())
+            }
+            Location::File => {
+                let path = files::block_path(&inner.dir, key);
+                match std::fs::read(&path) {
+                    Ok(data) => (Some(data), path),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, path),
+                    Err(e) => return Err(StoreError::io(&path, e)),
+                }
+            }
+        };
+        let Some(data) = data else {
+            // A delete may have run between reading the entry and the bytes.
+            if self.entry(key)?.is_none() {
+                return Ok(None);
+            }
+            return Err(StoreError::corrupt(
+                &path,
+                format!("index has block {key} but its bytes are missing"),
+            ));
+        };
+        // Checked on every read because open only checks sizes: never serve rot.
+        if data.len() as u64 != entry.size || (check_hash && Id::of_block(&data) != *key) {
+            return Err(StoreError::corrupt(
+                &path,
+                format!("bytes of block {key} do not match its key"),
+            ));
+        }
+        Ok(Some(data))
+    }
+
+    /// True if the block is held durably (a put still in flight, or an
+    /// unreadable index, counts as not held).
+    pub fn contains(&self, key: &Id) -> bool {
+        let index = &self.inner.trees.index;
+        self.inner
+            .in_flight
+            .durable(key, || match index.contains_key(key.0) {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, key = %key, "index lookup failed");
+                    false
+                }
+            })
+    }
+
+    /// Size, location, origin and age of a held block.
+    pub fn meta(&self, key: &Id) -> Result<Option<BlockMeta>, StoreError> {
+        let Some(entry) = self.entry(key)? else {
+            return Ok(None);
+        };
+        let record = self.record_or_default(key, &entry)?;
+        Ok(Some(BlockMeta::new(entry, record)))
+    }
+
+    /// Up to `limit` blocks in key order, starting strictly after `after`.
+    pub fn list(
+        &self,
+        after: Option<Id>,
+        limit: usize,
+    ) -> Result<Vec<(Id, BlockMeta)>, StoreError> {
+        use std::ops::Bound;
+        let inner = &*self.inner;
+        let start = match after {
+            Some(id) => Bound::Excluded(id.0.to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for item in inner
+            .trees
+            .index
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item.map_err(|e| StoreError::db(&inner.db_path, e))?;
+            let id = <[u8; 32]>::try_from(key.as_ref()).ok().map(Id);
+            let entry = IndexEntry::decode(&value);
+            match (id, entry) {
+                (Some(id), Some(entry)) => {
+                    let record = self.record_or_default(&id, &entry)?;
+                    out.push((id, BlockMeta::new(entry, record)));
+                }
+                _ => {
+                    return Err(StoreError::corrupt(
+                        &inner.db_path,
+                        format!("index entry {} does not decode", hex::encode(&key)),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn entry(&self, key: &Id) -> Result<Option<IndexEntry>, StoreError> {
+        let inner = &*self.inner;
+        let Some(raw) = inner
+            .trees
+            .index
+            .get(key.0)
+            .map_err(|e| StoreError::db(&inner.db_path, e))?
+        else {
+            return Ok(None);
+        };
+        IndexEntry::decode(&raw).map(Some).ok_or_else(|| {
+            StoreError::corrupt(
+                &inner.db_path,
+                format!("index entry of {key} does not decode"),
+            )
+        })
+    }
+}
