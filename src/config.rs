@@ -52,6 +52,8 @@ pub struct Config {
     pub gateway_read_ahead: usize,
     /// Longest a gateway request waits for a file's manifest (tree included) or a block before answering 504.
     pub gateway_resolve_timeout_ms: u64,
+    /// Bytes of resolved manifests (chunk lists) the gateway keeps, least recently used dropped first, so that further requests for a file (a video's seeks) need no manifest lookup; 0 keeps none.
+    pub gateway_manifest_cache_bytes: u64,
     /// K: lookup width, nodes per answer, replicas per block.
     pub k: usize,
     /// α: lookup requests in flight.
@@ -169,6 +171,7 @@ impl Default for Config {
             gateway_idle_timeout_ms: 30_000,
             gateway_read_ahead: 8,
             gateway_resolve_timeout_ms: 30_000,
+            gateway_manifest_cache_bytes: 16 << 20,
             k: 7,
             alpha: 3,
             bucket_size: 20,
@@ -555,6 +558,7 @@ impl Config {
             },
             read_ahead: self.gateway_read_ahead,
             resolve_timeout: Duration::from_millis(self.gateway_resolve_timeout_ms),
+            manifest_cache_bytes: self.gateway_manifest_cache_bytes,
         }
     }
 

@@ -353,6 +353,193 @@ async fn lying_holders_on_127_0_0_2_never_reach_the_client() {
     net.stop_all().await;
 }
 
+/// A peer on `ip` that introduces itself to `contacts`, says it holds every
+/// key, accepts every block connection and reads the key asked for, and then
+/// never sends a byte.
+async fn start_silent_holder(
+    ip: std::net::IpAddr,
+    contacts: &[dhtfs::contact::Contact],
+) -> tokio::task::JoinHandle<()> {
+    use common::hostile::{node_obj, request};
+    use serde_json::{json, Value};
+    use tokio::io::AsyncReadExt;
+    let (udp, tcp) = loop {
+        let udp = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if let Ok(tcp) = tokio::net::TcpListener::bind((ip, port)).await {
+            break (udp, tcp);
+        }
+    };
+    let me = node_obj(&Id::random(), udp.local_addr().unwrap());
+    for (i, c) in contacts.iter().enumerate() {
+        let ping = request(i as u64, "ping_node", json!({}), me.clone());
+        udp.send_to(&ping, c.addr).await.unwrap();
+    }
+    tokio::spawn(async move {
+        let mut held = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = tcp.accept() => {
+                    let Ok((mut conn, _)) = accepted else { continue };
+                    held.spawn(async move {
+                        // The key line, then silence until the fetcher gives up.
+                        let mut line = [0u8; 65];
+                        if conn.read_exact(&mut line).await.is_ok() {
+                            let mut rest = [0u8; 65];
+                            while matches!(conn.read(&mut rest).await, Ok(n) if n > 0) {}
+                        }
+                    });
+                }
+                received = async {
+                    let mut buf = vec![0u8; 65536];
+                    let (n, from) = udp.recv_from(&mut buf).await.ok()?;
+                    Some((buf[..n].to_vec(), from))
+                } => {
+                    let Some((bytes, from)) = received else { continue };
+                    let Ok(msg) = serde_json::from_slice::<Value>(&bytes) else { continue };
+                    if msg.get("resp").is_some() || msg.get("type").is_none() { continue; }
+                    let result = match msg["type"].as_str() {
+                        Some("find_node") => json!([]),
+                        // find_value: "I hold it"; ping: itself.
+                        _ => me.clone(),
+                    };
+                    let reply = json!({"magic": msg["magic"], "type": msg["type"], "resp": true, "result": result});
+                    let _ = udp.send_to(reply.to_string().as_bytes(), from).await;
+                }
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_never_delivers_gets_a_504_and_the_gateway_stays_healthy() {
+    // One request at a time: a slot the 504 did not give back would make the
+    // next request a 503.
+    let mut net = TestNet::start_with(5, |c| {
+        c.gateway_resolve_timeout_ms = 1500;
+        c.gateway_max_requests = 1;
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = random_bytes(3 * 4096 + 5, 46);
+    let root = put_file(
+        tmp.path(),
+        "ok.bin",
+        &data,
+        4096,
+        2,
+        net.nodes[0].local_addr,
+    )
+    .await;
+    let silent = start_silent_holder(common::hostile::hostile_ip(2), &net.contacts()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let gateway = net.nodes[3].gateway_addr.unwrap();
+
+    // No honest node holds these; only the silent one says it does.
+    let nobody = Id::random();
+    for (url, needle) in [
+        (
+            file_url(gateway, &nobody),
+            format!("the manifest of {nobody} was not resolved within 1500 ms: retry later"),
+        ),
+        (
+            format!("http://{gateway}/block/{nobody}"),
+            format!("block {nobody} was not fetched within 1500 ms: retry later"),
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let got = fetch(&url, &[]).await;
+        let body = String::from_utf8(got.body.clone()).unwrap();
+        println!(
+            "gateway: {url} answered {} after {:.2} s: {}",
+            got.status,
+            started.elapsed().as_secs_f64(),
+            body.trim()
+        );
+        assert_eq!(got.status, 504, "{url}: {body}");
+        assert_eq!(body, format!("{needle}\n"), "{url}");
+        assert_eq!(
+            got.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+    }
+    // Healthy after: the slot came back, a real file streams whole, and the
+    // failed root was not kept (asked again, it is resolved again: a 504).
+    let ok = fetch(&file_url(gateway, &root), &[]).await;
+    assert_eq!(ok.status, 200);
+    assert!(ok.body == data, "the file after the 504s");
+    let again = fetch(&file_url(gateway, &nobody), &[]).await;
+    assert_eq!(again.status, 504);
+    let metrics = net.nodes[3].metrics_addr;
+    assert_eq!(
+        metric(metrics, "dhtfs_gateway_requests_total{code=\"504\"}").await,
+        3.0
+    );
+    assert_eq!(
+        metric(metrics, "dhtfs_gateway_requests_total{code=\"503\"}").await,
+        0.0
+    );
+    assert_eq!(
+        metric(metrics, "dhtfs_gateway_manifest_cache_misses_total").await,
+        3.0,
+        "a root that did not resolve is not cached"
+    );
+    silent.abort();
+    net.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeking_in_a_file_resolves_its_manifest_once() {
+    let mut net = TestNet::start(5).await;
+    let tmp = tempfile::tempdir().unwrap();
+    // 4 KiB chunks, 300 of them: a manifest tree, root and leaves.
+    let size = 300 * 4096 - 7;
+    let data = random_bytes(size, 47);
+    let root = put_file(
+        tmp.path(),
+        "seek.mp4",
+        &data,
+        4096,
+        2,
+        net.nodes[0].local_addr,
+    )
+    .await;
+    let gateway = net.nodes[4].gateway_addr.unwrap();
+    let url = file_url(gateway, &root);
+    let first = fetch(&url, &["-r", "0-999"]).await;
+    assert_eq!(first.status, 206);
+    assert!(first.body == data[..1000]);
+
+    // The root manifest gone from every node: what follows can only be
+    // served from the cache.
+    let mut held_by = 0;
+    for d in &net.nodes {
+        held_by += usize::from(d.store.delete(&root).unwrap());
+    }
+    assert!(held_by >= 1, "the root was held");
+    let gone = fetch(&file_url(net.nodes[3].gateway_addr.unwrap(), &root), &[]).await;
+    assert_eq!(gone.status, 404, "another gateway no longer finds the root");
+    for (from, to) in [
+        (size - 5000, size),
+        (600_000, 600_001),
+        (4096, 40_000),
+        (0, size),
+    ] {
+        let got = fetch(&url, &["-r", &format!("{from}-{}", to - 1)]).await;
+        assert_eq!(got.status, 206, "{from}-{to}");
+        assert!(got.body == data[from..to], "seek to {from}: other bytes");
+    }
+    let metrics = net.nodes[4].metrics_addr;
+    let hits = metric(metrics, "dhtfs_gateway_manifest_cache_hits_total").await;
+    let misses = metric(metrics, "dhtfs_gateway_manifest_cache_misses_total").await;
+    let held = metric(metrics, "dhtfs_gateway_manifest_cache_bytes").await;
+    println!("gateway: 5 seeks, manifest cache {hits} hits, {misses} misses, {held} bytes held");
+    assert_eq!((hits, misses), (4.0, 1.0));
+    // 300 chunk entries of 40 bytes, and a little more.
+    assert!((12_000.0..20_000.0).contains(&held), "{held} bytes held");
+    net.stop_all().await;
+}
+
 // ---------------------------------------------------------------- browser
 
 /// A `w`×`h` PNG: the top half red, the bottom half blue.

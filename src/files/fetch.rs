@@ -49,7 +49,9 @@ impl Fetcher {
     /// Block `key` of at most `max` bytes, verified: from this node's own
     /// store when it is a holder and has it intact, else from the network.
     pub async fn block(&self, key: Id, max: u64) -> Result<Vec<u8>, Unfetched> {
-        if self.node.config().is_holder {
+        // The index says at once whether the block is here; only then is it
+        // read, off the runtime (a miss costs no trip to the blocking pool).
+        if self.node.config().is_holder && self.node.blocks().contains(&key) {
             let blocks = self.node.blocks().clone();
             let local = tokio::task::spawn_blocking(move || blocks.get(&key)).await;
             if let Ok(Ok(Some(data))) = local {

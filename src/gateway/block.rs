@@ -7,6 +7,7 @@ use axum::http::header::{HeaderValue, CONTENT_TYPE};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
+use super::error::shown;
 use super::names::OCTET_STREAM;
 use super::{cache_headers, etag, not_modified, parse_key, unchanged, Gateway, GatewayError};
 use crate::files::MAX_BLOCK;
@@ -40,8 +41,8 @@ async fn serve_block(
         .await
         .map_err(|_| {
             GatewayError::TimedOut(format!(
-                "block {key} was not fetched within {} s: retry later",
-                gw.resolve_timeout.as_secs()
+                "block {key} was not fetched within {}: retry later",
+                shown(gw.resolve_timeout)
             ))
         })?;
     gw.metrics.take_rejected(&fetcher.counters);

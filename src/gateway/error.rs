@@ -67,6 +67,14 @@ impl GatewayError {
     }
 }
 
+/// A timeout as a person reads it: "30 s", or "1500 ms" when not whole seconds.
+pub fn shown(d: std::time::Duration) -> String {
+    match d.subsec_millis() {
+        0 => format!("{} s", d.as_secs()),
+        _ => format!("{} ms", d.as_millis()),
+    }
+}
+
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let line = format!("{self}\n");

@@ -1,6 +1,7 @@
 //! `GET /file/<root>` (and HEAD): the file a root manifest names, streamed in
 //! order, whole or one range of it.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -13,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
+use super::error::shown;
 use super::names::{content_disposition, content_type};
 use super::range::{content_range, parse_range, unsatisfied_range, Wanted};
 use super::{cache_headers, etag, not_modified, parse_key, unchanged, Gateway, GatewayError};
@@ -46,17 +48,24 @@ async fn serve_file(
     }
     let permit = gw.permit()?;
     let fetcher = gw.fetcher();
-    let resolved = tokio::time::timeout(gw.resolve_timeout, fetcher.resolve(root))
-        .await
-        .map_err(|_| {
-            GatewayError::TimedOut(format!(
-                "the manifest of {root} was not resolved within {} s: retry later",
-                gw.resolve_timeout.as_secs()
-            ))
-        })?
-        .map_err(|e| GatewayError::unresolved(root, e));
-    gw.metrics.take_rejected(&fetcher.counters);
-    let file = resolved?;
+    let file = match gw.cached(&root) {
+        Some(file) => file,
+        None => {
+            let resolved = tokio::time::timeout(gw.resolve_timeout, fetcher.resolve(root))
+                .await
+                .map_err(|_| {
+                    GatewayError::TimedOut(format!(
+                        "the manifest of {root} was not resolved within {}: retry later",
+                        shown(gw.resolve_timeout)
+                    ))
+                })?
+                .map_err(|e| GatewayError::unresolved(root, e));
+            gw.metrics.take_rejected(&fetcher.counters);
+            let file = Arc::new(resolved?);
+            gw.keep(root, file.clone());
+            file
+        }
+    };
     let size = file.size;
 
     // If-Range with another validator: the client's copy is of something

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use axum::http::StatusCode;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::files::Counters;
 use crate::metrics::{counter, counter_vec};
@@ -24,6 +24,10 @@ pub struct GatewayMetrics {
     cut: IntCounter,
     rejected: IntCounter,
     refused: IntCounterVec,
+    manifest_hits: IntCounter,
+    manifest_misses: IntCounter,
+    manifest_bytes: IntGauge,
+    manifest_entries: IntGauge,
 }
 
 impl GatewayMetrics {
@@ -39,6 +43,11 @@ impl GatewayMetrics {
             ]),
         )?;
         r.register(Box::new(ttfb.clone()))?;
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
+            let g = IntGauge::with_opts(Opts::new(name, help))?;
+            r.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
         let m = GatewayMetrics {
             requests: counter_vec(r, "dhtfs_gateway_requests_total", "HTTP gateway requests answered, by status code.", &["code"])?,
             bytes: counter(r, "dhtfs_gateway_bytes_total", "Verified body bytes the HTTP gateway sent.")?,
@@ -46,6 +55,10 @@ impl GatewayMetrics {
             cut: counter(r, "dhtfs_gateway_streams_cut_total", "Gateway responses ended early (short against Content-Length) because a chunk could not be fetched.")?,
             rejected: counter(r, "dhtfs_gateway_chunks_rejected_total", "Blocks peers sent the gateway whose bytes did not match their key (never sent on).")?,
             refused: counter_vec(r, "dhtfs_gateway_connections_refused_total", "Gateway connections closed at accept, by reason (cap: all connections; per_ip: one IP's).", &["reason"])?,
+            manifest_hits: counter(r, "dhtfs_gateway_manifest_cache_hits_total", "Gateway file requests whose resolved manifest was cached (no manifest lookup).")?,
+            manifest_misses: counter(r, "dhtfs_gateway_manifest_cache_misses_total", "Gateway file requests whose manifest had to be resolved from the network.")?,
+            manifest_bytes: gauge("dhtfs_gateway_manifest_cache_bytes", "Bytes charged for the resolved manifests the gateway caches (at most gateway_manifest_cache_bytes).")?,
+            manifest_entries: gauge("dhtfs_gateway_manifest_cache_entries", "Resolved manifests the gateway caches.")?,
         };
         for code in CODES {
             m.requests.with_label_values(&[code]);
@@ -79,6 +92,21 @@ impl GatewayMetrics {
     /// A connection was refused for `reason` (cap or per_ip).
     pub fn refused(&self, reason: &str) {
         self.refused.with_label_values(&[reason]).inc();
+    }
+
+    /// A file request found its manifest cached (`hit`) or not.
+    pub fn manifest_lookup(&self, hit: bool) {
+        if hit {
+            self.manifest_hits.inc();
+        } else {
+            self.manifest_misses.inc();
+        }
+    }
+
+    /// The manifest cache now holds `entries` charged `bytes`.
+    pub fn manifest_cache_held(&self, bytes: u64, entries: usize) {
+        self.manifest_bytes.set(bytes as i64);
+        self.manifest_entries.set(entries as i64);
     }
 
     /// Moves the bad blocks a fetch run counted into the metric.

@@ -8,18 +8,20 @@
 //! - `names.rs`: Content-Type and Content-Disposition from the file's name, pure
 //! - `file.rs`, `block.rs`: the two routes
 //! - `error.rs`: failures as a status and one line
+//! - `manifest_cache.rs`: resolved manifests kept by root, bounded by bytes, pure
 //! - `listener.rs`: connection caps and idle timeouts
-//! - `metrics.rs`: requests, bytes, time to first byte
+//! - `metrics.rs`: requests, bytes, time to first byte, the manifest cache
 
 mod block;
 mod error;
 mod file;
 mod listener;
+pub mod manifest_cache;
 pub mod metrics;
 pub mod names;
 pub mod range;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -34,9 +36,10 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 pub use error::GatewayError;
 pub use listener::ConnLimits;
+pub use manifest_cache::ManifestCache;
 pub use metrics::GatewayMetrics;
 
-use crate::files::Fetcher;
+use crate::files::{Fetcher, Resolved};
 use crate::id::Id;
 use crate::node::Node;
 
@@ -55,6 +58,8 @@ pub struct GatewayConfig {
     pub read_ahead: usize,
     /// Longest wait for a file's manifest (tree included) or a block.
     pub resolve_timeout: Duration,
+    /// Bytes of resolved manifests kept (0: none).
+    pub manifest_cache_bytes: u64,
 }
 
 /// What every request shares.
@@ -66,6 +71,7 @@ struct Gateway {
     max_requests: usize,
     read_ahead: usize,
     resolve_timeout: Duration,
+    manifests: Arc<Mutex<ManifestCache>>,
 }
 
 impl Gateway {
@@ -80,6 +86,22 @@ impl Gateway {
             .clone()
             .try_acquire_owned()
             .map_err(|_| GatewayError::Busy(self.max_requests))
+    }
+
+    /// The file `root` names, if its manifest is cached (counted either way).
+    fn cached(&self, root: &Id) -> Option<Arc<Resolved>> {
+        let hit = self.manifests.lock().ok()?.get(root);
+        self.metrics.manifest_lookup(hit.is_some());
+        hit
+    }
+
+    /// Keeps a file just resolved for the next requests for it.
+    fn keep(&self, root: Id, file: Arc<Resolved>) {
+        if let Ok(mut cache) = self.manifests.lock() {
+            cache.insert(root, file);
+            self.metrics
+                .manifest_cache_held(cache.held_bytes(), cache.len());
+        }
     }
 }
 
@@ -149,6 +171,7 @@ pub async fn serve(
         max_requests: cfg.max_requests.max(1),
         read_ahead: cfg.read_ahead.max(1),
         resolve_timeout: cfg.resolve_timeout,
+        manifests: Arc::new(Mutex::new(ManifestCache::new(cfg.manifest_cache_bytes))),
     };
     let app = Router::new()
         .route("/file/{root}", get(file::get_file))
