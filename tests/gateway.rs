@@ -353,64 +353,6 @@ async fn lying_holders_on_127_0_0_2_never_reach_the_client() {
     net.stop_all().await;
 }
 
-/// A peer on `ip` that introduces itself to `contacts`, says it holds every
-/// key, accepts every block connection and reads the key asked for, and then
-/// never sends a byte.
-async fn start_silent_holder(
-    ip: std::net::IpAddr,
-    contacts: &[dhtfs::contact::Contact],
-) -> tokio::task::JoinHandle<()> {
-    use common::hostile::{node_obj, request};
-    use serde_json::{json, Value};
-    use tokio::io::AsyncReadExt;
-    let (udp, tcp) = loop {
-        let udp = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if let Ok(tcp) = tokio::net::TcpListener::bind((ip, port)).await {
-            break (udp, tcp);
-        }
-    };
-    let me = node_obj(&Id::random(), udp.local_addr().unwrap());
-    for (i, c) in contacts.iter().enumerate() {
-        let ping = request(i as u64, "ping_node", json!({}), me.clone());
-        udp.send_to(&ping, c.addr).await.unwrap();
-    }
-    tokio::spawn(async move {
-        let mut held = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = tcp.accept() => {
-                    let Ok((mut conn, _)) = accepted else { continue };
-                    held.spawn(async move {
-                        // The key line, then silence until the fetcher gives up.
-                        let mut line = [0u8; 65];
-                        if conn.read_exact(&mut line).await.is_ok() {
-                            let mut rest = [0u8; 65];
-                            while matches!(conn.read(&mut rest).await, Ok(n) if n > 0) {}
-                        }
-                    });
-                }
-                received = async {
-                    let mut buf = vec![0u8; 65536];
-                    let (n, from) = udp.recv_from(&mut buf).await.ok()?;
-                    Some((buf[..n].to_vec(), from))
-                } => {
-                    let Some((bytes, from)) = received else { continue };
-                    let Ok(msg) = serde_json::from_slice::<Value>(&bytes) else { continue };
-                    if msg.get("resp").is_some() || msg.get("type").is_none() { continue; }
-                    let result = match msg["type"].as_str() {
-                        Some("find_node") => json!([]),
-                        // find_value: "I hold it"; ping: itself.
-                        _ => me.clone(),
-                    };
-                    let reply = json!({"magic": msg["magic"], "type": msg["type"], "resp": true, "result": result});
-                    let _ = udp.send_to(reply.to_string().as_bytes(), from).await;
-                }
-            }
-        }
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_that_never_delivers_gets_a_504_and_the_gateway_stays_healthy() {
     // One request at a time: a slot the 504 did not give back would make the
@@ -431,7 +373,8 @@ async fn a_holder_that_never_delivers_gets_a_504_and_the_gateway_stays_healthy()
         net.nodes[0].local_addr,
     )
     .await;
-    let silent = start_silent_holder(common::hostile::hostile_ip(2), &net.contacts()).await;
+    let silent =
+        common::hostile::start_silent_holder(common::hostile::hostile_ip(2), &net.contacts()).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let gateway = net.nodes[3].gateway_addr.unwrap();
 

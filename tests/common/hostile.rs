@@ -59,6 +59,13 @@ pub async fn start_trickler(
     start_holder(ip, id, contacts, Serve::Trickle, asked).await
 }
 
+/// A peer on `ip` that introduces itself to `contacts`, says it holds every
+/// key, accepts every block connection and reads the key asked for, and
+/// then never sends a byte.
+pub async fn start_silent_holder(ip: IpAddr, contacts: &[Contact]) -> tokio::task::JoinHandle<()> {
+    start_holder(ip, Id::random(), contacts, Serve::Silent, Arc::default()).await
+}
+
 /// What a hostile holder sends for a key asked of it.
 #[derive(Clone, Copy)]
 enum Serve {
@@ -66,6 +73,8 @@ enum Serve {
     Junk(usize),
     /// A 1 MiB header, then 1 KB a second.
     Trickle,
+    /// Nothing, until the reader gives up.
+    Silent,
 }
 
 async fn start_holder(
@@ -97,6 +106,11 @@ async fn start_holder(
                                     conn.write_all(&block_frame(&vec![0x5a; len])).await.is_ok()
                                 }
                                 Serve::Trickle => trickle(&mut conn).await,
+                                Serve::Silent => {
+                                    let mut rest = [0u8; 65];
+                                    while matches!(conn.read(&mut rest).await, Ok(n) if n > 0) {}
+                                    false
+                                }
                             };
                             if !ok { break; }
                         }
