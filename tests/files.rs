@@ -183,7 +183,12 @@ async fn a_holder_that_trickles_bytes_is_hedged_past_and_avoided() {
 /// the transfer's next fetch neither asks it nor believes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickler_asked_first_is_hedged_past_then_avoided() {
-    let mut net = TestNet::start(6).await;
+    // No republish nor handoff: the one holder stays the only honest one.
+    let mut net = TestNet::start_with(6, |c| {
+        c.republish_interval_secs = 0;
+        c.handoff = false;
+    })
+    .await;
     let blocks: Vec<(Id, Vec<u8>)> = (1..=2u8)
         .map(|i| {
             let data = vec![i; 300_000];
