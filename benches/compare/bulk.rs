@@ -75,7 +75,8 @@ pub async fn transfer(dir: &Path, file: &Path, mib: usize) -> (f64, f64) {
         ..GetOptions::new(report.root, out.clone())
     };
     let started = Instant::now();
-    get(&gopts).await.expect("get");
+    let got = get(&gopts).await.expect("get");
+    eprintln!("compare: {}", got.summary);
     let get_rate = mib as f64 / started.elapsed().as_secs_f64();
     let len = std::fs::metadata(&out).expect("output").len();
     assert_eq!(len, (mib << 20) as u64, "the whole file came back");
