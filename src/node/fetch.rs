@@ -1,7 +1,8 @@
 //! The one verified block fetch: a find_value lookup, then the holders and
 //! the closest nodes in turn, each copy hash-checked; a fetch that falls far
 //! behind is hedged to the next candidate and the first verified copy wins;
-//! liars are avoided for the rest of the transfer, slow peers tried last;
+//! liars and slow peers are avoided for the rest of the transfer (slow ones
+//! believed again only when a round found nobody else);
 //! rounds repeat while they unmask liars, with a short backoff otherwise.
 //! `get`, the gateway, pin, scrub and the simulation all fetch through here.
 
@@ -51,11 +52,6 @@ impl Transfer {
             marks: Mutex::new(PeerMarks::new(MAX_MARKED)),
             timer: Mutex::new(HedgeTimer::new()),
         }
-    }
-
-    /// Whether `peer` was caught sending bytes not matching a key.
-    pub fn is_liar(&self, peer: &SocketAddr) -> bool {
-        lock(&self.marks).is_liar(peer)
     }
 }
 
