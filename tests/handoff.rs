@@ -81,7 +81,44 @@ async fn newcomers_are_handed_the_blocks_they_are_now_closest_to() {
         keys.len(),
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(left, 0, "every block on its {k} closest, by handoff alone");
+    // On failure, say which key is short, who holds it, and which of its
+    // holders know the missing node: handoff can only hand to a known node.
+    let mut detail = Vec::new();
+    for (key, holding) in net.misplaced(&keys, k) {
+        let closest = net.true_closest(&key, k);
+        for missing in closest.iter().filter(|id| {
+            !net.nodes
+                .iter()
+                .any(|d| d.node.me().id == **id && d.store.contains(&key))
+        }) {
+            let knowers: Vec<String> = net
+                .nodes
+                .iter()
+                .filter(|d| d.store.contains(&key))
+                .map(|d| {
+                    let knows = d
+                        .node
+                        .routing_contacts()
+                        .iter()
+                        .any(|c| c.id == *missing);
+                    format!("{} knows it: {knows}", d.node.me().id.short())
+                })
+                .collect();
+            detail.push(format!(
+                "key {} on {holding} of its {k} closest; missing on {} (newcomer: {}); holders: {}",
+                key.short(),
+                missing.short(),
+                !old.contains(missing),
+                knowers.join(", ")
+            ));
+        }
+    }
+    assert_eq!(
+        left,
+        0,
+        "every block on its {k} closest, by handoff alone: {}",
+        detail.join("; ")
+    );
     assert!(handed >= moved as u64);
     net.stop_all().await;
 }

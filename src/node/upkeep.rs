@@ -31,7 +31,18 @@ impl Node {
             return 0;
         }
         let me = self.inner.me.id;
-        self.lookup(me, crate::lookup::LookupKind::FindNode).await;
+        if self.inner.cfg.is_holder {
+            // The paper's self-lookup is for a bucket's worth of nodes, not
+            // K: every node it asks learns of us, and the holders of keys we
+            // are now among the K closest of must, to hand them to us
+            // (handoff). With K below the bucket size (say 3 of 20), a
+            // K-wide lookup asked too few of them.
+            self.lookup_wide(me, self.inner.cfg.routing.k).await;
+        } else {
+            // A short-lived client holds nothing: its own neighbourhood is
+            // no one's business, and a get should not wait on it.
+            self.lookup(me, crate::lookup::LookupKind::FindNode).await;
+        }
         self.refresh_buckets(0).await;
         answered
     }
