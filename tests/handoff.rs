@@ -96,11 +96,7 @@ async fn newcomers_are_handed_the_blocks_they_are_now_closest_to() {
                 .iter()
                 .filter(|d| d.store.contains(&key))
                 .map(|d| {
-                    let knows = d
-                        .node
-                        .routing_contacts()
-                        .iter()
-                        .any(|c| c.id == *missing);
+                    let knows = d.node.routing_contacts().iter().any(|c| c.id == *missing);
                     format!("{} knows it: {knows}", d.node.me().id.short())
                 })
                 .collect();
