@@ -20,9 +20,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a long-lived storage node.
     Node(NodeArgs),
-    /// Store a file in the network; prints its root key as the last line.
+    /// Store a file in the network, sealed; prints its capability (or, with --plain, its root key) as the last line.
     Put(PutArgs),
-    /// Fetch a file from the network by its root key (or the original's hash file).
+    /// Fetch a file from the network by its capability or root key (or the original's hash file).
     Get(GetArgs),
     /// Run N nodes in one process on consecutive ports, for trying things out.
     Devnet(DevnetArgs),
@@ -71,15 +71,24 @@ pub struct PutArgs {
     /// Nodes each chunk is stored on.
     #[arg(long, default_value_t = 7)]
     pub replicas: usize,
-    /// Bytes per chunk, 4096 to 1048576.
+    /// Bytes per block, 4096 to 1048576 (a sealed chunk holds 16 bytes less: its tag).
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub chunk_size: u64,
     /// Chunks stored at once.
     #[arg(long, default_value_t = 16)]
     pub parallel: usize,
-    /// Also write the original DHTFileStore's hash file (`hash$size|...`) here.
-    #[arg(long, value_name = "OUT")]
+    /// Also write the original DHTFileStore's hash file (`hash$size|...`) here; implies --plain, as the original's clients read chunks as they are.
+    #[arg(long, value_name = "OUT", conflicts_with_all = ["secret_file", "shared_secret"])]
     pub hashfile: Option<PathBuf>,
+    /// Store the file unsealed, readable by every node that holds it; prints its root key.
+    #[arg(long, conflicts_with_all = ["secret_file", "shared_secret"])]
+    pub plain: bool,
+    /// The convergence secret sealing keys derive from; made (mode 0600) if absent [default: $XDG_CONFIG_HOME/dhtfs/convergence-secret, else ~/.config/dhtfs/convergence-secret].
+    #[arg(long, value_name = "FILE", conflicts_with = "shared_secret")]
+    pub secret_file: Option<PathBuf>,
+    /// Seal under the network-wide secret instead: the same file put by anyone is stored once, but anyone can confirm a guess of its contents (docs/operators/confidential-files.md).
+    #[arg(long)]
+    pub shared_secret: bool,
     /// No progress and no summary.
     #[arg(long, short)]
     pub quiet: bool,
@@ -87,7 +96,7 @@ pub struct PutArgs {
 
 #[derive(clap::Args)]
 pub struct GetArgs {
-    /// The root key `dhtfs put` printed (or give --hashfile).
+    /// The capability or root key `dhtfs put` printed (or give --hashfile).
     pub root: Option<String>,
     /// Where to write the file (`OUT.part` until every chunk is verified).
     #[arg(short, long, value_name = "OUT")]

@@ -4,7 +4,8 @@
 //! Layers, bottom to top (an import may point down, never up):
 //! - core, pure, no I/O or clocks (time is passed in): [`id`], [`contact`],
 //!   [`addr`], [`wire`], [`routing`], [`lookup`], [`region`], [`manifest`],
-//!   [`limits`], [`pacing`], [`rtt`], [`hedge`]; and [`stats`], the plain
+//!   [`limits`], [`pacing`], [`rtt`], [`hedge`], [`seal`] (the crypto of
+//!   confidential files); and [`stats`], the plain
 //!   counters every layer above bumps
 //! - shells: [`net`] (UDP and TCP sockets), [`store`] (sled and block files)
 //! - engine: [`node`], which reaches the network and time only through the
@@ -38,6 +39,7 @@ pub mod pacing;
 pub mod region;
 pub mod routing;
 pub mod rtt;
+pub mod seal;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod stats;

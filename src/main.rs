@@ -130,7 +130,23 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
 }
 
 async fn run_put(args: PutArgs) -> anyhow::Result<()> {
+    let seal = if args.plain || args.hashfile.is_some() {
+        None
+    } else if args.shared_secret {
+        Some(dhtfs::seal::SHARED_SECRET)
+    } else {
+        let (secret, path, made) =
+            dhtfs::files::secret::load_or_create(args.secret_file.as_deref())?;
+        if made && !args.quiet {
+            eprintln!(
+                "made a new convergence secret in {} (keep it: puts under it deduplicate; a capability opens its file without it)",
+                path.display()
+            );
+        }
+        Some(secret)
+    };
     let opts = PutOptions {
+        seal,
         bootstrap: args.peers.or_local(),
         file: args.file,
         replicas: args.replicas,
@@ -146,18 +162,17 @@ async fn run_put(args: PutArgs) -> anyhow::Result<()> {
     if !args.quiet {
         eprintln!("{}", report.summary);
     }
-    // The last line on stdout is the root key, for scripts.
-    println!("{}", report.root);
+    // The last line on stdout names the file (capability or root), for scripts.
+    println!("{}", report.file);
     Ok(())
 }
 
 async fn run_get(args: GetArgs) -> anyhow::Result<()> {
     let root = match (&args.root, &args.hashfile) {
-        (Some(root), None) => Some(dhtfs::id::Id::from_hex(root.trim()).map_err(|e| {
-            anyhow::anyhow!(
-                "root '{root}' is not a key: {e} (give the 64-hex line `dhtfs put` printed)"
-            )
-        })?),
+        (Some(root), None) => Some(
+            root.parse::<dhtfs::files::FileRef>()
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
         (None, Some(_)) => None,
         _ => anyhow::bail!("give either a ROOT key or --hashfile FILE"),
     };

@@ -12,12 +12,18 @@
 //! everything a lying peer could get wrong (version, sizes that do not add up,
 //! counts), and [`MAX_DEPTH`] bounds the tree.
 //!
+//! A sealed file (see `seal.rs`) has the same manifests, sealed, and each
+//! entry carries the key its block is sealed under as a third element:
+//! `["<hex>",size,"<key hex>"]`. Every entry of a manifest has a key or
+//! none does.
+//!
 //! The original DHTFileStore's "hash file" (`<hex>$<size>|<hex>$<size>|...`)
 //! is read and written here too.
 
 use serde::{Deserialize, Serialize};
 
 use crate::id::Id;
+use crate::seal::{self, SealKey, Secret};
 
 /// The manifest format this build writes and reads.
 pub const VERSION: u32 = 1;
@@ -26,22 +32,72 @@ pub const VERSION: u32 = 1;
 pub const MAX_DEPTH: usize = 8;
 /// Largest chunk size accepted in a manifest.
 pub const MAX_CHUNK_SIZE: u64 = 16 << 20;
-/// Smallest chunk size accepted in a manifest (`put`'s smallest): with the
-/// size of a file bounded by the free disk, it bounds the chunk list `get`
-/// builds, however a lying tree repeats its parts.
-pub const MIN_CHUNK_SIZE: u64 = 4 << 10;
+/// Smallest chunk size accepted in a manifest (`put`'s smallest block, less
+/// a sealed chunk's tag): with the size of a file bounded by the free disk,
+/// it bounds the chunk list `get` builds, however a lying tree repeats its
+/// parts.
+pub const MIN_CHUNK_SIZE: u64 = (4 << 10) - seal::TAG_LEN as u64;
 /// Largest file size accepted in a manifest (2^53, what JSON numbers hold exactly).
 pub const MAX_FILE_SIZE: u64 = 1 << 53;
 /// Room kept in each manifest block for everything but the entries.
 const HEADER_ROOM: usize = 1024;
 /// The most one entry `["<64 hex>",<u64>],` takes.
 const ENTRY_MAX: usize = 64 + 2 + 2 + 20 + 2;
+/// ... and one with a key, `,"<64 hex>"` more.
+const SEALED_ENTRY_MAX: usize = ENTRY_MAX + 64 + 3;
 /// Longest file name kept in a manifest.
 const MAX_NAME: usize = 255;
 
-/// One chunk (or, in a tree, one child manifest) and the bytes it covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry(pub Id, pub u64);
+/// One chunk (or, in a tree, one child manifest), the bytes it covers, and
+/// in a sealed file the key its block is sealed under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry(pub Id, pub u64, pub Option<SealKey>);
+
+impl Entry {
+    /// A plain entry.
+    pub fn plain(id: Id, size: u64) -> Entry {
+        Entry(id, size, None)
+    }
+}
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.2 {
+            None => (self.0, self.1).serialize(s),
+            Some(key) => (self.0, self.1, key).serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Entry, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("[\"<hex id>\", size] or [\"<hex id>\", size, \"<hex key>\"]")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Entry, A::Error> {
+                use serde::de::Error;
+                let id = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let size = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                let key = seq.next_element::<SealKey>()?;
+                if key.is_some() && seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::invalid_length(4, &self));
+                }
+                Ok(Entry(id, size, key))
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
+}
 
 /// What a manifest block lists.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,6 +154,11 @@ impl Manifest {
         }
     }
 
+    /// Whether its entries carry keys (a sealed file's manifest).
+    pub fn sealed(&self) -> bool {
+        self.entries().first().is_some_and(|e| e.2.is_some())
+    }
+
     /// Encodes this manifest as a block.
     pub fn encode(&self) -> Vec<u8> {
         let (chunks, parts) = match &self.body {
@@ -138,7 +199,7 @@ impl Manifest {
         }
         let body = match (wire.chunks, wire.parts) {
             (Some(chunks), None) => {
-                if let Some(Entry(k, s)) = chunks.iter().find(|e| e.1 > wire.chunk_size) {
+                if let Some(Entry(k, s, _)) = chunks.iter().find(|e| e.1 > wire.chunk_size) {
                     return Err(bad(format!(
                         "chunk {k} of {s} bytes exceeds the chunk size"
                     )));
@@ -163,7 +224,7 @@ impl Manifest {
                 // Only the last chunk of a file may be short, so every part
                 // but the last covers whole chunks.
                 let (_, init) = parts.split_last().unwrap_or((&parts[0], &[]));
-                if let Some(Entry(k, s)) = init.iter().find(|e| e.1 % wire.chunk_size != 0) {
+                if let Some(Entry(k, s, _)) = init.iter().find(|e| e.1 % wire.chunk_size != 0) {
                     return Err(bad(format!(
                         "part {k} covers {s} bytes, not whole {}-byte chunks",
                         wire.chunk_size
@@ -173,6 +234,13 @@ impl Manifest {
             }
             _ => return Err(not("it needs exactly one of chunks and parts".into())),
         };
+        let keyed = body_entries(&body).iter().filter(|e| e.2.is_some()).count();
+        if keyed != 0 && keyed != body_entries(&body).len() {
+            return Err(bad(format!(
+                "{keyed} of its {} entries carry a key: all or none must",
+                body_entries(&body).len()
+            )));
+        }
         let manifest = Manifest {
             name: wire.name.map(|n| n.chars().take(MAX_NAME).collect()),
             size: wire.size,
@@ -193,61 +261,92 @@ impl Manifest {
     }
 }
 
+fn body_entries(body: &Body) -> &[Entry] {
+    match body {
+        Body::Chunks(e) | Body::Parts(e) => e,
+    }
+}
+
 /// The blocks of a file's manifest, built bottom-up.
 #[derive(Clone, Debug)]
 pub struct Built {
     /// The root manifest's key: the file's one name in the network.
     pub root: Id,
+    /// For a sealed file, the key the root is sealed under.
+    pub root_key: Option<SealKey>,
     /// Every manifest block (key, bytes), leaves first, root last.
     pub blocks: Vec<(Id, Vec<u8>)>,
 }
 
 /// Builds the manifest of a file of `chunks` (in order) so that no manifest
-/// block exceeds `max_block` bytes.
-pub fn build(name: Option<&str>, chunk_size: u64, chunks: &[Entry], max_block: usize) -> Built {
+/// block exceeds `max_block` bytes. With `seal`, the chunks' entries carry
+/// their keys and every manifest block is sealed under that secret.
+pub fn build(
+    name: Option<&str>,
+    chunk_size: u64,
+    chunks: &[Entry],
+    max_block: usize,
+    seal: Option<&Secret>,
+) -> Built {
     let name = name.map(|n| n.chars().take(MAX_NAME).collect::<String>());
     let name_room = name.as_ref().map_or(0, |n| n.len() * 6);
-    let fanout = (max_block.saturating_sub(HEADER_ROOM + name_room) / ENTRY_MAX).max(2);
+    let (entry_max, max_plain) = match seal {
+        Some(_) => (SEALED_ENTRY_MAX, max_block.saturating_sub(seal::TAG_LEN)),
+        None => (ENTRY_MAX, max_block),
+    };
+    let fanout = (max_plain.saturating_sub(HEADER_ROOM + name_room) / entry_max).max(2);
     let size: u64 = chunks.iter().map(|e| e.1).sum();
     let mut blocks = Vec::new();
-    let make = |body: Body, size: u64, name: Option<String>| Manifest {
-        name,
-        size,
-        chunk_size,
-        body,
+    // One manifest block: encoded, sealed if asked, named by its hash.
+    let mut make = |body: Body, size: u64, name: Option<String>| {
+        let json = Manifest {
+            name,
+            size,
+            chunk_size,
+            body,
+        }
+        .encode();
+        let (bytes, key) = match seal {
+            Some(secret) => {
+                let (key, sealed) = seal::seal_manifest(secret, &json, max_plain as u64);
+                (sealed, Some(key))
+            }
+            None => (json, None),
+        };
+        let id = Id::of_block(&bytes);
+        blocks.push((id, bytes));
+        Entry(id, size, key)
     };
     if chunks.len() <= fanout {
-        let bytes = make(Body::Chunks(chunks.to_vec()), size, name).encode();
-        let root = Id::of_block(&bytes);
-        blocks.push((root, bytes));
-        return Built { root, blocks };
+        let root = make(Body::Chunks(chunks.to_vec()), size, name);
+        return Built {
+            root: root.0,
+            root_key: root.2,
+            blocks,
+        };
     }
     // Leaves, then levels of parts until one node is left.
     let mut level: Vec<Entry> = chunks
         .chunks(fanout)
         .map(|group| {
             let covered = group.iter().map(|e| e.1).sum();
-            let bytes = make(Body::Chunks(group.to_vec()), covered, None).encode();
-            let key = Id::of_block(&bytes);
-            blocks.push((key, bytes));
-            Entry(key, covered)
+            make(Body::Chunks(group.to_vec()), covered, None)
         })
         .collect();
     loop {
         if level.len() <= fanout {
-            let bytes = make(Body::Parts(level), size, name).encode();
-            let root = Id::of_block(&bytes);
-            blocks.push((root, bytes));
-            return Built { root, blocks };
+            let root = make(Body::Parts(level), size, name);
+            return Built {
+                root: root.0,
+                root_key: root.2,
+                blocks,
+            };
         }
         level = level
             .chunks(fanout)
             .map(|group| {
                 let covered = group.iter().map(|e| e.1).sum();
-                let bytes = make(Body::Parts(group.to_vec()), covered, None).encode();
-                let key = Id::of_block(&bytes);
-                blocks.push((key, bytes));
-                Entry(key, covered)
+                make(Body::Parts(group.to_vec()), covered, None)
             })
             .collect();
     }
@@ -257,7 +356,7 @@ pub fn build(name: Option<&str>, chunk_size: u64, chunks: &[Entry], max_block: u
 pub fn format_hashfile(chunks: &[Entry]) -> String {
     chunks
         .iter()
-        .map(|Entry(k, s)| format!("{k}${s}|"))
+        .map(|Entry(k, s, _)| format!("{k}${s}|"))
         .collect()
 }
 
@@ -275,7 +374,7 @@ pub fn parse_hashfile(text: &str) -> Result<Vec<Entry>, ManifestError> {
             let (hex, size) = entry.trim().split_once('$').ok_or_else(bad)?;
             let key = Id::from_hex(hex).map_err(|_| bad())?;
             let size = size.parse::<u64>().map_err(|_| bad())?;
-            Ok(Entry(key, size))
+            Ok(Entry::plain(key, size))
         })
         .collect()
 }
@@ -286,7 +385,7 @@ mod tests {
 
     fn chunks(n: usize, size: u64) -> Vec<Entry> {
         (0..n)
-            .map(|i| Entry(Id::of_block(&i.to_le_bytes()), size))
+            .map(|i| Entry::plain(Id::of_block(&i.to_le_bytes()), size))
             .collect()
     }
 
@@ -298,7 +397,7 @@ mod tests {
         match m.body {
             Body::Chunks(c) => out.extend(c),
             Body::Parts(p) => {
-                for Entry(k, _) in p {
+                for Entry(k, _, _) in p {
                     flatten(built, k, depth + 1, out);
                 }
             }
@@ -308,7 +407,7 @@ mod tests {
     #[test]
     fn small_file_is_one_block_with_its_name() {
         let c = chunks(3, 4096);
-        let built = build(Some("a.txt"), 4096, &c, 1 << 20);
+        let built = build(Some("a.txt"), 4096, &c, 1 << 20, None);
         assert_eq!(built.blocks.len(), 1);
         let m = Manifest::parse(built.root, &built.blocks[0].1).unwrap();
         assert_eq!(m.name.as_deref(), Some("a.txt"));
@@ -318,7 +417,7 @@ mod tests {
 
     #[test]
     fn empty_file_has_an_empty_manifest() {
-        let built = build(Some("empty"), 1 << 20, &[], 1 << 20);
+        let built = build(Some("empty"), 1 << 20, &[], 1 << 20, None);
         let m = Manifest::parse(built.root, &built.blocks[0].1).unwrap();
         assert_eq!(m.size, 0);
         assert!(m.entries().is_empty());
@@ -328,7 +427,7 @@ mod tests {
     fn large_lists_become_trees_within_the_block_size() {
         for (n, max_block) in [(1000, 4096), (20_000, 4096), (5000, 65536)] {
             let c = chunks(n, 4096);
-            let built = build(Some("big"), 4096, &c, max_block);
+            let built = build(Some("big"), 4096, &c, max_block, None);
             assert!(built.blocks.len() > 1);
             assert!(built.blocks.iter().all(|(_, b)| b.len() <= max_block));
             assert_eq!(built.blocks.last().unwrap().0, built.root);

@@ -232,6 +232,7 @@ struct Engine {
     fetch_hedged: IntCounter,
     fetch_slow_peers: IntCounter,
     fetch_rejected: IntCounter,
+    files: IntCounterVec,
     lookups_bounded: IntCounterVec,
     admission: IntCounterVec,
     checks: IntCounterVec,
@@ -259,6 +260,7 @@ impl Engine {
             fetch_hedged: m.counter("dhtfs_fetch_hedged_total", "Block fetches of ours started because an earlier ask for the same block fell far behind (hedges).")?,
             fetch_slow_peers: m.counter("dhtfs_fetch_slow_peers_total", "Peers a transfer of ours marked slow: they fell far behind and another holder's copy won.")?,
             fetch_rejected: m.counter("dhtfs_fetch_rejected_total", "Block copies we fetched whose bytes did not match the key (the sender is avoided).")?,
+            files: m.counter_vec("dhtfs_files_total", "Files this node read for someone (op=read: gateway responses with content) or pinned to the end (op=pin), by kind (sealed: by capability; plain: by root). Puts run in the client and are not seen here.", &["op", "kind"])?,
             lookups_bounded: m.counter_vec("dhtfs_lookups_bounded_total", "Lookups ended early by a bound (deadline|requests).", &["bound"])?,
             admission: m.counter_vec("dhtfs_routing_admission_refused_total", "Contacts kept out of the routing table, by reason (ip_limit: per-IP or per-prefix limit; address_conflict: another node holds the address or id).", &["reason"])?,
             checks: m.counter_vec("dhtfs_contact_checks_total", "Pings checking an unproven contact, by outcome (passed|failed|skipped: over the check budget).", &["outcome"])?,
@@ -336,6 +338,17 @@ impl Engine {
         sync(&self.fetch_hedged, Stats::get(&s.fetch_hedged));
         sync(&self.fetch_slow_peers, Stats::get(&s.fetch_slow_peers));
         sync(&self.fetch_rejected, Stats::get(&s.fetch_rejected));
+        for (op, kind, counter) in [
+            ("read", "sealed", &s.files_read_sealed),
+            ("read", "plain", &s.files_read_plain),
+            ("pin", "sealed", &s.files_pinned_sealed),
+            ("pin", "plain", &s.files_pinned_plain),
+        ] {
+            sync(
+                &self.files.with_label_values(&[op, kind]),
+                Stats::get(counter),
+            );
+        }
         for (bound, counter) in [
             ("deadline", &s.lookups_ended_deadline),
             ("requests", &s.lookups_ended_requests),

@@ -78,6 +78,13 @@ pub struct Stats {
     pub fetch_slow_peers: AtomicU64,
     /// Block copies we fetched whose bytes did not match the key.
     pub fetch_rejected: AtomicU64,
+    /// Files this node read for someone, by kind: gateway responses with
+    /// content (sealed files opened by capability, plain ones by root).
+    pub files_read_sealed: AtomicU64,
+    pub files_read_plain: AtomicU64,
+    /// Files this node pinned to the end, by kind.
+    pub files_pinned_sealed: AtomicU64,
+    pub files_pinned_plain: AtomicU64,
     /// TCP connections accepted and refused at the cap.
     pub tcp_connections: AtomicU64,
     pub tcp_connections_refused: AtomicU64,

@@ -160,10 +160,13 @@ fn every_node_sigkilled_and_restarted_without_bootstrap_still_serves_the_file() 
         n.wait_peers((NODES - 1) as f64, deadline);
     }
     let entry = nodes[0].addr.to_string();
+    let secret = tmp.path().join("convergence-secret");
     let put = dhtfs(
         &[
             "put",
             file.to_str().unwrap(),
+            "--secret-file",
+            secret.to_str().unwrap(),
             "--replicas",
             "3",
             "--chunk-size",

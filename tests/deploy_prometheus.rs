@@ -609,11 +609,11 @@ fn upkeep_alerts_fire_on_a_live_node_that_falls_behind() {
     let file = dir.path().join("in.bin");
     std::fs::write(&file, random_bytes(100_000, 7)).unwrap();
     let (ok, _, err) = run(
-        Command::new(BIN).arg("put").arg(&file).args([
-            "--bootstrap",
-            &listen.to_string(),
-            "--quiet",
-        ]),
+        Command::new(BIN)
+            .arg("put")
+            .arg(&file)
+            .args(["--bootstrap", &listen.to_string(), "--quiet"])
+            .env("XDG_CONFIG_HOME", dir.path().join("config")),
         Duration::from_secs(60),
     );
     assert!(ok, "dhtfs put to a lone node failed: {err}");
@@ -760,14 +760,15 @@ fn dashboard_queries_return_data_from_a_devnet() {
         Command::new(BIN)
             .arg("put")
             .arg(&file)
-            .args(["--bootstrap", &bootstrap, "--quiet"]),
+            .args(["--bootstrap", &bootstrap, "--quiet"])
+            .env("XDG_CONFIG_HOME", dir.path().join("config")),
         Duration::from_secs(180),
     );
     assert!(ok, "dhtfs put failed: {err}");
     let root = out.lines().last().unwrap_or("").trim().to_string();
     assert!(
-        root.len() == 64 && root.chars().all(|c| c.is_ascii_hexdigit()),
-        "put's last line is not a root key: {out:?}"
+        root.parse::<dhtfs::files::FileRef>().is_ok(),
+        "put's last line is not a capability: {out:?}"
     );
     let back = dir.path().join("out.bin");
     let (ok, _, err) = run(

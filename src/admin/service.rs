@@ -121,21 +121,27 @@ impl Admin for AdminService {
 
     async fn pin(&self, req: Request<pb::PinRequest>) -> Result<Response<Self::PinStream>, Status> {
         use futures::SinkExt;
-        let root = status::parse_id("root", &req.into_inner().root)?;
+        let file = status::parse_file(&req.into_inner().root)?;
+        let root = file.root();
         let (mut tx, rx) = futures::channel::mpsc::channel(16);
         let (node, store) = (self.node.clone(), self.store.clone());
         // The pin runs to its end even if the caller goes away: what it
         // fetched is kept, and a new Pin would start over anyway.
         tokio::spawn(async move {
             let mut progress_tx = tx.clone();
-            let result = crate::files::pin(&node, &store, root, |p| {
+            let result = crate::files::pin(&node, &store, file, |p| {
                 // A slow reader misses intermediate messages, never the last.
                 let _ = progress_tx.try_send(Ok(progress_msg(p, false)));
             })
             .await;
             let last = match result {
                 Ok(p) => {
-                    tracing::info!(root = %root, blocks = p.blocks_total, bytes = p.bytes_total, "pinned");
+                    let counter = match file.is_sealed() {
+                        true => &node.stats().files_pinned_sealed,
+                        false => &node.stats().files_pinned_plain,
+                    };
+                    Stats::inc(counter);
+                    tracing::info!(root = %root, kind = file.kind(), blocks = p.blocks_total, bytes = p.bytes_total, "pinned");
                     Ok(progress_msg(p, true))
                 }
                 Err(e) => {
@@ -152,7 +158,8 @@ impl Admin for AdminService {
         &self,
         req: Request<pb::UnpinRequest>,
     ) -> Result<Response<pb::UnpinResponse>, Status> {
-        let root = status::parse_id("root", &req.into_inner().root)?;
+        let file = status::parse_file(&req.into_inner().root)?;
+        let root = file.root();
         let n = crate::files::unpin(&self.store, root)
             .await
             .map_err(status::pin)?;
@@ -214,6 +221,10 @@ impl Admin for AdminService {
             replicas_dropped: Stats::get(&stats.shed_blocks),
             replicas_dropped_bytes: Stats::get(&stats.shed_bytes),
             space_wanted_bytes: Stats::get(&stats.space_wanted_bytes),
+            files_read_sealed: Stats::get(&stats.files_read_sealed),
+            files_read_plain: Stats::get(&stats.files_read_plain),
+            files_pinned_sealed: Stats::get(&stats.files_pinned_sealed),
+            files_pinned_plain: Stats::get(&stats.files_pinned_plain),
         }))
     }
 

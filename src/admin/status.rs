@@ -13,6 +13,14 @@ pub fn parse_id(field: &str, value: &str) -> Result<Id, Status> {
         .map_err(|e| Status::invalid_argument(format!("{field} '{value}' is not an id: {e}")))
 }
 
+/// A file's root key or capability, or an invalid-argument status saying
+/// what one looks like (without echoing a key).
+pub fn parse_file(value: &str) -> Result<crate::files::FileRef, Status> {
+    value
+        .parse()
+        .map_err(|e: crate::files::BadFileRef| Status::invalid_argument(format!("root {e}")))
+}
+
 /// A store error as a status.
 pub fn store(e: StoreError) -> Status {
     let text = e.to_string();
@@ -54,6 +62,7 @@ pub fn pin(e: crate::files::PinError) -> Status {
     match e {
         PinError::RootNotFound(_) | PinError::NotPinned(_) => Status::not_found(text),
         PinError::Manifest(_) => Status::failed_precondition(text),
+        PinError::WrongKey { .. } => Status::permission_denied(text),
         PinError::Incomplete { .. } | PinError::Tree { .. } => Status::unavailable(text),
         PinError::Store(e) => store(e),
     }

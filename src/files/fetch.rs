@@ -7,11 +7,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::file_ref::FileRef;
 use super::progress::Counters;
 use super::FilesError;
 use crate::id::Id;
 use crate::manifest::{self, Body, Entry, Manifest, MAX_DEPTH};
 use crate::node::{Node, Transfer};
+use crate::seal::{self, SealKey};
 
 pub use crate::node::Unfetched;
 
@@ -24,7 +26,39 @@ pub struct Resolved {
     pub name: Option<String>,
     /// The sum of the chunks' sizes, checked against the root's size.
     pub size: u64,
+    /// The chunk size the file was cut in (a sealed chunk's padding follows it).
+    pub chunk_size: u64,
+    /// In a sealed file, each entry carries its chunk's key.
     pub chunks: Vec<Entry>,
+}
+
+/// The largest block that can hold chunk `entry` of a file in
+/// `chunk_size`-byte chunks: its size, or sealed, its padded size and tag.
+pub fn block_len(entry: &Entry, chunk_size: u64) -> u64 {
+    match entry.2 {
+        None => entry.1,
+        Some(_) => seal::padded_len(entry.1, chunk_size) + seal::TAG_LEN as u64,
+    }
+}
+
+/// The file's bytes in chunk `entry`'s verified block: the block itself, or
+/// sealed, the block opened under the entry's key and unpadded.
+pub fn open_chunk(entry: &Entry, chunk_size: u64, block: Vec<u8>) -> Result<Vec<u8>, String> {
+    let data = match &entry.2 {
+        None => block,
+        Some(key) => seal::open_chunk(key, &block, entry.1, chunk_size)
+            .map_err(|e| format!("it does not open: {e}"))?,
+    };
+    // The hash matched; a manifest that lies about the size must still not
+    // make us write or send more or fewer bytes than it promised.
+    if data.len() as u64 != entry.1 {
+        return Err(format!(
+            "it is {} bytes, its manifest says {}",
+            data.len(),
+            entry.1
+        ));
+    }
+    Ok(data)
 }
 
 /// What a run of fetches shares: the node that looks up holders and fetches
@@ -64,17 +98,51 @@ impl Fetcher {
         fetch_block(&self.node, key, max, &self.transfer, &self.counters).await
     }
 
-    /// Resolves root manifest `root` into the file's chunk list.
-    pub async fn resolve(&self, root: Id) -> Result<Resolved, FilesError> {
-        resolve(root, |key| self.block(key, MAX_BLOCK), |_| Ok(())).await
+    /// Resolves the file `file` names into its chunk list.
+    pub async fn resolve(&self, file: FileRef) -> Result<Resolved, FilesError> {
+        resolve(file, |key| self.block(key, MAX_BLOCK), |_| Ok(())).await
     }
 }
 
-/// Fetches root manifest `root` and, for a tree, every part, in file order;
-/// `check` sees the parsed root before any part is fetched (to refuse a file
-/// larger than its disk).
+/// Opens root manifest block `bytes` of `file`: a plain root as it is, a
+/// sealed one under its capability's key; parsed, and sealed exactly when
+/// the file is.
+pub fn open_root(file: &FileRef, bytes: &[u8]) -> Result<Manifest, FilesError> {
+    let root = file.root();
+    let top = match file {
+        FileRef::Plain(_) => Manifest::parse(root, bytes)?,
+        FileRef::Sealed(cap) => {
+            let plain = seal::open(&cap.key, bytes).map_err(|why| FilesError::WrongKey {
+                root,
+                why: why.to_string(),
+            })?;
+            Manifest::parse(root, &plain)?
+        }
+    };
+    check_sealing(root, &top, file.is_sealed())?;
+    Ok(top)
+}
+
+/// A sealed manifest lists keys with every entry, a plain one with none.
+fn check_sealing(key: Id, m: &Manifest, sealed: bool) -> Result<(), manifest::ManifestError> {
+    if m.entries().iter().all(|e| e.2.is_some() == sealed) {
+        return Ok(());
+    }
+    Err(manifest::ManifestError::Inconsistent {
+        key,
+        why: if sealed {
+            "it is sealed but lists a block without its key".into()
+        } else {
+            "it is plain but lists sealed blocks: open it by its capability".into()
+        },
+    })
+}
+
+/// Fetches the root manifest of `file` and, for a tree, every part, in file
+/// order, opening sealed ones; `check` sees the parsed root before any part
+/// is fetched (to refuse a file larger than its disk).
 pub async fn resolve<F, Fut>(
-    root: Id,
+    file: FileRef,
     mut fetch: F,
     check: impl FnOnce(&Manifest) -> Result<(), FilesError>,
 ) -> Result<Resolved, FilesError>
@@ -82,6 +150,7 @@ where
     F: FnMut(Id) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<u8>, Unfetched>>,
 {
+    let root = file.root();
     let bytes = fetch(root).await.map_err(|e| {
         if e.timed_out {
             FilesError::RootTimedOut { root, why: e.why }
@@ -89,9 +158,9 @@ where
             FilesError::RootNotFound(root)
         }
     })?;
-    let top = Manifest::parse(root, &bytes)?;
+    let top = open_root(&file, &bytes)?;
     check(&top)?;
-    let (name, claimed) = (top.name.clone(), top.size);
+    let (name, claimed, chunk_size) = (top.name.clone(), top.size, top.chunk_size);
     let chunks = expand(root, top, |key| {
         let fetched = fetch(key);
         async move { fetched.await.map_err(|e| e.why) }
@@ -105,7 +174,12 @@ where
         }
         .into());
     }
-    Ok(Resolved { name, size, chunks })
+    Ok(Resolved {
+        name,
+        size,
+        chunk_size,
+        chunks,
+    })
 }
 
 /// Fetches one block from whichever node has it, verified, through the
@@ -134,7 +208,8 @@ pub async fn fetch_block(
 /// child manifest once (a file of repeated data repeats whole subtrees, and a
 /// liar could repeat them to make us fetch without end), at most
 /// [`MAX_DEPTH`] levels deep, and never more chunks than the root's size and
-/// chunk size allow.
+/// chunk size allow. A sealed tree's parts are opened under the keys their
+/// parents list, and each must be sealed as its parent is.
 pub(crate) async fn expand<F, Fut>(
     root: Id,
     top: Manifest,
@@ -163,7 +238,7 @@ where
         Body::Parts(p) => stack.push((root, p.into_iter())),
     }
     while let Some((_, level)) = stack.last_mut() {
-        let Some(Entry(key, covered)) = level.next() else {
+        let Some(Entry(key, covered, seal_key)) = level.next() else {
             stack.pop();
             continue;
         };
@@ -186,7 +261,7 @@ where
                     why: format!("manifest part: {why}"),
                     out: PathBuf::new(),
                 })?;
-                let m = Manifest::parse(key, &bytes)?;
+                let m = open_part(key, seal_key.as_ref(), &bytes)?;
                 if m.chunk_size != chunk_size {
                     return Err(manifest::ManifestError::Inconsistent {
                         key,
@@ -220,4 +295,20 @@ where
         return Err(too_many(root).into());
     }
     Ok(out)
+}
+
+/// Opens and parses child manifest `key` (under `seal_key` when sealed).
+fn open_part(key: Id, seal_key: Option<&SealKey>, bytes: &[u8]) -> Result<Manifest, FilesError> {
+    let m = match seal_key {
+        None => Manifest::parse(key, bytes)?,
+        Some(k) => {
+            let plain = seal::open(k, bytes).map_err(|e| manifest::ManifestError::Inconsistent {
+                key,
+                why: format!("this sealed manifest part does not open under the key its parent lists: {e}"),
+            })?;
+            Manifest::parse(key, &plain)?
+        }
+    };
+    check_sealing(key, &m, seal_key.is_some())?;
+    Ok(m)
 }

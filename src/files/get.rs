@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use super::fetch::{fetch_block, resolve, MAX_BLOCK};
+use super::fetch::{block_len, fetch_block, open_chunk, resolve, MAX_BLOCK};
+use super::file_ref::FileRef;
 use super::progress::{Counters, Progress};
 use super::session::Session;
 use super::source::NoBlocks;
@@ -20,12 +21,13 @@ use super::{io, FilesError};
 use crate::id::Id;
 use crate::manifest::{self, Entry};
 use crate::node::Transfer;
+use crate::seal;
 
 /// What to get and how.
 #[derive(Clone, Debug)]
 pub struct GetOptions {
-    /// The file's root key (or give `hashfile`).
-    pub root: Option<Id>,
+    /// The file's root key or capability (or give `hashfile`).
+    pub root: Option<FileRef>,
     /// The original's hash file listing the chunks.
     pub hashfile: Option<PathBuf>,
     pub out: PathBuf,
@@ -44,9 +46,9 @@ pub struct GetOptions {
 
 impl GetOptions {
     /// Defaults: the local daemon, 32 chunks in flight.
-    pub fn new(root: Id, out: PathBuf) -> GetOptions {
+    pub fn new(root: impl Into<FileRef>, out: PathBuf) -> GetOptions {
         GetOptions {
-            root: Some(root),
+            root: Some(root.into()),
             hashfile: None,
             out,
             bootstrap: vec![SocketAddr::from(([127, 0, 0, 1], 7400))],
@@ -75,11 +77,11 @@ pub struct GetReport {
     pub summary: String,
 }
 
-/// Where one chunk goes: its key, size and every offset it appears at.
+/// Where one chunk goes: its entry (key, size, sealing key) and every
+/// offset it appears at.
 struct Want {
     index: usize,
-    key: Id,
-    size: u64,
+    entry: Entry,
     offsets: Vec<u64>,
 }
 
@@ -94,24 +96,26 @@ pub async fn get(opts: &GetOptions) -> Result<GetReport, FilesError> {
 async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesError> {
     // One transfer: a liar or slow peer met on one block is avoided for all.
     let transfer = Arc::new(Transfer::new());
-    let chunks = match (&opts.hashfile, opts.root) {
+    let (chunks, chunk_size) = match (&opts.hashfile, opts.root) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path).map_err(io(path))?;
-            manifest::parse_hashfile(&text)?
+            (manifest::parse_hashfile(&text)?, MAX_BLOCK)
         }
         (None, Some(root)) => {
             let counters = Counters::default();
             let fetch = |key| fetch_block(&session.node, key, MAX_BLOCK, &transfer, &counters);
-            resolve(root, fetch, |top| check_disk_room(&opts.out, top.size))
-                .await?
-                .chunks
+            let resolved = resolve(root, fetch, |top| check_disk_room(&opts.out, top.size)).await?;
+            (resolved.chunks, resolved.chunk_size)
         }
         (None, None) => return Err(FilesError::RootNotFound(Id::ZERO)),
     };
-    if let Some(Entry(key, size)) = chunks.iter().find(|e| e.1 > MAX_BLOCK) {
+    if let Some(e) = chunks.iter().find(|e| block_len(e, chunk_size) > MAX_BLOCK) {
         return Err(manifest::ManifestError::Inconsistent {
-            key: *key,
-            why: format!("chunk of {size} bytes is over the {MAX_BLOCK}-byte block limit"),
+            key: e.0,
+            why: format!(
+                "chunk of {} bytes is over the {MAX_BLOCK}-byte block limit",
+                block_len(e, chunk_size)
+            ),
         }
         .into());
     }
@@ -122,32 +126,28 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
     let mut wants: Vec<Want> = Vec::new();
     let mut by_key: HashMap<Id, usize> = HashMap::new();
     let mut offset = 0;
-    for (index, Entry(key, len)) in chunks.iter().enumerate() {
-        match by_key.get(key) {
+    for (index, entry) in chunks.iter().enumerate() {
+        match by_key.get(&entry.0) {
             Some(&w) => wants[w].offsets.push(offset),
             None => {
-                by_key.insert(*key, wants.len());
+                by_key.insert(entry.0, wants.len());
                 wants.push(Want {
                     index,
-                    key: *key,
-                    size: *len,
+                    entry: *entry,
                     offsets: vec![offset],
                 });
             }
         }
-        offset += len;
+        offset += entry.1;
     }
 
     let part = part_path(&opts.out);
     let (file, done) = {
-        let (part, wants_view): (PathBuf, Vec<(Id, u64, u64)>) = (
+        let (part, wants_view): (PathBuf, Vec<(Entry, u64)>) = (
             part.clone(),
-            wants
-                .iter()
-                .map(|w| (w.key, w.size, w.offsets[0]))
-                .collect(),
+            wants.iter().map(|w| (w.entry, w.offsets[0])).collect(),
         );
-        tokio::task::spawn_blocking(move || open_part(&part, size, &wants_view))
+        tokio::task::spawn_blocking(move || open_part(&part, size, chunk_size, &wants_view))
             .await
             .map_err(|e| FilesError::Io {
                 path: opts.out.clone(),
@@ -158,7 +158,7 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
     let reused = done.len();
     let todo: Vec<Want> = wants
         .into_iter()
-        .filter(|w| !done.contains(&w.key))
+        .filter(|w| !done.contains(&w.entry.0))
         .collect();
 
     let progress = Progress::start("get", size, chunks.len() as u64, opts.quiet);
@@ -174,7 +174,16 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
         chunks.iter().filter(|e| done.contains(&e.0)).count() as u64,
     );
 
-    let fetched = fetch_all(session, opts, todo, &file, &counters, &transfer, &part).await?;
+    let fetched = fetch_all(
+        session,
+        opts,
+        (todo, chunk_size),
+        &file,
+        &counters,
+        &transfer,
+        &part,
+    )
+    .await?;
     let (part2, out, sync) = (part.clone(), opts.out.clone(), opts.sync);
     tokio::task::spawn_blocking(move || finish(&file, &part2, &out, sync))
         .await
@@ -201,7 +210,7 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
 async fn fetch_all(
     session: &Session,
     opts: &GetOptions,
-    todo: Vec<Want>,
+    (todo, chunk_size): (Vec<Want>, u64),
     file: &Arc<File>,
     counters: &Arc<Counters>,
     transfer: &Arc<Transfer>,
@@ -217,31 +226,38 @@ async fn fetch_all(
             let node = session.node.clone();
             let (file, counters, transfer) = (file.clone(), counters.clone(), transfer.clone());
             running.spawn(async move {
-                let data = fetch_block(&node, want.key, want.size, &transfer, &counters).await;
+                let (key, max) = (want.entry.0, block_len(&want.entry, chunk_size));
+                let data = fetch_block(&node, key, max, &transfer, &counters).await;
                 let data = match data {
                     Ok(d) => d,
-                    Err(why) => return Err((want.index, want.key, why.to_string())),
+                    Err(why) => return Err((want.index, key, why.to_string())),
                 };
-                let offsets = want.offsets.clone();
+                let (offsets, entry) = (want.offsets.clone(), want.entry);
                 let sync = sync;
                 let written = tokio::task::spawn_blocking(move || {
-                    offsets.iter().try_for_each(|&o| {
-                        file.write_all_at(&data, o)?;
-                        if sync {
-                            start_writeback(&file, o, data.len() as u64);
-                        }
-                        Ok::<(), std::io::Error>(())
-                    })
+                    // Opened (a sealed chunk) off the runtime, beside the write.
+                    let data = open_chunk(&entry, chunk_size, data).map_err(Err)?;
+                    offsets
+                        .iter()
+                        .try_for_each(|&o| {
+                            file.write_all_at(&data, o)?;
+                            if sync {
+                                start_writeback(&file, o, data.len() as u64);
+                            }
+                            Ok::<(), std::io::Error>(())
+                        })
+                        .map_err(Ok)
                 })
                 .await;
                 match written {
                     Ok(Ok(())) => {
-                        Counters::add(&counters.bytes, want.size * want.offsets.len() as u64);
+                        Counters::add(&counters.bytes, want.entry.1 * want.offsets.len() as u64);
                         Counters::add(&counters.chunks, want.offsets.len() as u64);
                         Ok(())
                     }
-                    Ok(Err(e)) => Err((want.index, want.key, format!("writing it failed: {e}"))),
-                    Err(e) => Err((want.index, want.key, e.to_string())),
+                    Ok(Err(Ok(e))) => Err((want.index, key, format!("writing it failed: {e}"))),
+                    Ok(Err(Err(why))) => Err((want.index, key, why)),
+                    Err(e) => Err((want.index, key, e.to_string())),
                 }
             });
         }
@@ -318,11 +334,13 @@ fn part_path(out: &Path) -> PathBuf {
 }
 
 /// Opens `OUT.part` at the file's size; when it already was that size,
-/// returns the chunks in it that verify, so they are not fetched again.
+/// returns the chunks in it that verify, so they are not fetched again (a
+/// sealed chunk verifies when sealing it again gives its block).
 fn open_part(
     part: &Path,
     size: u64,
-    wants: &[(Id, u64, u64)],
+    chunk_size: u64,
+    wants: &[(Entry, u64)],
 ) -> Result<(File, HashSet<Id>), FilesError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -335,9 +353,16 @@ fn open_part(
     let mut done = HashSet::new();
     if existing == size && size > 0 {
         let mut buf = Vec::new();
-        for &(key, len, offset) in wants {
+        for &(Entry(key, len, seal_key), offset) in wants {
             buf.resize(len as usize, 0);
-            if file.read_exact_at(&mut buf, offset).is_ok() && Id::of_block(&buf) == key {
+            if file.read_exact_at(&mut buf, offset).is_err() {
+                continue;
+            }
+            let block_id = match &seal_key {
+                None => Id::of_block(&buf),
+                Some(k) => Id::of_block(&seal::reseal_chunk(k, &buf, chunk_size)),
+            };
+            if block_id == key {
                 done.insert(key);
             }
         }
@@ -395,9 +420,9 @@ mod tests {
     fn each_child_manifest_is_fetched_once() {
         // A file of one repeated chunk: every leaf (and every inner node but
         // the last of each level) is the same block.
-        let chunk = Entry(Id::of_block(b"zeros"), 4096);
+        let chunk = Entry::plain(Id::of_block(b"zeros"), 4096);
         let chunks = vec![chunk; 20_000];
-        let built = build(None, 4096, &chunks, 4096);
+        let built = build(None, 4096, &chunks, 4096, None);
         let blocks: HashMap<Id, Vec<u8>> = built.blocks.iter().cloned().collect();
         assert!(
             blocks.len() < 20,
@@ -416,7 +441,7 @@ mod tests {
 
     /// A tree node over `parts` (key, bytes covered) in 4 KiB chunks.
     fn parts_block(parts: &[(Id, u64)]) -> (Id, Vec<u8>) {
-        let entries = parts.iter().map(|&(k, c)| Entry(k, c)).collect();
+        let entries = parts.iter().map(|&(k, c)| Entry::plain(k, c)).collect();
         let m = Manifest {
             name: None,
             size: parts.iter().map(|p| p.1).sum(),
@@ -433,7 +458,7 @@ mod tests {
             name: None,
             size: 4096,
             chunk_size: 4096,
-            body: Body::Chunks(vec![Entry(Id::of_block(b"c"), 4096)]),
+            body: Body::Chunks(vec![Entry::plain(Id::of_block(b"c"), 4096)]),
         }
         .encode();
         let mut blocks = HashMap::new();
@@ -459,7 +484,7 @@ mod tests {
             name: None,
             size: 8192,
             chunk_size: 4096,
-            body: Body::Chunks(vec![Entry(Id::of_block(b"c"), 4096); 2]),
+            body: Body::Chunks(vec![Entry::plain(Id::of_block(b"c"), 4096); 2]),
         }
         .encode();
         let leaf_key = Id::of_block(&leaf);

@@ -3,10 +3,12 @@
 //! order, verified, resumable. Both run as a short-lived client node.
 
 mod fetch;
+mod file_ref;
 mod get;
 mod pin;
 mod progress;
 mod put;
+pub mod secret;
 mod session;
 mod source;
 pub mod stream;
@@ -14,7 +16,8 @@ pub mod stream;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use fetch::{fetch_block, Fetcher, Resolved, Unfetched, MAX_BLOCK};
+pub use fetch::{block_len, fetch_block, open_chunk, Fetcher, Resolved, Unfetched, MAX_BLOCK};
+pub use file_ref::{BadFileRef, FileRef};
 pub use get::{get, GetOptions, GetReport};
 pub use pin::{pin, unpin, PinError, PinProgress};
 pub use progress::{Counters, Progress};
@@ -47,6 +50,8 @@ pub enum FilesError {
         "no node supplied root block {0}: check the key, and that the nodes that stored it are up"
     )]
     RootNotFound(Id),
+    #[error("the capability does not open root block {root} ({why}): check that it was copied whole; a truncated or altered capability cannot open its file")]
+    WrongKey { root: Id, why: String },
     #[error("root block {root} could not be fetched: {why}; peers did not answer in time, retry when the network is reachable")]
     RootTimedOut { root: Id, why: String },
     #[error("chunk {index} ({key}) could not be fetched from any node ({why}); {out} was not written, rerun to resume")]
@@ -58,6 +63,8 @@ pub enum FilesError {
     },
     #[error("{out} would need {size} bytes but its disk has {free} free: free some space there, or write elsewhere with -o")]
     NoRoom { out: PathBuf, size: u64, free: u64 },
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
     #[error("stopped after {0} chunks, as asked; rerun to resume")]
     Interrupted(usize),
 }

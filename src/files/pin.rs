@@ -6,6 +6,11 @@
 //! Blocks already held are only marked, never fetched again. A block no node
 //! supplies leaves the pin incomplete: what was fetched stays pinned, the root
 //! is not listed, and pinning again fetches only what is still missing.
+//!
+//! A sealed file is pinned by its capability: the manifests are opened here
+//! to find the chunks, and only the sealed blocks are stored. The capability
+//! is not kept, nor the file's name; the pin's blocks are listed instead, so
+//! that Unpin finds them by the root alone.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
@@ -13,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 
-use super::fetch::expand;
+use super::fetch::{expand, open_root};
+use super::file_ref::FileRef;
 use super::FilesError;
 use crate::id::Id;
 use crate::manifest::{Entry, Manifest, ManifestError};
@@ -43,6 +49,10 @@ pub enum PinError {
     RootNotFound(Id),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(
+        "the capability does not open root block {root} ({why}): check that it was copied whole"
+    )]
+    WrongKey { root: Id, why: String },
     #[error("{missing} of {total} blocks of {root} could not be fetched from any node (first: {first}); the blocks fetched stay pinned: pin it again once their holders are up")]
     Incomplete {
         root: Id,
@@ -112,23 +122,60 @@ async fn hold_pinned(
     Ok(Some((size, keep)))
 }
 
-/// Pins the file whose root manifest is `root`: every block held here and
-/// pinned, the root listed among the pins. `progress` is called as blocks
-/// are done, at most every 100 ms, and once at the end with the totals.
+/// Pins the file `file` names (a root or a capability): every block held
+/// here and pinned, the root listed among the pins. `progress` is called as
+/// blocks are done, at most every 100 ms, and once at the end with the totals.
 pub async fn pin(
     node: &Node,
     store: &Store,
-    root: Id,
+    file: FileRef,
+    progress: impl FnMut(PinProgress),
+) -> Result<PinProgress, PinError> {
+    let root = file.root();
+    let pinned: Mutex<Vec<Id>> = Mutex::new(Vec::new());
+    let result = pin_tree(node, store, file, &pinned, progress).await;
+    // A sealed pin's blocks are listed as far as it got, complete or not:
+    // Unpin cannot find them otherwise.
+    let pinned = pinned.into_inner().unwrap_or_else(|p| p.into_inner());
+    if file.is_sealed() && !pinned.is_empty() {
+        blocking(store, move |s| {
+            s.add_pin_blocks(&root, &pinned)?;
+            s.flush()
+        })
+        .await?;
+    }
+    result
+}
+
+async fn pin_tree(
+    node: &Node,
+    store: &Store,
+    file: FileRef,
+    pinned: &Mutex<Vec<Id>>,
     mut progress: impl FnMut(PinProgress),
 ) -> Result<PinProgress, PinError> {
+    let root = file.root();
     // One transfer: a liar or slow peer met on one block is avoided for all.
     let transfer = &Transfer::new();
     let Some((root_len, Some(bytes))) = hold_pinned(node, store, root, true, transfer).await?
     else {
         return Err(PinError::RootNotFound(root));
     };
-    let top = Manifest::parse(root, &bytes)?;
-    let (name, size) = (top.name.clone(), top.size);
+    lock(pinned).push(root);
+    let top = open_root(&file, &bytes).map_err(|e| match e {
+        FilesError::WrongKey { root, why } => PinError::WrongKey { root, why },
+        FilesError::Manifest(m) => PinError::Manifest(m),
+        other => PinError::Tree {
+            root,
+            why: other.to_string(),
+        },
+    })?;
+    let name = if file.is_sealed() {
+        None
+    } else {
+        top.name.clone()
+    };
+    let size = top.size;
     // The tree's manifest blocks, pinned as expand fetches them.
     let manifests: Mutex<Vec<(Id, u64)>> = Mutex::new(vec![(root, root_len)]);
     let failed_part: Mutex<Option<Id>> = Mutex::new(None);
@@ -140,6 +187,7 @@ pub async fn pin(
                 match fetched.await {
                     Ok(Some((len, Some(bytes)))) => {
                         lock(manifests).push((key, len));
+                        lock(pinned).push(key);
                         Ok(bytes)
                     }
                     Ok(_) => {
@@ -186,7 +234,7 @@ pub async fn pin(
     let mut last_report = Instant::now();
     let mut missing: Vec<Id> = Vec::new();
     let mut results = stream::iter(distinct)
-        .map(|Entry(key, len)| async move {
+        .map(|Entry(key, len, _)| async move {
             (
                 key,
                 len,
@@ -197,6 +245,7 @@ pub async fn pin(
     while let Some((key, len, held)) = results.next().await {
         match held? {
             Some(_) => {
+                lock(pinned).push(key);
                 done.blocks_done += 1;
                 done.bytes_done += len;
             }
@@ -220,6 +269,7 @@ pub async fn pin(
     }
     let info = PinInfo {
         name,
+        sealed: file.is_sealed(),
         size,
         blocks: done.blocks_total,
         bytes: done.bytes_total,
@@ -232,9 +282,14 @@ pub async fn pin(
     Ok(done)
 }
 
-/// The keys of the file under `root` that are held here: its manifest blocks
-/// and, when the whole tree is here, its chunks.
+/// The keys of the file under `root` that are held here: a sealed pin's
+/// listed blocks; a plain file's manifest blocks and, when the whole tree is
+/// here, its chunks.
 async fn held_tree(store: &Store, root: Id) -> Result<Vec<Id>, PinError> {
+    let listed = blocking(store, move |s| s.pin_blocks(&root)).await?;
+    if !listed.is_empty() {
+        return Ok(listed);
+    }
     let Some(bytes) = blocking(store, move |s| s.get(&root)).await? else {
         return Ok(Vec::new());
     };

@@ -1,5 +1,6 @@
-//! `dhtfs put`: cut a file into chunks, hash them, have the closest nodes pull
-//! each one from us (many chunks in flight), then store the manifest.
+//! `dhtfs put`: cut a file into chunks, seal them (unless plain), hash them,
+//! have the closest nodes pull each one from us (many chunks in flight), then
+//! store the manifest.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -10,14 +11,16 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
+use super::file_ref::FileRef;
 use super::progress::{Counters, Progress};
 use super::session::Session;
-use super::source::FileSource;
+use super::source::{FileSource, Located};
 use super::{io, FilesError};
 use crate::contact::Contact;
 use crate::id::Id;
 use crate::manifest::{self, Entry};
 use crate::node::{Node, RequestError};
+use crate::seal::{self, Capability, Secret};
 
 /// Smallest and largest chunk sizes (a chunk is one block; nodes take 1 MiB).
 pub const MIN_CHUNK: u64 = 4 << 10;
@@ -30,14 +33,18 @@ pub struct PutOptions {
     pub bootstrap: Vec<SocketAddr>,
     /// Nodes each chunk is stored on.
     pub replicas: usize,
+    /// Bytes per block: a sealed file's chunks carry the tag's 16 bytes less.
     pub chunk_size: u64,
     /// Chunks in flight at once.
     pub parallel: usize,
     pub quiet: bool,
+    /// Seal the file under this convergence secret; `None` stores it plain.
+    pub seal: Option<Secret>,
 }
 
 impl PutOptions {
-    /// Defaults for `file`: the local daemon, 7 replicas, 1 MiB chunks.
+    /// Defaults for `file`: the local daemon, 7 replicas, 1 MiB chunks,
+    /// plain (the command line seals by default; see `main.rs`).
     pub fn new(file: PathBuf) -> PutOptions {
         PutOptions {
             file,
@@ -46,6 +53,7 @@ impl PutOptions {
             chunk_size: MAX_CHUNK,
             parallel: 16,
             quiet: false,
+            seal: None,
         }
     }
 }
@@ -53,7 +61,10 @@ impl PutOptions {
 /// What a put did.
 #[derive(Clone, Debug)]
 pub struct PutReport {
+    /// The root manifest's block id.
     pub root: Id,
+    /// What names the file: the root, or for a sealed file its capability.
+    pub file: FileRef,
     pub size: u64,
     /// The file's chunks, in order (for the original's hash file).
     pub chunks: Vec<Entry>,
@@ -65,12 +76,17 @@ pub struct PutReport {
 
 struct Plan {
     chunks: Vec<Entry>,
-    offsets: HashMap<Id, (u64, u64)>,
+    offsets: HashMap<Id, Located>,
     size: u64,
 }
 
-/// Reads and hashes the file in chunks, remembering where each chunk lives.
-fn plan(path: &std::path::Path, chunk_size: u64) -> Result<(std::fs::File, Plan), FilesError> {
+/// Reads the file in chunks of `chunk_size` bytes, seals each under `seal`
+/// (if any), hashes each block, and remembers where each chunk lives.
+fn plan(
+    path: &std::path::Path,
+    chunk_size: u64,
+    seal: Option<&Secret>,
+) -> Result<(std::fs::File, Plan), FilesError> {
     let file = std::fs::File::open(path).map_err(io(path))?;
     let mut reader = std::io::BufReader::with_capacity(chunk_size as usize, &file);
     let mut buf = vec![0u8; chunk_size as usize];
@@ -91,11 +107,21 @@ fn plan(path: &std::path::Path, chunk_size: u64) -> Result<(std::fs::File, Plan)
         if filled == 0 {
             break;
         }
-        let key = Id::of_block(&buf[..filled]);
-        plan.offsets
-            .entry(key)
-            .or_insert((plan.size, filled as u64));
-        plan.chunks.push(Entry(key, filled as u64));
+        let chunk = &buf[..filled];
+        let (key, seal_key) = match seal {
+            None => (Id::of_block(chunk), None),
+            Some(secret) => {
+                let (k, block) = seal::seal_chunk(secret, chunk, chunk_size);
+                (Id::of_block(&block), Some(k))
+            }
+        };
+        plan.offsets.entry(key).or_insert(Located {
+            offset: plan.size,
+            size: filled as u64,
+            seal: seal_key,
+            chunk_size,
+        });
+        plan.chunks.push(Entry(key, filled as u64, seal_key));
         plan.size += filled as u64;
         if filled < buf.len() {
             break;
@@ -110,13 +136,21 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
     if !(MIN_CHUNK..=MAX_CHUNK).contains(&opts.chunk_size) {
         return Err(FilesError::ChunkSize(opts.chunk_size));
     }
-    let (path, chunk_size) = (opts.file.clone(), opts.chunk_size);
-    let (file, plan) = tokio::task::spawn_blocking(move || plan(&path, chunk_size))
-        .await
-        .map_err(|e| FilesError::Io {
-            path: opts.file.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })??;
+    let block_size = opts.chunk_size;
+    // A sealed chunk's block is its bytes and a tag: the chunk is that much
+    // smaller, so that no block exceeds the block size (1 MiB for the nodes).
+    let chunk_size = match opts.seal {
+        Some(_) => block_size - seal::TAG_LEN as u64,
+        None => block_size,
+    };
+    let (path, secret) = (opts.file.clone(), opts.seal.clone());
+    let (file, plan) =
+        tokio::task::spawn_blocking(move || plan(&path, chunk_size, secret.as_ref()))
+            .await
+            .map_err(|e| FilesError::Io {
+                path: opts.file.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
     let name = opts
         .file
         .file_name()
@@ -126,7 +160,8 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
         name.as_deref(),
         chunk_size,
         &plan.chunks,
-        chunk_size as usize,
+        block_size as usize,
+        opts.seal.as_ref(),
     );
     let source = Arc::new(FileSource::new(
         file,
@@ -141,7 +176,7 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
 
     let mut distinct: Vec<(usize, Id)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for (i, Entry(key, _)) in plan.chunks.iter().enumerate() {
+    for (i, Entry(key, _, _)) in plan.chunks.iter().enumerate() {
         if seen.insert(*key) {
             distinct.push((i, *key));
         }
@@ -188,8 +223,16 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
     if under > 0 {
         summary.push_str(&format!(", {under} blocks on fewer than {replicas} nodes"));
     }
+    let file = match built.root_key {
+        Some(key) => FileRef::Sealed(Capability {
+            root: built.root,
+            key,
+        }),
+        None => FileRef::Plain(built.root),
+    };
     Ok(PutReport {
         root: built.root,
+        file,
         size: plan.size,
         chunks: plan.chunks,
         under_replicated: under,

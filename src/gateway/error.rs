@@ -13,6 +13,10 @@ use crate::id::Id;
 pub enum GatewayError {
     #[error("'{0}' is not a key: a key is 64 hex digits, as `dhtfs put` prints it")]
     BadKey(String),
+    #[error("{0}")]
+    BadFile(String),
+    #[error("{0}")]
+    WrongKey(String),
     #[error("no node holds {0}: check the key, and that the nodes that stored it are up")]
     NotFound(Id),
     #[error("{0}")]
@@ -29,7 +33,8 @@ impl GatewayError {
     /// The status code this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::BadKey(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BadKey(_) | GatewayError::BadFile(_) => StatusCode::BAD_REQUEST,
+            GatewayError::WrongKey(_) => StatusCode::FORBIDDEN,
             GatewayError::NotFound(_) | GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::NotAManifest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             GatewayError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -53,6 +58,7 @@ impl GatewayError {
     pub fn unresolved(root: Id, e: FilesError) -> GatewayError {
         match e {
             FilesError::RootNotFound(_) => GatewayError::NotFound(root),
+            e @ FilesError::WrongKey { .. } => GatewayError::WrongKey(e.to_string()),
             FilesError::Manifest(m) => GatewayError::NotAManifest(format!(
                 "{m}; if it is a plain block, fetch it as /block/{root}"
             )),

@@ -1,5 +1,6 @@
-//! `GET /file/<root>` (and HEAD): the file a root manifest names, streamed in
-//! order, whole or one range of it.
+//! `GET /file/<root or capability>` (and HEAD): the file a root manifest
+//! names, or a sealed file opened by its capability, streamed in order,
+//! whole or one range of it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,8 +18,10 @@ use futures::StreamExt;
 use super::error::shown;
 use super::names::{content_disposition, content_type};
 use super::range::{content_range, parse_range, unsatisfied_range, Wanted};
-use super::{cache_headers, etag, not_modified, parse_key, unchanged, Gateway, GatewayError};
+use super::{cache_headers, etag, not_modified, unchanged, Gateway, GatewayError};
 use crate::files::stream::{pieces, read_pieces};
+use crate::files::FileRef;
+use crate::stats::Stats;
 
 /// The route's handler.
 pub(super) async fn get_file(
@@ -40,7 +43,12 @@ async fn serve_file(
     headers: &HeaderMap,
 ) -> Result<Response, GatewayError> {
     let started = Instant::now();
-    let root = parse_key(root)?;
+    let file_ref: FileRef = root
+        .parse()
+        .map_err(|e: crate::files::BadFileRef| GatewayError::BadFile(e.to_string()))?;
+    let root = file_ref.root();
+    // A root's content never changes, and a capability opens one content
+    // or none: the root names it either way.
     let tag = etag(&root);
     // What a root names never changes: no lookup needed to say so.
     if not_modified(headers, &tag) {
@@ -48,10 +56,13 @@ async fn serve_file(
     }
     let permit = gw.permit()?;
     let fetcher = gw.fetcher();
-    let file = match gw.cached(&root) {
+    // Cached by the whole capability, never by the root alone: a request
+    // with the root and a wrong key must not be served what the right key
+    // opened.
+    let file = match gw.cached(&file_ref) {
         Some(file) => file,
         None => {
-            let resolved = tokio::time::timeout(gw.resolve_timeout, fetcher.resolve(root))
+            let resolved = tokio::time::timeout(gw.resolve_timeout, fetcher.resolve(file_ref))
                 .await
                 .map_err(|_| {
                     GatewayError::TimedOut(format!(
@@ -62,7 +73,7 @@ async fn serve_file(
                 .map_err(|e| GatewayError::unresolved(root, e));
             gw.metrics.take_rejected(&fetcher.counters);
             let file = Arc::new(resolved?);
-            gw.keep(root, file.clone());
+            gw.keep(file_ref, file.clone());
             file
         }
     };
@@ -116,13 +127,19 @@ async fn serve_file(
     };
     resp.headers_mut()
         .insert(CONTENT_LENGTH, HeaderValue::from(end - start));
+    let stats = fetcher.node.stats();
+    Stats::inc(match file_ref.is_sealed() {
+        true => &stats.files_read_sealed,
+        false => &stats.files_read_plain,
+    });
     if *method == Method::HEAD || start == end {
         return Ok(resp);
     }
 
     let (metrics, counters) = (gw.metrics.clone(), fetcher.counters.clone());
     let mut first = true;
-    let body = read_pieces(fetcher, pieces(&file.chunks, start, end), gw.read_ahead).map(
+    let wanted = pieces(&file.chunks, file.chunk_size, start, end);
+    let body = read_pieces(fetcher, wanted, gw.read_ahead).map(
         move |piece| {
             // The request's slot is held for as long as its body streams.
             let _held = &permit;

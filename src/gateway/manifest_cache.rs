@@ -10,8 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::files::Resolved;
-use crate::id::Id;
+use crate::files::{FileRef, Resolved};
 use crate::manifest::Entry;
 
 /// What an entry costs beside its chunk list and name: its key, its slot in
@@ -36,9 +35,9 @@ struct Slot {
 pub struct ManifestCache {
     capacity: u64,
     held: u64,
-    slots: HashMap<Id, Slot>,
+    slots: HashMap<FileRef, Slot>,
     /// Roots by last use, oldest first.
-    order: BTreeMap<u64, Id>,
+    order: BTreeMap<u64, FileRef>,
     uses: u64,
 }
 
@@ -55,7 +54,7 @@ impl ManifestCache {
     }
 
     /// The file `root` names, if cached; it becomes the most recently used.
-    pub fn get(&mut self, root: &Id) -> Option<Arc<Resolved>> {
+    pub fn get(&mut self, root: &FileRef) -> Option<Arc<Resolved>> {
         self.uses += 1;
         let slot = self.slots.get_mut(root)?;
         self.order.remove(&slot.used);
@@ -66,7 +65,7 @@ impl ManifestCache {
 
     /// Keeps `file` under `root`, making room by dropping the least recently
     /// used entries; a file charged more than the whole capacity is not kept.
-    pub fn insert(&mut self, root: Id, file: Arc<Resolved>) {
+    pub fn insert(&mut self, root: FileRef, file: Arc<Resolved>) {
         let cost = charge(&file);
         self.remove(&root);
         if cost > self.capacity {
@@ -94,7 +93,7 @@ impl ManifestCache {
     }
 
     /// Drops `root`'s entry, if any.
-    pub fn remove(&mut self, root: &Id) {
+    pub fn remove(&mut self, root: &FileRef) {
         if let Some(slot) = self.slots.remove(root) {
             self.order.remove(&slot.used);
             self.held -= slot.cost;
@@ -120,18 +119,20 @@ impl ManifestCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::Id;
 
     /// A file of `chunks` 1-byte chunks, its root made from `seed`.
-    fn file(seed: u8, chunks: usize) -> (Id, Arc<Resolved>) {
+    fn file(seed: u8, chunks: usize) -> (FileRef, Arc<Resolved>) {
         let chunks: Vec<Entry> = (0..chunks)
-            .map(|i| Entry(Id::of_block(&[seed, i as u8, (i >> 8) as u8]), 1))
+            .map(|i| Entry::plain(Id::of_block(&[seed, i as u8, (i >> 8) as u8]), 1))
             .collect();
         let resolved = Resolved {
             name: Some(format!("f{seed}.bin")),
             size: chunks.len() as u64,
+            chunk_size: 4096,
             chunks,
         };
-        (Id::of_block(&[seed]), Arc::new(resolved))
+        (FileRef::Plain(Id::of_block(&[seed])), Arc::new(resolved))
     }
 
     #[test]

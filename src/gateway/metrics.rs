@@ -11,8 +11,8 @@ use crate::metrics::{counter, counter_vec};
 
 /// Status codes shown from the start (at 0), so dashboards and alerts find
 /// the series before the first request.
-const CODES: [&str; 9] = [
-    "200", "206", "304", "400", "404", "416", "422", "503", "504",
+const CODES: [&str; 10] = [
+    "200", "206", "304", "400", "403", "404", "416", "422", "503", "504",
 ];
 
 /// Counters and the time-to-first-byte histogram of one gateway.

@@ -39,7 +39,7 @@ pub use listener::ConnLimits;
 pub use manifest_cache::ManifestCache;
 pub use metrics::GatewayMetrics;
 
-use crate::files::{Fetcher, Resolved};
+use crate::files::{Fetcher, FileRef, Resolved};
 use crate::id::Id;
 use crate::node::Node;
 
@@ -89,14 +89,14 @@ impl Gateway {
     }
 
     /// The file `root` names, if its manifest is cached (counted either way).
-    fn cached(&self, root: &Id) -> Option<Arc<Resolved>> {
+    fn cached(&self, root: &FileRef) -> Option<Arc<Resolved>> {
         let hit = self.manifests.lock().ok()?.get(root);
         self.metrics.manifest_lookup(hit.is_some());
         hit
     }
 
     /// Keeps a file just resolved for the next requests for it.
-    fn keep(&self, root: Id, file: Arc<Resolved>) {
+    fn keep(&self, root: FileRef, file: Arc<Resolved>) {
         if let Ok(mut cache) = self.manifests.lock() {
             cache.insert(root, file);
             self.metrics

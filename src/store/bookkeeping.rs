@@ -66,9 +66,24 @@ impl Store {
         self.flush()
     }
 
-    /// Forgets the pin of `root`, durably; false if there was none.
+    /// Lists `blocks` as held for the sealed pin of `root` (not flushed: the
+    /// pin's own flush makes them durable).
+    pub fn add_pin_blocks(&self, root: &Id, blocks: &[Id]) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        pins::add_blocks(&inner.trees.pin_blocks, &inner.db_path, root, blocks)
+    }
+
+    /// The blocks listed for the sealed pin of `root`.
+    pub fn pin_blocks(&self, root: &Id) -> Result<Vec<Id>, StoreError> {
+        let inner = &*self.inner;
+        pins::blocks(&inner.trees.pin_blocks, &inner.db_path, root)
+    }
+
+    /// Forgets the pin of `root` and its block list, durably; false if there
+    /// was no pin.
     pub fn remove_pin(&self, root: &Id) -> Result<bool, StoreError> {
         let inner = &*self.inner;
+        pins::remove_blocks(&inner.trees.pin_blocks, &inner.db_path, root)?;
         let removed = inner
             .trees
             .pins

@@ -101,6 +101,8 @@ pub(crate) struct Trees {
     pub records: sled::Tree,
     /// Pinned roots (`pins.rs`); an absent or empty tree is no pins.
     pub pins: sled::Tree,
+    /// The blocks of each sealed pin, root then block (`pins.rs`).
+    pub pin_blocks: sled::Tree,
     /// Where the upkeep workers stand (`progress.rs`).
     pub upkeep: sled::Tree,
 }
@@ -116,6 +118,7 @@ impl Trees {
             routing: tree(ROUTING_TREE)?,
             records: tree(super::records::RECORDS_TREE)?,
             pins: tree(super::pins::PINS_TREE)?,
+            pin_blocks: tree(super::pins::PIN_BLOCKS_TREE)?,
             upkeep: tree(super::progress::UPKEEP_TREE)?,
         })
     }

@@ -2,6 +2,10 @@
 //! [`PinInfo`]. JSON because pins are few, written rarely and read by people
 //! debugging a node. The blocks of a pinned file carry the pin themselves (their
 //! record's origin); this list is what Unpin and ListPins start from.
+//!
+//! A sealed file's manifests cannot be read without its capability, which a
+//! pinning node does not keep (it stores only ciphertext), so the blocks of
+//! a sealed pin are listed in `pin_blocks`: key = root ++ block, no value.
 
 use std::path::Path;
 
@@ -12,13 +16,19 @@ use crate::id::Id;
 
 /// Tree of pinned roots.
 pub(crate) const PINS_TREE: &str = "pins";
+/// Tree of the blocks of sealed pins.
+pub(crate) const PIN_BLOCKS_TREE: &str = "pin_blocks";
 
 /// What a pin covers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PinInfo {
-    /// The file's name from its manifest, if it has one.
+    /// The file's name from its manifest, if it has one (never kept for a
+    /// sealed file: its name is as private as its bytes).
     #[serde(default)]
     pub name: Option<String>,
+    /// A sealed file, pinned by capability.
+    #[serde(default)]
+    pub sealed: bool,
     /// The file's size.
     pub size: u64,
     /// Blocks pinned: manifest blocks and distinct chunks.
@@ -54,4 +64,46 @@ pub(super) fn list(pins: &sled::Tree, db_path: &Path) -> Result<Vec<(Id, PinInfo
         }
     }
     Ok(out)
+}
+
+pub(super) fn add_blocks(
+    tree: &sled::Tree,
+    db_path: &Path,
+    root: &Id,
+    blocks: &[Id],
+) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for block in blocks {
+        let mut key = [0u8; 64];
+        key[..32].copy_from_slice(&root.0);
+        key[32..].copy_from_slice(&block.0);
+        batch.insert(&key[..], &[][..]);
+    }
+    tree.apply_batch(batch)
+        .map_err(|e| StoreError::db(db_path, e))
+}
+
+pub(super) fn blocks(tree: &sled::Tree, db_path: &Path, root: &Id) -> Result<Vec<Id>, StoreError> {
+    let mut out = Vec::new();
+    for item in tree.scan_prefix(root.0) {
+        let (key, _) = item.map_err(|e| StoreError::db(db_path, e))?;
+        if let Ok(id) = <[u8; 32]>::try_from(&key[32..]) {
+            out.push(Id(id));
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn remove_blocks(
+    tree: &sled::Tree,
+    db_path: &Path,
+    root: &Id,
+) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for item in tree.scan_prefix(root.0) {
+        let (key, _) = item.map_err(|e| StoreError::db(db_path, e))?;
+        batch.remove(key);
+    }
+    tree.apply_batch(batch)
+        .map_err(|e| StoreError::db(db_path, e))
 }

@@ -111,6 +111,8 @@ fn the_readme_tour_runs_as_written() {
             .args(["-euo", "pipefail", "-c", &tour[0]])
             .current_dir(dir.path())
             .env("PATH", &path)
+            // `put` makes its convergence secret here, not in the user's home.
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
