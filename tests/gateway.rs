@@ -9,80 +9,16 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::curl::{curl, fetch};
 use common::data::random_bytes;
 use common::metrics::metric;
 use common::process::run_to_end;
 use common::put::put_file;
 use common::{require_tool, TestNet};
 use dhtfs::id::Id;
-
-const CURL_INSTALL: &str = "apt-get install curl";
 const CHROMIUM_INSTALL: &str = "apt-get install chromium";
-
-/// Runs the real curl with `args` (never waiting more than a minute).
-async fn curl(args: Vec<String>) -> Output {
-    let bin = require_tool("curl", CURL_INSTALL);
-    tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .args(["-sS", "--max-time", "60"])
-            .args(&args)
-            .output()
-            .expect("curl runs")
-    })
-    .await
-    .unwrap()
-}
-
-/// One response as curl saw it: status, headers (lower-cased names), body.
-struct Got {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    curl_exit: Option<i32>,
-}
-
-impl Got {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// GETs `url` with curl and `extra` arguments.
-async fn fetch(url: &str, extra: &[&str]) -> Got {
-    let tmp = tempfile::tempdir().unwrap();
-    let (head, body) = (tmp.path().join("head"), tmp.path().join("body"));
-    let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    args.extend([
-        "-D".into(),
-        head.to_str().unwrap().into(),
-        "-o".into(),
-        body.to_str().unwrap().into(),
-        url.into(),
-    ]);
-    let out = curl(args).await;
-    let text = std::fs::read_to_string(&head).unwrap_or_default();
-    let mut lines = text.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Got {
-        status,
-        headers,
-        body: std::fs::read(&body).unwrap_or_default(),
-        curl_exit: out.status.code(),
-    }
-}
 
 fn file_url(gateway: SocketAddr, root: &Id) -> String {
     format!("http://{gateway}/file/{root}")

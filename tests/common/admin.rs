@@ -16,16 +16,24 @@ pub async fn client(addr: std::net::SocketAddr) -> AdminClient<tonic::transport:
         .expect("admin API answers")
 }
 
-/// Pins `root`, reading the stream to its end: every message, or the status
-/// the stream ended with.
+/// Pins the plain file `root`, reading the stream to its end: every
+/// message, or the status the stream ended with.
 pub async fn pin(
     c: &mut AdminClient<tonic::transport::Channel>,
     root: Id,
 ) -> Result<Vec<pb::PinProgress>, tonic::Status> {
+    pin_named(c, &root.to_hex()).await
+}
+
+/// Pins the file `name` names (a capability or a root), as [`pin`] does.
+pub async fn pin_named(
+    c: &mut AdminClient<tonic::transport::Channel>,
+    name: &str,
+) -> Result<Vec<pb::PinProgress>, tonic::Status> {
     let run = async {
         let mut stream = c
             .pin(pb::PinRequest {
-                root: root.to_hex(),
+                root: name.to_string(),
             })
             .await?
             .into_inner();

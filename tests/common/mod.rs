@@ -4,10 +4,11 @@
 //! child processes), `http` (raw GETs), `metrics` (reading samples), `fetch`
 //! (the raw TCP block fetch), `wire` (playing a peer by hand), `hostile`
 //! (attackers), `put` (putting a file), `data` (random bytes and blocks),
-//! `admin` (the admin API).
+//! `admin` (the admin API), `curl` (the real curl).
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod curl;
 pub mod data;
 pub mod fetch;
 pub mod hostile;
