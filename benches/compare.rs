@@ -162,7 +162,7 @@ fn large_file(
     step("large file");
     let mib = sizes.mib;
     let file = tmp.join("large");
-    let (sha, fsync) = {
+    let (sha, fsync, seal) = {
         let mut data = vec![0u8; mib << 20];
         rand::rngs::StdRng::seed_from_u64(1).fill_bytes(&mut data);
         std::fs::write(&file, &data).expect("write large file");
@@ -170,14 +170,23 @@ fn large_file(
         let fsync: Vec<f64> = (0..sizes.runs)
             .map(|_| bulk::fsync_write_rate(tmp, &data))
             .collect();
-        (median(&sha), median(&fsync))
+        let seal: Vec<f64> = (0..sizes.runs).map(|_| bulk::seal_rate(&data)).collect();
+        (median(&sha), median(&fsync), median(&seal))
     };
+    // Plain and sealed take turns, so that both meet the machine as it is.
     let (mut puts, mut gets) = (Vec::new(), Vec::new());
+    let (mut sealed_puts, mut sealed_gets) = (Vec::new(), Vec::new());
     for run in 0..sizes.runs {
         let dir = tmp.join(format!("bulk{run}"));
-        let (p, g) = rt.block_on(bulk::transfer(&dir, &file, mib));
+        let (p, g) = rt.block_on(bulk::transfer(&dir, &file, mib, None));
         puts.push(p);
         gets.push(g);
+        let _ = std::fs::remove_dir_all(&dir);
+        let dir = tmp.join(format!("sealed{run}"));
+        let secret = Some(dhtfs::seal::Secret::random());
+        let (p, g) = rt.block_on(bulk::transfer(&dir, &file, mib, secret));
+        sealed_puts.push(p);
+        sealed_gets.push(g);
         let _ = std::fs::remove_dir_all(&dir);
     }
     let _ = std::fs::remove_file(&file);
@@ -218,6 +227,23 @@ fn large_file(
             "MiB/s",
         )
         .vs("sha256, one core", sha),
+    );
+    rows.push(Row::new("seal 1 MiB chunks, one core", seal, "MiB/s").vs("sha256, one core", sha));
+    rows.push(
+        Row::new(
+            format!("sealed put {mib} MiB file, {r} replicas, 8 nodes"),
+            median(&sealed_puts),
+            "MiB/s",
+        )
+        .vs("plain put, this run", median(&puts)),
+    );
+    rows.push(
+        Row::new(
+            format!("sealed get {mib} MiB file, 8 nodes"),
+            median(&sealed_gets),
+            "MiB/s",
+        )
+        .vs("plain get, this run", median(&gets)),
     );
 }
 

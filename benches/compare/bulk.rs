@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use dhtfs::files::{get, put, GetOptions, PutOptions};
+use dhtfs::seal::{seal_chunk, Secret};
 use sha2::{Digest, Sha256};
 
 use crate::common::{start_net, stop_net};
@@ -19,6 +20,17 @@ pub fn sha256_rate(data: &[u8]) -> f64 {
     let started = Instant::now();
     for chunk in data.chunks(1 << 20) {
         std::hint::black_box(Sha256::digest(chunk));
+    }
+    data.len() as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// MiB/s of sealing `data` in 1 MiB chunks on this thread (the keyed hash
+/// and ChaCha20-Poly1305, what a sealed put adds to every byte).
+pub fn seal_rate(data: &[u8]) -> f64 {
+    let secret = Secret([9; 32]);
+    let started = Instant::now();
+    for chunk in data.chunks(1 << 20) {
+        std::hint::black_box(seal_chunk(&secret, chunk, 1 << 20));
     }
     data.len() as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64()
 }
@@ -56,13 +68,15 @@ pub fn fsync_small_rate(dir: &Path, count: usize) -> f64 {
     rate
 }
 
-/// Put and get MiB/s of `file` (`mib` MiB) on a fresh 8-node network under `dir`.
-pub async fn transfer(dir: &Path, file: &Path, mib: usize) -> (f64, f64) {
+/// Put and get MiB/s of `file` (`mib` MiB) on a fresh 8-node network under
+/// `dir`, sealed under `seal` or plain.
+pub async fn transfer(dir: &Path, file: &Path, mib: usize, seal: Option<Secret>) -> (f64, f64) {
     let nodes = start_net(dir, 8).await;
     let opts = PutOptions {
         bootstrap: vec![nodes[0].local_addr],
         replicas: REPLICAS,
         quiet: true,
+        seal,
         ..PutOptions::new(file.to_path_buf())
     };
     let started = Instant::now();
@@ -72,7 +86,7 @@ pub async fn transfer(dir: &Path, file: &Path, mib: usize) -> (f64, f64) {
     let gopts = GetOptions {
         bootstrap: vec![nodes[7].local_addr],
         quiet: true,
-        ..GetOptions::new(report.root, out.clone())
+        ..GetOptions::new(report.file, out.clone())
     };
     let started = Instant::now();
     let got = get(&gopts).await.expect("get");
