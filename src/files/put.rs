@@ -80,6 +80,56 @@ struct Plan {
     size: u64,
 }
 
+/// Chunks sealed and hashed at once, one per core (at most 8): sealing is
+/// three passes over each byte (the keyed hash, the cipher, the block's
+/// hash), and the transfer waits for the plan, so the plan uses every core.
+fn planners() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// Fills `buf` from `reader` as far as it goes: fewer bytes only at the end.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = reader.read(&mut buf[filled..])?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
+}
+
+/// The block key of each chunk, and its seal key when sealed: one chunk per
+/// thread when there are several.
+fn key_chunks(
+    chunks: &[&[u8]],
+    seal: Option<&Secret>,
+    chunk_size: u64,
+) -> Vec<(Id, Option<seal::SealKey>)> {
+    let one = |chunk: &[u8]| match seal {
+        None => (Id::of_block(chunk), None),
+        Some(secret) => {
+            let (k, block) = seal::seal_chunk(secret, chunk, chunk_size);
+            (Id::of_block(&block), Some(k))
+        }
+    };
+    if chunks.len() < 2 {
+        return chunks.iter().map(|c| one(c)).collect();
+    }
+    std::thread::scope(|scope| {
+        let one = &one;
+        let running: Vec<_> = chunks
+            .iter()
+            .map(|&c| scope.spawn(move || one(c)))
+            .collect();
+        running
+            .into_iter()
+            .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 /// Reads the file in chunks of `chunk_size` bytes, seals each under `seal`
 /// (if any), hashes each block, and remembers where each chunk lives.
 fn plan(
@@ -89,42 +139,36 @@ fn plan(
 ) -> Result<(std::fs::File, Plan), FilesError> {
     let file = std::fs::File::open(path).map_err(io(path))?;
     let mut reader = std::io::BufReader::with_capacity(chunk_size as usize, &file);
-    let mut buf = vec![0u8; chunk_size as usize];
+    let mut bufs = vec![vec![0u8; chunk_size as usize]; planners()];
     let mut plan = Plan {
         chunks: Vec::new(),
         offsets: HashMap::new(),
         size: 0,
     };
-    loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = reader.read(&mut buf[filled..]).map_err(io(path))?;
-            if n == 0 {
+    let mut at_end = false;
+    while !at_end {
+        let mut lens = Vec::with_capacity(bufs.len());
+        for buf in bufs.iter_mut() {
+            let filled = fill(&mut reader, buf).map_err(io(path))?;
+            if filled > 0 {
+                lens.push(filled);
+            }
+            if filled < buf.len() {
+                at_end = true;
                 break;
             }
-            filled += n;
         }
-        if filled == 0 {
-            break;
-        }
-        let chunk = &buf[..filled];
-        let (key, seal_key) = match seal {
-            None => (Id::of_block(chunk), None),
-            Some(secret) => {
-                let (k, block) = seal::seal_chunk(secret, chunk, chunk_size);
-                (Id::of_block(&block), Some(k))
-            }
-        };
-        plan.offsets.entry(key).or_insert(Located {
-            offset: plan.size,
-            size: filled as u64,
-            seal: seal_key,
-            chunk_size,
-        });
-        plan.chunks.push(Entry(key, filled as u64, seal_key));
-        plan.size += filled as u64;
-        if filled < buf.len() {
-            break;
+        let chunks: Vec<&[u8]> = bufs.iter().zip(&lens).map(|(b, &n)| &b[..n]).collect();
+        for (chunk, (key, seal_key)) in chunks.iter().zip(key_chunks(&chunks, seal, chunk_size)) {
+            let filled = chunk.len() as u64;
+            plan.offsets.entry(key).or_insert(Located {
+                offset: plan.size,
+                size: filled,
+                seal: seal_key,
+                chunk_size,
+            });
+            plan.chunks.push(Entry(key, filled, seal_key));
+            plan.size += filled;
         }
     }
     drop(reader);
