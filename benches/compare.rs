@@ -162,7 +162,7 @@ fn large_file(
     step("large file");
     let mib = sizes.mib;
     let file = tmp.join("large");
-    let (sha, fsync, seal) = {
+    let (sha, fsync, seal, (encode, decode)) = {
         let mut data = vec![0u8; mib << 20];
         rand::rngs::StdRng::seed_from_u64(1).fill_bytes(&mut data);
         std::fs::write(&file, &data).expect("write large file");
@@ -171,7 +171,17 @@ fn large_file(
             .map(|_| bulk::fsync_write_rate(tmp, &data))
             .collect();
         let seal: Vec<f64> = (0..sizes.runs).map(|_| bulk::seal_rate(&data)).collect();
-        (median(&sha), median(&fsync), median(&seal))
+        let ec: Vec<(f64, f64)> = (0..sizes.runs)
+            .map(|_| bulk::erasure_rates(&data))
+            .collect();
+        let encode: Vec<f64> = ec.iter().map(|r| r.0).collect();
+        let decode: Vec<f64> = ec.iter().map(|r| r.1).collect();
+        (
+            median(&sha),
+            median(&fsync),
+            median(&seal),
+            (median(&encode), median(&decode)),
+        )
     };
     // Plain and sealed take turns, so that both meet the machine as it is.
     let (mut puts, mut gets) = (Vec::new(), Vec::new());
@@ -229,6 +239,23 @@ fn large_file(
         .vs("sha256, one core", sha),
     );
     rows.push(Row::new("seal 1 MiB chunks, one core", seal, "MiB/s").vs("sha256, one core", sha));
+    let (k, n) = bulk::EC_CODE;
+    rows.push(
+        Row::new(
+            format!("erasure-code {k}/{n}, 1 MiB chunks, one core"),
+            encode,
+            "MiB/s",
+        )
+        .vs("sha256, one core", sha),
+    );
+    rows.push(
+        Row::new(
+            format!("decode {k}/{n} from recovery shards only, one core"),
+            decode,
+            "MiB/s",
+        )
+        .vs("sha256, one core", sha),
+    );
     rows.push(
         Row::new(
             format!("sealed put {mib} MiB file, {r} replicas, 8 nodes"),

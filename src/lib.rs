@@ -5,7 +5,7 @@
 //! - core, pure, no I/O or clocks (time is passed in): [`id`], [`contact`],
 //!   [`addr`], [`wire`], [`routing`], [`lookup`], [`region`], [`manifest`],
 //!   [`limits`], [`pacing`], [`rtt`], [`hedge`], [`seal`] (the crypto of
-//!   confidential files); and [`stats`], the plain
+//!   confidential files), [`erasure`] (a chunk's shards); and [`stats`], the plain
 //!   counters every layer above bumps
 //! - shells: [`net`] (UDP and TCP sockets), [`store`] (sled and block files)
 //! - engine: [`node`], which reaches the network and time only through the
@@ -24,6 +24,7 @@ pub mod config;
 pub mod contact;
 pub mod daemon;
 pub mod devnet;
+pub mod erasure;
 pub mod files;
 pub mod gateway;
 pub mod hedge;

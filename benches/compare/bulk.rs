@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
+use dhtfs::erasure::Code;
 use dhtfs::files::{get, put, GetOptions, PutOptions};
 use dhtfs::seal::{seal_chunk, Secret};
 use sha2::{Digest, Sha256};
@@ -33,6 +34,29 @@ pub fn seal_rate(data: &[u8]) -> f64 {
         std::hint::black_box(seal_chunk(&secret, chunk, 1 << 20));
     }
     data.len() as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The code the erasure rows measure: what `--ec` would store at 2x.
+pub const EC_CODE: (usize, usize) = (10, 20);
+
+/// MiB/s of chunk bytes erasure-coded (`EC_CODE`, 1 MiB chunks) on this
+/// thread: encoding, and decoding from the worst case, where every data
+/// shard is lost and all k come from recovery shards.
+pub fn erasure_rates(data: &[u8]) -> (f64, f64) {
+    let code = Code::new(EC_CODE.0, EC_CODE.1).expect("a code");
+    let mib = data.len() as f64 / (1 << 20) as f64;
+    let started = Instant::now();
+    let stripes: Vec<Vec<Vec<u8>>> = data.chunks(1 << 20).map(|c| code.encode(c)).collect();
+    let encode = mib / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for (chunk, blocks) in data.chunks(1 << 20).zip(&stripes) {
+        let recovery: Vec<(usize, &[u8])> = (code.k()..code.n())
+            .map(|i| (i, blocks[i].as_slice()))
+            .collect();
+        let got = code.decode(chunk.len(), &recovery).expect("decodes");
+        assert!(got == chunk, "decoded other bytes");
+    }
+    (encode, mib / started.elapsed().as_secs_f64())
 }
 
 /// MiB/s of writing `data` to a new file in `dir` in 1 MiB writes and one fsync.
