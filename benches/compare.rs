@@ -301,6 +301,12 @@ fn putblock(
         })
     };
     let (alone, _) = measure(1);
+    let (median_ms, p90_ms) = rt.block_on(async {
+        let nodes = common::start_net(&tmp.join("putblock-latency"), 1).await;
+        let got = small::putblock_latency(&nodes[0], 40_000, (per * 20).clamp(20, 200)).await;
+        common::stop_net(nodes).await;
+        got
+    });
     // "putblock-lone" alone skips the 8 nodes (for profiling the local path).
     let (putblocks, saved) = if sizes.wants("putblock") {
         measure(8)
@@ -329,6 +335,14 @@ fn putblock(
             "/s",
         )
         .vs("4 KiB file write + fsync, one thread", median(&fsync_small)),
+    );
+    rows.push(
+        Row::new(
+            "PutBlock 40 KB, one client in turn, lone node, p90",
+            p90_ms,
+            "ms",
+        )
+        .vs("its median, this run", median_ms),
     );
     let k = dhtfs::config::Config::default().k as f64;
     rows.push(

@@ -71,6 +71,26 @@ pub async fn putblock_rate(node: &Daemon, per_client: usize) -> (f64, f64) {
     (rate, saved as f64 / (CLIENTS * per_client) as f64)
 }
 
+/// The median and p90 (ms) of `count` PutBlocks of `size` random bytes, one
+/// after another from one client: the tail a reply's last segment waiting
+/// for a delayed ACK would show (40 ms steps), which a rate hides.
+pub async fn putblock_latency(node: &Daemon, size: usize, count: usize) -> (f64, f64) {
+    let url = format!("http://{}", node.admin_addr);
+    let mut client = AdminClient::connect(url).await.expect("admin API");
+    let mut took = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut data = vec![0u8; size];
+        rand::thread_rng().fill_bytes(&mut data);
+        let began = Instant::now();
+        client
+            .put_block(pb::PutBlockRequest { data })
+            .await
+            .expect("PutBlock");
+        took.push(ms(began.elapsed()));
+    }
+    (quantile(&took, 0.5), quantile(&took, 0.9))
+}
+
 /// Fills a store in `dir` with `count` random blocks of `size` bytes, each put
 /// durable as a node's are, from 32 threads at once; returns disk bytes per
 /// stored byte once they are all in.

@@ -64,12 +64,17 @@ pub async fn serve(
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let admin = tonic::service::interceptor::InterceptedService::new(admin, auth);
+    // Server::tcp_nodelay is ignored for an incoming stream we hand over:
+    // without TCP_NODELAY on each accepted connection, a reply's last
+    // segment waits for the client's delayed ACK (a 40 KB PutBlock took
+    // 41 ms at p90 on a lone node, against 0.8 ms at the median).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(admin)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
         .await?;
