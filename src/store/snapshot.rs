@@ -1,13 +1,21 @@
-//! The routing snapshot: the contacts a node knew when it last saved, so a restart
-//! can rejoin without a bootstrap node.
+//! The routing snapshot: the contacts a node knew, so a restart can rejoin
+//! without a bootstrap node.
 //!
-//! Stored as one value, key `contacts` in the `routing` tree, so replacing it is a
-//! single atomic insert. The value is a JSON array of `{"id": "<64 hex>", "addr":
-//! "<ip:port>"}`. JSON because the snapshot is small, written rarely, and readable
-//! with any sled dump when debugging a node that cannot rejoin. Entries that do not
-//! decode are skipped with a warning: the snapshot is only a hint, and losing one
+//! One entry per contact in the `routing` tree: key `peer/` and the contact's
+//! 32-byte id, value its address as text (`ip:port`). A change to the table
+//! touches only the entries that changed, so recording every change as it
+//! happens costs a few hundred bytes, not the whole table: [`Store::note_routing`]
+//! applies it without an fsync, and the next group commit of blocks (or
+//! sled's own flush, every half second) makes it durable with them;
+//! [`Store::save_routing`] flushes at once. Entries that do not decode are
+//! skipped with a warning: the snapshot is only a hint, and losing one
 //! contact is better than refusing to start.
+//!
+//! Nodes before this layout kept one JSON array under the key `contacts`
+//! (`[{"id": "<64 hex>", "addr": "<ip:port>"}]`); it is read when no entry
+//! exists, and the first save replaces it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -17,8 +25,10 @@ use super::{Store, StoreError};
 use crate::contact::Contact;
 use crate::id::Id;
 
-/// Key of the snapshot inside the `routing` tree.
+/// Key of the earlier layout's snapshot inside the `routing` tree.
 const SNAPSHOT_KEY: &[u8] = b"contacts";
+/// Prefix of one contact's entry.
+const PEER_PREFIX: &[u8] = b"peer/";
 
 #[derive(Serialize, Deserialize)]
 struct SavedContact {
@@ -26,32 +36,86 @@ struct SavedContact {
     addr: SocketAddr,
 }
 
-/// Replaces the snapshot with `contacts` and flushes it.
+fn peer_key(id: &Id) -> Vec<u8> {
+    let mut key = PEER_PREFIX.to_vec();
+    key.extend_from_slice(&id.0);
+    key
+}
+
+/// Makes the saved contacts `contacts`, touching only the entries that
+/// differ, in one atomic batch; flushes if `durable`.
 pub(crate) fn save(
     db: &sled::Db,
     routing: &sled::Tree,
     db_path: &Path,
     contacts: &[Contact],
+    durable: bool,
 ) -> Result<(), StoreError> {
-    let saved: Vec<SavedContact> = contacts
-        .iter()
-        .map(|c| SavedContact {
-            id: c.id,
-            addr: c.addr,
-        })
-        .collect();
-    let json = serde_json::to_vec(&saved).map_err(|e| {
-        StoreError::corrupt(db_path, format!("cannot encode routing snapshot: {e}"))
-    })?;
-    routing
-        .insert(SNAPSHOT_KEY, json)
-        .map_err(|e| StoreError::db(db_path, e))?;
-    db.flush().map_err(|e| StoreError::db(db_path, e))?;
+    let db_err = |e| StoreError::db(db_path, e);
+    let mut stored: HashMap<Vec<u8>, sled::IVec> = HashMap::new();
+    for item in routing.scan_prefix(PEER_PREFIX) {
+        let (k, v) = item.map_err(db_err)?;
+        stored.insert(k.to_vec(), v);
+    }
+    let mut batch = sled::Batch::default();
+    let mut changed = false;
+    for c in contacts {
+        let key = peer_key(&c.id);
+        let addr = c.addr.to_string();
+        match stored.remove(&key) {
+            Some(v) if v.as_ref() == addr.as_bytes() => {}
+            _ => {
+                batch.insert(key, addr.as_bytes());
+                changed = true;
+            }
+        }
+    }
+    for gone in stored.into_keys() {
+        batch.remove(gone);
+        changed = true;
+    }
+    if routing.contains_key(SNAPSHOT_KEY).map_err(db_err)? {
+        batch.remove(SNAPSHOT_KEY);
+        changed = true;
+    }
+    if changed {
+        routing.apply_batch(batch).map_err(db_err)?;
+    }
+    if durable {
+        db.flush().map_err(db_err)?;
+    }
     Ok(())
 }
 
 /// The saved contacts, without the ones that do not decode; empty if none was saved.
 pub(crate) fn load(routing: &sled::Tree, db_path: &Path) -> Result<Vec<Contact>, StoreError> {
+    let db_err = |e| StoreError::db(db_path, e);
+    let (mut contacts, mut skipped) = (Vec::new(), 0usize);
+    for item in routing.scan_prefix(PEER_PREFIX) {
+        let (k, v) = item.map_err(db_err)?;
+        let id = <[u8; 32]>::try_from(&k[PEER_PREFIX.len()..]).ok().map(Id);
+        let addr = std::str::from_utf8(&v)
+            .ok()
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        match (id, addr) {
+            (Some(id), Some(addr)) => contacts.push(Contact::new(id, addr)),
+            _ => skipped += 1,
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            "routing snapshot had entries that do not decode; skipped them"
+        );
+    }
+    if !contacts.is_empty() || skipped > 0 {
+        return Ok(contacts);
+    }
+    load_earlier(routing, db_path)
+}
+
+/// The earlier layout's snapshot: one JSON array.
+fn load_earlier(routing: &sled::Tree, db_path: &Path) -> Result<Vec<Contact>, StoreError> {
     let Some(raw) = routing
         .get(SNAPSHOT_KEY)
         .map_err(|e| StoreError::db(db_path, e))?
@@ -91,7 +155,27 @@ impl Store {
     /// Replaces the routing snapshot with `contacts`, durably.
     pub fn save_routing(&self, contacts: &[Contact]) -> Result<(), StoreError> {
         let inner = &*self.inner;
-        save(&inner.db, &inner.trees.routing, &inner.db_path, contacts)
+        save(
+            &inner.db,
+            &inner.trees.routing,
+            &inner.db_path,
+            contacts,
+            true,
+        )
+    }
+
+    /// Records `contacts` as the routing snapshot without an fsync of its
+    /// own: the next flush (a group commit of blocks, or sled's own every
+    /// half second) makes it durable, with the blocks stored after it.
+    pub fn note_routing(&self, contacts: &[Contact]) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        save(
+            &inner.db,
+            &inner.trees.routing,
+            &inner.db_path,
+            contacts,
+            false,
+        )
     }
 
     /// The saved routing snapshot, skipping entries that do not decode.

@@ -385,12 +385,41 @@ fn routing_snapshot_round_trips_and_replaces() {
         .iter()
         .map(|a| Contact::new(Id::random(), a.parse::<SocketAddr>().unwrap()))
         .collect();
+    let sorted = |mut c: Vec<Contact>| {
+        c.sort_by_key(|c| c.id);
+        c
+    };
     store.save_routing(&contacts).unwrap();
-    assert_eq!(store.load_routing().unwrap(), contacts);
+    assert_eq!(
+        sorted(store.load_routing().unwrap()),
+        sorted(contacts.clone())
+    );
     store.save_routing(&contacts[1..2]).unwrap();
     drop(store);
     let store = open(tmp.path());
     assert_eq!(store.load_routing().unwrap(), contacts[1..2].to_vec());
+    // Noted changes (no fsync of their own) read back the same way; a
+    // moved contact keeps one entry, at its new address.
+    let moved = Contact::new(contacts[1].id, "10.0.0.9:4009".parse().unwrap());
+    store.note_routing(&[moved, contacts[2]]).unwrap();
+    assert_eq!(
+        sorted(store.load_routing().unwrap()),
+        sorted(vec![moved, contacts[2]])
+    );
+}
+
+#[test]
+fn an_earlier_one_value_snapshot_is_read_and_replaced_by_the_first_save() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let old = Contact::new(Id::of_block(b"old"), "127.0.0.1:9".parse().unwrap());
+    let raw = format!(r#"[{{"id":"{}","addr":"127.0.0.1:9"}}]"#, old.id);
+    snapshot::put_raw(&store.inner.trees.routing, raw.as_bytes());
+    assert_eq!(store.load_routing().unwrap(), vec![old]);
+    let new = Contact::new(Id::of_block(b"new"), "127.0.0.1:10".parse().unwrap());
+    store.note_routing(&[new]).unwrap();
+    assert_eq!(store.load_routing().unwrap(), vec![new]);
+    assert!(!store.inner.trees.routing.contains_key(b"contacts").unwrap());
 }
 
 #[test]

@@ -1,6 +1,9 @@
-//! Routing snapshots: written soon after the table changes, so a node killed
-//! without a chance to save (SIGKILL, a power cut) still rejoins from a recent
-//! table, and every `every` as a backstop.
+//! Routing snapshots. Every change to the table's contacts is recorded in
+//! sled within [`NOTE_EVERY`] of it, without an fsync of its own: the next
+//! group commit of blocks makes it durable with them, so a node that said
+//! `saved` and is then killed (SIGKILL, a power cut) rejoins with the table
+//! it had. A flushed snapshot follows `after_change` after a change, and
+//! every `every` as a backstop.
 //!
 //! "Changed" means the set of contacts (id and address) differs from the one
 //! last written; entries merely heard from again do not count. A change is
@@ -17,6 +20,11 @@ use tokio::sync::watch;
 use crate::contact::Contact;
 use crate::node::Node;
 use crate::store::{Store, StoreError};
+
+/// How often the table is compared with what sled holds, and a change
+/// recorded: a change costs a few hundred bytes of sled's log (one entry per
+/// contact that changed), at most this often.
+pub(crate) const NOTE_EVERY: Duration = Duration::from_millis(250);
 
 /// When to write, as a pure function of what the job saw and when.
 #[derive(Debug)]
@@ -87,6 +95,17 @@ pub async fn save_snapshot(store: &Store, contacts: Vec<Contact>) -> Result<usiz
     Ok(n)
 }
 
+/// Records `contacts` in sled (off the async runtime) without flushing.
+async fn note_snapshot(store: &Store, contacts: Vec<Contact>) -> Result<(), StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.note_routing(&contacts))
+        .await
+        .map_err(|e| StoreError::Io {
+            path: Default::default(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+}
+
 /// Writes the snapshot when the policy says so, until `stop` turns true.
 pub(super) async fn run_snapshots(
     node: Node,
@@ -108,12 +127,14 @@ pub(super) async fn run_snapshots(
         c.sort_by_key(|c| (c.id, c.addr));
         c
     };
-    // Look once a second (or more often for a shorter wait), so a change is
-    // written at most a second later than asked.
+    // What sled holds, flushed or not.
+    let mut noted = saved.clone();
+    // Look every NOTE_EVERY (or more often for a shorter wait): a change is
+    // recorded then, and flushed at most that much later than asked.
     let tick = after_change
         .unwrap_or(every)
         .min(every)
-        .min(Duration::from_secs(1))
+        .min(NOTE_EVERY)
         .max(Duration::from_millis(50));
     loop {
         tokio::select! {
@@ -123,11 +144,20 @@ pub(super) async fn run_snapshots(
         let contacts = sorted_contacts(&node);
         let now = clock.now_ms();
         if !policy.should_write(now, contacts != saved, contacts.is_empty()) {
+            if contacts != noted && !contacts.is_empty() {
+                match note_snapshot(&store, contacts.clone()).await {
+                    Ok(()) => noted = contacts,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "recording a routing change failed; will try again")
+                    }
+                }
+            }
             continue;
         }
         match save_snapshot(&store, contacts.clone()).await {
             Ok(n) => {
                 tracing::debug!(peers = n, "routing snapshot written");
+                noted = contacts.clone();
                 saved = contacts;
             }
             Err(e) => tracing::warn!(error = %e, "routing snapshot failed; will try again"),
