@@ -279,6 +279,33 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
+    /// A known answer computed outside this code (Python's hmac and
+    /// hashlib and pyca/cryptography's ChaCha20Poly1305 over the same
+    /// construction: HMAC-SHA256 of domain, padded size, plaintext; a zero
+    /// nonce, no associated data): a change of format, or of how a crate is
+    /// called, fails here rather than silently ending deduplication with
+    /// everything stored before.
+    #[test]
+    fn a_chunk_seals_to_the_known_answer() {
+        let text = b"dhtfs known answer: a chunk of 5000 bytes, padded to its bucket.";
+        let plain: Vec<u8> = text.iter().copied().cycle().take(5000).collect();
+        let (key, sealed) = seal_chunk(&Secret([7; 32]), &plain, 1 << 20);
+        assert_eq!(padded_len(5000, 1 << 20), 5120);
+        assert_eq!(
+            hex::encode(key.0),
+            "4d5c11a853772d99a4f71523a1adb23d6ae439bad848d6d3474c81efe5f43014"
+        );
+        assert_eq!(sealed.len(), 5120 + TAG_LEN);
+        assert_eq!(
+            hex::encode(&sealed[5120..]),
+            "c50c01b6ec041be6d7b0b3fa55fbb95c"
+        );
+        assert_eq!(
+            Id::of_block(&sealed).to_hex(),
+            "1ea76194067e128edbf867bc2f25d4647d6149ee898326f11ede5d44a4445d79"
+        );
+    }
+
     #[test]
     fn padme_rounds_up_by_at_most_an_eighth_and_keeps_powers_of_two() {
         for len in [
