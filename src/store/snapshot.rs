@@ -154,28 +154,20 @@ pub(crate) fn put_raw(routing: &sled::Tree, value: &[u8]) {
 impl Store {
     /// Replaces the routing snapshot with `contacts`, durably.
     pub fn save_routing(&self, contacts: &[Contact]) -> Result<(), StoreError> {
-        let inner = &*self.inner;
-        save(
-            &inner.db,
-            &inner.trees.routing,
-            &inner.db_path,
-            contacts,
-            true,
-        )
+        self.write_routing(contacts, true)
     }
 
     /// Records `contacts` as the routing snapshot without an fsync of its
     /// own: the next flush (a group commit of blocks, or sled's own every
     /// half second) makes it durable, with the blocks stored after it.
     pub fn note_routing(&self, contacts: &[Contact]) -> Result<(), StoreError> {
+        self.write_routing(contacts, false)
+    }
+
+    fn write_routing(&self, contacts: &[Contact], durable: bool) -> Result<(), StoreError> {
         let inner = &*self.inner;
-        save(
-            &inner.db,
-            &inner.trees.routing,
-            &inner.db_path,
-            contacts,
-            false,
-        )
+        let (db, routing, path) = (&inner.db, &inner.trees.routing, &inner.db_path);
+        save(db, routing, path, contacts, durable)
     }
 
     /// The saved routing snapshot, skipping entries that do not decode.
