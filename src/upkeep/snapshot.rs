@@ -85,25 +85,33 @@ pub async fn save_snapshot(store: &Store, contacts: Vec<Contact>) -> Result<usiz
     if contacts.is_empty() {
         return Ok(0);
     }
-    let (store, n) = (store.clone(), contacts.len());
-    tokio::task::spawn_blocking(move || store.save_routing(&contacts))
-        .await
-        .map_err(|e| StoreError::Io {
-            path: Default::default(),
-            source: std::io::Error::other(e.to_string()),
-        })??;
+    let n = contacts.len();
+    off_runtime(store, contacts, true).await?;
     Ok(n)
 }
 
-/// Records `contacts` in sled (off the async runtime) without flushing.
+/// Records `contacts` in sled without flushing.
 async fn note_snapshot(store: &Store, contacts: Vec<Contact>) -> Result<(), StoreError> {
+    off_runtime(store, contacts, false).await
+}
+
+/// Writes `contacts` as the snapshot on the blocking pool: flushed if
+/// `durable`, else left for the next flush.
+async fn off_runtime(
+    store: &Store,
+    contacts: Vec<Contact>,
+    durable: bool,
+) -> Result<(), StoreError> {
     let store = store.clone();
-    tokio::task::spawn_blocking(move || store.note_routing(&contacts))
-        .await
-        .map_err(|e| StoreError::Io {
-            path: Default::default(),
-            source: std::io::Error::other(e.to_string()),
-        })?
+    tokio::task::spawn_blocking(move || match durable {
+        true => store.save_routing(&contacts),
+        false => store.note_routing(&contacts),
+    })
+    .await
+    .map_err(|e| StoreError::Io {
+        path: Default::default(),
+        source: std::io::Error::other(e.to_string()),
+    })?
 }
 
 /// Writes the snapshot when the policy says so, until `stop` turns true.
