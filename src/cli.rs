@@ -68,9 +68,15 @@ pub struct PutArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub peers: PeerArgs,
-    /// Nodes each chunk is stored on.
+    /// Nodes each chunk is stored on (with --ec: each stripe, the small block naming a chunk's shards).
     #[arg(long, default_value_t = 7)]
     pub replicas: usize,
+    /// Erasure-code each chunk into N shards, any K of which rebuild it, each shard on --shard-copies nodes: 10/20 stores 2x the file where --replicas 7 stores 7x (docs/operators/erasure-coding.md).
+    #[arg(long, value_name = "K/N", conflicts_with = "hashfile")]
+    pub ec: Option<dhtfs::erasure::Code>,
+    /// With --ec: nodes each shard is kept on.
+    #[arg(long, default_value_t = dhtfs::stripe::SHARD_COPIES, requires = "ec", value_name = "COPIES")]
+    pub shard_copies: usize,
     /// Bytes per block, 4096 to 1048576 (a sealed chunk holds 16 bytes less: its tag).
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub chunk_size: u64,

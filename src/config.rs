@@ -147,6 +147,8 @@ pub struct Config {
     pub scrub_rate_mib_per_sec: u64,
     /// A node that newly proves its id is stored the blocks it is now among the K closest of.
     pub handoff: bool,
+    /// A repair pass (each stripe of an erasure-coded chunk held here, if this node is its closest holder: look up its shards, rebuild the missing ones) starts this long after the previous one ended; 0 = never.
+    pub repair_interval_secs: u64,
     /// Replicas that K closer nodes hold are dropped once the quota is this full (percent), or free disk space is under twice the floor; 0 = never drop.
     pub shed_high_water_percent: u8,
     /// ... until usage is back at this percent of the quota (and free space at twice the floor).
@@ -217,6 +219,7 @@ impl Default for Config {
             verify_interval_secs: 86_400,
             scrub_rate_mib_per_sec: 50,
             handoff: true,
+            repair_interval_secs: 600,
             shed_high_water_percent: 90,
             shed_low_water_percent: 80,
         }
@@ -540,6 +543,7 @@ impl Config {
             verify: every(self.verify_interval_secs),
             scrub_bytes_per_sec: self.scrub_rate_mib_per_sec.saturating_mul(1 << 20),
             handoff: self.handoff,
+            repair: every(self.repair_interval_secs),
             shed: crate::store::pressure::Marks {
                 high: self.shed_high_water_percent,
                 low: self.shed_low_water_percent,

@@ -45,5 +45,6 @@ pub mod seal;
 pub mod sim;
 pub mod stats;
 pub mod store;
+pub mod stripe;
 pub mod upkeep;
 pub mod wire;

@@ -153,6 +153,8 @@ async fn run_put(args: PutArgs) -> anyhow::Result<()> {
         chunk_size: args.chunk_size,
         parallel: args.parallel,
         quiet: args.quiet,
+        ec: args.ec,
+        shard_copies: args.shard_copies,
     };
     let report = dhtfs::files::put(&opts).await?;
     if let Some(path) = &args.hashfile {

@@ -17,6 +17,12 @@
 //! `["<hex>",size,"<key hex>"]`. Every entry of a manifest has a key or
 //! none does.
 //!
+//! An erasure-coded file's manifests are version 2 and say `"stripes":true`:
+//! each entry names the chunk's stripe (see `stripe.rs`) rather than the
+//! chunk's block, with the chunk's size and key as before. Every manifest
+//! of a file has the same layout. A reader of version 1 only refuses them
+//! with "upgrade dhtfs" rather than misreading a stripe as a chunk.
+//!
 //! The original DHTFileStore's "hash file" (`<hex>$<size>|<hex>$<size>|...`)
 //! is read and written here too.
 
@@ -25,8 +31,11 @@ use serde::{Deserialize, Serialize};
 use crate::id::Id;
 use crate::seal::{self, SealKey, Secret};
 
-/// The manifest format this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The newest manifest format this build writes and reads: version 2 is an
+/// erasure-coded file's (entries name stripes).
+pub const VERSION: u32 = 2;
+/// The format of a replicated file's manifests (entries name chunk blocks).
+pub const VERSION_CHUNKS: u32 = 1;
 /// Deepest manifest tree accepted: 8 levels of even 4 KiB manifests cover
 /// more than any disk holds.
 pub const MAX_DEPTH: usize = 8;
@@ -114,7 +123,13 @@ pub struct Manifest {
     pub name: Option<String>,
     pub size: u64,
     pub chunk_size: u64,
+    /// Whether entries name stripes (an erasure-coded file) or chunk blocks.
+    pub stripes: bool,
     pub body: Body,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Serialize, Deserialize)]
@@ -125,6 +140,8 @@ struct Wire {
     name: Option<String>,
     size: u64,
     chunk_size: u64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    stripes: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     chunks: Option<Vec<Entry>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,7 +153,7 @@ struct Wire {
 pub enum ManifestError {
     #[error("block {key} is not a dhtfs manifest: {why}")]
     NotManifest { key: Id, why: String },
-    #[error("manifest {key} has format version {found}; this dhtfs reads version {VERSION}: upgrade dhtfs")]
+    #[error("manifest {key} has format version {found}; this dhtfs reads versions {VERSION_CHUNKS} and {VERSION}: upgrade dhtfs")]
     Version { key: Id, found: u32 },
     #[error("manifest {key} is inconsistent: {why}")]
     Inconsistent { key: Id, why: String },
@@ -167,10 +184,15 @@ impl Manifest {
         };
         let wire = Wire {
             dhtfs: "manifest".into(),
-            v: VERSION,
+            v: if self.stripes {
+                VERSION
+            } else {
+                VERSION_CHUNKS
+            },
             name: self.name.clone(),
             size: self.size,
             chunk_size: self.chunk_size,
+            stripes: self.stripes,
             chunks,
             parts,
         };
@@ -185,8 +207,14 @@ impl Manifest {
         if wire.dhtfs != "manifest" {
             return Err(not(format!("its kind is '{}'", wire.dhtfs)));
         }
-        if wire.v != VERSION {
+        if wire.v != VERSION && wire.v != VERSION_CHUNKS {
             return Err(ManifestError::Version { key, found: wire.v });
+        }
+        if wire.stripes != (wire.v == VERSION) {
+            return Err(bad(format!(
+                "version {} with stripes {}: stripes come with version {VERSION} only",
+                wire.v, wire.stripes
+            )));
         }
         if wire.size > MAX_FILE_SIZE {
             return Err(bad(format!("claims {} bytes", wire.size)));
@@ -245,6 +273,7 @@ impl Manifest {
             name: wire.name.map(|n| n.chars().take(MAX_NAME).collect()),
             size: wire.size,
             chunk_size: wire.chunk_size,
+            stripes: wire.stripes,
             body,
         };
         let total = manifest
@@ -280,13 +309,15 @@ pub struct Built {
 
 /// Builds the manifest of a file of `chunks` (in order) so that no manifest
 /// block exceeds `max_block` bytes. With `seal`, the chunks' entries carry
-/// their keys and every manifest block is sealed under that secret.
+/// their keys and every manifest block is sealed under that secret. With
+/// `stripes`, the entries name the chunks' stripes.
 pub fn build(
     name: Option<&str>,
     chunk_size: u64,
     chunks: &[Entry],
     max_block: usize,
     seal: Option<&Secret>,
+    stripes: bool,
 ) -> Built {
     let name = name.map(|n| n.chars().take(MAX_NAME).collect::<String>());
     let name_room = name.as_ref().map_or(0, |n| n.len() * 6);
@@ -303,6 +334,7 @@ pub fn build(
             name,
             size,
             chunk_size,
+            stripes,
             body,
         }
         .encode();
@@ -407,7 +439,7 @@ mod tests {
     #[test]
     fn small_file_is_one_block_with_its_name() {
         let c = chunks(3, 4096);
-        let built = build(Some("a.txt"), 4096, &c, 1 << 20, None);
+        let built = build(Some("a.txt"), 4096, &c, 1 << 20, None, false);
         assert_eq!(built.blocks.len(), 1);
         let m = Manifest::parse(built.root, &built.blocks[0].1).unwrap();
         assert_eq!(m.name.as_deref(), Some("a.txt"));
@@ -417,7 +449,7 @@ mod tests {
 
     #[test]
     fn empty_file_has_an_empty_manifest() {
-        let built = build(Some("empty"), 1 << 20, &[], 1 << 20, None);
+        let built = build(Some("empty"), 1 << 20, &[], 1 << 20, None, false);
         let m = Manifest::parse(built.root, &built.blocks[0].1).unwrap();
         assert_eq!(m.size, 0);
         assert!(m.entries().is_empty());
@@ -427,7 +459,7 @@ mod tests {
     fn large_lists_become_trees_within_the_block_size() {
         for (n, max_block) in [(1000, 4096), (20_000, 4096), (5000, 65536)] {
             let c = chunks(n, 4096);
-            let built = build(Some("big"), 4096, &c, max_block, None);
+            let built = build(Some("big"), 4096, &c, max_block, None, false);
             assert!(built.blocks.len() > 1);
             assert!(built.blocks.iter().all(|(_, b)| b.len() <= max_block));
             assert_eq!(built.blocks.last().unwrap().0, built.root);

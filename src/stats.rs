@@ -144,6 +144,16 @@ pub struct Stats {
     pub handoff_newcomers: AtomicU64,
     pub handoff_stores: AtomicU64,
     pub handoff_failures: AtomicU64,
+    /// Repair of erasure-coded chunks: passes, stripes checked, shards found
+    /// missing and rebuilt, bytes fetched and stored to rebuild them, and
+    /// stripes that could not be repaired.
+    pub repair_runs: AtomicU64,
+    pub repair_checked: AtomicU64,
+    pub repair_shards_missing: AtomicU64,
+    pub repair_shards_rebuilt: AtomicU64,
+    pub repair_bytes_read: AtomicU64,
+    pub repair_bytes_written: AtomicU64,
+    pub repair_failures: AtomicU64,
     /// Replicas dropped to win space back (closer nodes hold them), and bytes.
     pub shed_blocks: AtomicU64,
     pub shed_bytes: AtomicU64,

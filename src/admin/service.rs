@@ -225,6 +225,13 @@ impl Admin for AdminService {
             files_read_plain: Stats::get(&stats.files_read_plain),
             files_pinned_sealed: Stats::get(&stats.files_pinned_sealed),
             files_pinned_plain: Stats::get(&stats.files_pinned_plain),
+            repair_runs: Stats::get(&stats.repair_runs),
+            repair_stripes_checked: Stats::get(&stats.repair_checked),
+            repair_shards_missing: Stats::get(&stats.repair_shards_missing),
+            repair_shards_rebuilt: Stats::get(&stats.repair_shards_rebuilt),
+            repair_bytes_read: Stats::get(&stats.repair_bytes_read),
+            repair_bytes_written: Stats::get(&stats.repair_bytes_written),
+            repair_failures: Stats::get(&stats.repair_failures),
         }))
     }
 
@@ -313,6 +320,7 @@ impl Admin for AdminService {
             (true, Some((key, _))) => key.to_hex(),
             _ => String::new(),
         };
+        let k = self.node.config().lookup.k;
         Ok(Response::new(pb::ListBlocksResponse {
             blocks: blocks
                 .into_iter()
@@ -323,6 +331,7 @@ impl Admin for AdminService {
                     stored_at: meta.stored_at,
                     origin: origin(meta.origin) as i32,
                     refreshed_at: meta.refreshed_at,
+                    copies: meta.record().copies_of(k) as u32,
                 })
                 .collect(),
             next_page_token,

@@ -14,6 +14,7 @@ use crate::id::Id;
 use crate::manifest::{self, Body, Entry, Manifest, MAX_DEPTH};
 use crate::node::{Node, Transfer};
 use crate::seal::{self, SealKey};
+use crate::stripe::MAX_STRIPE_BLOCK;
 
 pub use crate::node::Unfetched;
 
@@ -30,6 +31,8 @@ pub struct Resolved {
     pub chunk_size: u64,
     /// In a sealed file, each entry carries its chunk's key.
     pub chunks: Vec<Entry>,
+    /// Whether the entries name stripes (an erasure-coded file).
+    pub stripes: bool,
 }
 
 /// The largest block that can hold chunk `entry` of a file in
@@ -98,6 +101,22 @@ impl Fetcher {
         fetch_block(&self.node, key, max, &self.transfer, &self.counters).await
     }
 
+    /// Chunk `entry`'s block of a file in `chunk_size`-byte chunks,
+    /// verified: fetched whole, or with `stripes` decoded from its shards.
+    pub async fn chunk(
+        &self,
+        entry: &Entry,
+        chunk_size: u64,
+        stripes: bool,
+    ) -> Result<Vec<u8>, Unfetched> {
+        let max = block_len(entry, chunk_size);
+        if !stripes {
+            return self.block(entry.0, max).await;
+        }
+        let stripe = self.block(entry.0, MAX_STRIPE_BLOCK).await?;
+        super::stripes::fetch_striped(self, entry.0, &stripe, max).await
+    }
+
     /// Resolves the file `file` names into its chunk list.
     pub async fn resolve(&self, file: FileRef) -> Result<Resolved, FilesError> {
         resolve(file, |key| self.block(key, MAX_BLOCK), |_| Ok(())).await
@@ -160,7 +179,8 @@ where
     })?;
     let top = open_root(&file, &bytes)?;
     check(&top)?;
-    let (name, claimed, chunk_size) = (top.name.clone(), top.size, top.chunk_size);
+    let (name, claimed, chunk_size, stripes) =
+        (top.name.clone(), top.size, top.chunk_size, top.stripes);
     let chunks = expand(root, top, |key| {
         let fetched = fetch(key);
         async move { fetched.await.map_err(|e| e.why) }
@@ -179,6 +199,7 @@ where
         size,
         chunk_size,
         chunks,
+        stripes,
     })
 }
 
@@ -219,7 +240,7 @@ where
     F: FnMut(Id) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<u8>, String>>,
 {
-    let chunk_size = top.chunk_size;
+    let (chunk_size, stripes) = (top.chunk_size, top.stripes);
     let want = top.size.div_ceil(chunk_size);
     let too_many = |key: Id| manifest::ManifestError::Inconsistent {
         key,
@@ -266,6 +287,13 @@ where
                     return Err(manifest::ManifestError::Inconsistent {
                         key,
                         why: format!("has {}-byte chunks, its root {chunk_size}", m.chunk_size),
+                    }
+                    .into());
+                }
+                if m.stripes != stripes {
+                    return Err(manifest::ManifestError::Inconsistent {
+                        key,
+                        why: "lists stripes where its root lists chunks, or the reverse".into(),
                     }
                     .into());
                 }

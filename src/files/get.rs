@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use super::fetch::{block_len, fetch_block, open_chunk, resolve, MAX_BLOCK};
+use super::fetch::{block_len, fetch_block, open_chunk, resolve, Fetcher, MAX_BLOCK};
 use super::file_ref::FileRef;
 use super::progress::{Counters, Progress};
 use super::session::Session;
@@ -22,6 +22,9 @@ use crate::id::Id;
 use crate::manifest::{self, Entry};
 use crate::node::Transfer;
 use crate::seal;
+
+/// A striped file's chunks in flight are this share of `parallel`.
+const STRIPED_SHARE: usize = 4;
 
 /// What to get and how.
 #[derive(Clone, Debug)]
@@ -96,16 +99,16 @@ pub async fn get(opts: &GetOptions) -> Result<GetReport, FilesError> {
 async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesError> {
     // One transfer: a liar or slow peer met on one block is avoided for all.
     let transfer = Arc::new(Transfer::new());
-    let (chunks, chunk_size) = match (&opts.hashfile, opts.root) {
+    let (chunks, chunk_size, stripes) = match (&opts.hashfile, opts.root) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path).map_err(io(path))?;
-            (manifest::parse_hashfile(&text)?, MAX_BLOCK)
+            (manifest::parse_hashfile(&text)?, MAX_BLOCK, false)
         }
         (None, Some(root)) => {
             let counters = Counters::default();
             let fetch = |key| fetch_block(&session.node, key, MAX_BLOCK, &transfer, &counters);
             let resolved = resolve(root, fetch, |top| check_disk_room(&opts.out, top.size)).await?;
-            (resolved.chunks, resolved.chunk_size)
+            (resolved.chunks, resolved.chunk_size, resolved.stripes)
         }
         (None, None) => return Err(FilesError::RootNotFound(Id::ZERO)),
     };
@@ -147,6 +150,10 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
             part.clone(),
             wants.iter().map(|w| (w.entry, w.offsets[0])).collect(),
         );
+        // An erasure-coded file's entries name stripes, not the chunks'
+        // blocks, so a part file's chunks cannot be checked against them
+        // without the stripes: it is fetched again whole.
+        let wants_view = if stripes { Vec::new() } else { wants_view };
         tokio::task::spawn_blocking(move || open_part(&part, size, chunk_size, &wants_view))
             .await
             .map_err(|e| FilesError::Io {
@@ -177,7 +184,7 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
     let fetched = fetch_all(
         session,
         opts,
-        (todo, chunk_size),
+        (todo, chunk_size, stripes),
         &file,
         &counters,
         &transfer,
@@ -210,7 +217,7 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
 async fn fetch_all(
     session: &Session,
     opts: &GetOptions,
-    (todo, chunk_size): (Vec<Want>, u64),
+    (todo, chunk_size, stripes): (Vec<Want>, u64, bool),
     file: &Arc<File>,
     counters: &Arc<Counters>,
     transfer: &Arc<Transfer>,
@@ -220,14 +227,25 @@ async fn fetch_all(
     let mut queue = todo.into_iter();
     let mut fetched = 0;
     let sync = opts.sync;
+    // A striped chunk is k and some spare fetches of its shards at once:
+    // fewer chunks in flight keep the fetches near a replicated get's
+    // (measured, 12 nodes, 10/20: 195 MiB/s at 8 chunks, 82 at 16, 15-75 at 32).
+    let window = match stripes {
+        true => opts.parallel.div_ceil(STRIPED_SHARE),
+        false => opts.parallel,
+    };
     loop {
-        while running.len() < opts.parallel.max(1) {
+        while running.len() < window.max(1) {
             let Some(want) = queue.next() else { break };
-            let node = session.node.clone();
-            let (file, counters, transfer) = (file.clone(), counters.clone(), transfer.clone());
+            let fetcher = Fetcher {
+                node: session.node.clone(),
+                transfer: transfer.clone(),
+                counters: counters.clone(),
+            };
+            let (file, counters) = (file.clone(), counters.clone());
             running.spawn(async move {
-                let (key, max) = (want.entry.0, block_len(&want.entry, chunk_size));
-                let data = fetch_block(&node, key, max, &transfer, &counters).await;
+                let key = want.entry.0;
+                let data = fetcher.chunk(&want.entry, chunk_size, stripes).await;
                 let data = match data {
                     Ok(d) => d,
                     Err(why) => return Err((want.index, key, why.to_string())),
@@ -422,7 +440,7 @@ mod tests {
         // the last of each level) is the same block.
         let chunk = Entry::plain(Id::of_block(b"zeros"), 4096);
         let chunks = vec![chunk; 20_000];
-        let built = build(None, 4096, &chunks, 4096, None);
+        let built = build(None, 4096, &chunks, 4096, None, false);
         let blocks: HashMap<Id, Vec<u8>> = built.blocks.iter().cloned().collect();
         assert!(
             blocks.len() < 20,
@@ -446,6 +464,7 @@ mod tests {
             name: None,
             size: parts.iter().map(|p| p.1).sum(),
             chunk_size: 4096,
+            stripes: false,
             body: Body::Parts(entries),
         };
         let bytes = m.encode();
@@ -458,6 +477,7 @@ mod tests {
             name: None,
             size: 4096,
             chunk_size: 4096,
+            stripes: false,
             body: Body::Chunks(vec![Entry::plain(Id::of_block(b"c"), 4096)]),
         }
         .encode();
@@ -484,6 +504,7 @@ mod tests {
             name: None,
             size: 8192,
             chunk_size: 4096,
+            stripes: false,
             body: Body::Chunks(vec![Entry::plain(Id::of_block(b"c"), 4096); 2]),
         }
         .encode();

@@ -8,10 +8,12 @@ mod get;
 mod pin;
 mod progress;
 mod put;
+mod put_striped;
 pub mod secret;
 mod session;
 mod source;
 pub mod stream;
+mod stripes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -17,6 +17,7 @@ use super::session::Session;
 use super::source::{FileSource, Located};
 use super::{io, FilesError};
 use crate::contact::Contact;
+use crate::erasure::Code;
 use crate::id::Id;
 use crate::manifest::{self, Entry};
 use crate::node::{Node, RequestError};
@@ -40,6 +41,11 @@ pub struct PutOptions {
     pub quiet: bool,
     /// Seal the file under this convergence secret; `None` stores it plain.
     pub seal: Option<Secret>,
+    /// Erasure-code each chunk under this code (its shards on
+    /// `shard_copies` nodes each, its stripe on `replicas`); `None`
+    /// replicates whole chunks on `replicas` nodes.
+    pub ec: Option<Code>,
+    pub shard_copies: usize,
 }
 
 impl PutOptions {
@@ -54,6 +60,8 @@ impl PutOptions {
             parallel: 16,
             quiet: false,
             seal: None,
+            ec: None,
+            shard_copies: crate::stripe::SHARD_COPIES,
         }
     }
 }
@@ -199,24 +207,13 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
         .file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
-    // Manifest blocks are no larger than a chunk, so small chunk sizes make trees.
-    let built = manifest::build(
-        name.as_deref(),
-        chunk_size,
-        &plan.chunks,
-        block_size as usize,
-        opts.seal.as_ref(),
-    );
     let source = Arc::new(FileSource::new(
         file,
         opts.file.clone(),
         plan.offsets.clone(),
     ));
-    for (key, bytes) in &built.blocks {
-        source.add(*key, bytes.clone());
-    }
     let replicas = opts.replicas.max(1);
-    let session = Session::start(&opts.bootstrap, source, replicas.max(7)).await?;
+    let session = Session::start(&opts.bootstrap, source.clone(), replicas.max(7)).await?;
 
     let mut distinct: Vec<(usize, Id)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -231,29 +228,77 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
     let mut failed = Vec::new();
     let mut under = 0;
     // Chunks first, many at a time; the manifest only once they are all in.
-    let results = store_all(
-        &session.node,
-        &distinct,
-        replicas,
-        opts.parallel.max(1),
-        &counters,
-        &sizes,
-    )
-    .await;
-    for (index, key, outcome) in results {
-        match outcome {
-            Ok(saved) if saved < replicas => under += 1,
-            Ok(_) => {}
-            Err(why) => failed.push((index, key, why)),
+    let entries = match opts.ec {
+        None => {
+            let results = store_all(
+                &session.node,
+                &distinct,
+                replicas,
+                opts.parallel.max(1),
+                &counters,
+                &sizes,
+            )
+            .await;
+            for (index, key, outcome) in results {
+                match outcome {
+                    Ok(saved) if saved < replicas => under += 1,
+                    Ok(_) => {}
+                    Err(why) => failed.push((index, key, why)),
+                }
+            }
+            plan.chunks.clone()
         }
-    }
+        Some(code) => {
+            let how = super::put_striped::Striping {
+                code,
+                shard_copies: opts.shard_copies.clamp(1, replicas),
+                stripe_copies: replicas,
+                parallel: opts.parallel.max(1),
+            };
+            let stripes = super::put_striped::store_striped(
+                &session.node,
+                &source,
+                &distinct,
+                &how,
+                &counters,
+                &sizes,
+            )
+            .await;
+            let mut stripe_of = HashMap::new();
+            for (index, key, outcome) in stripes {
+                match outcome {
+                    Ok((stripe, short)) => {
+                        under += short;
+                        stripe_of.insert(key, stripe);
+                    }
+                    Err(why) => failed.push((index, key, why)),
+                }
+            }
+            plan.chunks
+                .iter()
+                .map(|e| Entry(stripe_of.get(&e.0).copied().unwrap_or(Id::ZERO), e.1, e.2))
+                .collect()
+        }
+    };
     if !failed.is_empty() {
         session.close().await;
         failed.sort_by_key(|f| f.0);
         return Err(FilesError::StoreFailed(failed));
     }
+    // Manifest blocks are no larger than a chunk, so small chunk sizes make trees.
+    let built = manifest::build(
+        name.as_deref(),
+        chunk_size,
+        &entries,
+        block_size as usize,
+        opts.seal.as_ref(),
+        opts.ec.is_some(),
+    );
+    for (key, bytes) in &built.blocks {
+        source.add(*key, bytes.clone());
+    }
     for (key, _) in &built.blocks {
-        match store_block(&session.node, *key, replicas, &counters).await {
+        match store_block(&session.node, *key, (replicas, 0), &counters).await {
             Ok(saved) if saved < replicas => under += 1,
             Ok(_) => {}
             Err(why) => failed.push((usize::MAX, *key, format!("manifest block: {why}"))),
@@ -278,7 +323,7 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
         root: built.root,
         file,
         size: plan.size,
-        chunks: plan.chunks,
+        chunks: entries,
         under_replicated: under,
         summary,
     })
@@ -303,7 +348,7 @@ async fn store_all(
             let (node, counters) = (node.clone(), counters.clone());
             let size = sizes.get(&key).copied().unwrap_or(0);
             running.spawn(async move {
-                let r = store_block(&node, key, replicas, &counters).await;
+                let r = store_block(&node, key, (replicas, 0), &counters).await;
                 if r.is_ok() {
                     Counters::add(&counters.bytes, size);
                     Counters::add(&counters.chunks, 1);
@@ -321,11 +366,12 @@ async fn store_all(
 }
 
 /// Stores `key` on up to `replicas` of the closest nodes, moving on to the
-/// next closest when one fails. Ok(number saved), or why none saved it.
-async fn store_block(
+/// next closest when one fails, asking each to keep it on `copies` nodes
+/// (0: the network's K). Ok(number saved), or why none saved it.
+pub(super) async fn store_block(
     node: &Node,
     key: Id,
-    replicas: usize,
+    (replicas, copies): (usize, u8),
     counters: &Counters,
 ) -> Result<usize, String> {
     let candidates = node.find_closest(key).await;
@@ -337,7 +383,7 @@ async fn store_block(
     let spawn = |running: &mut JoinSet<_>, c: Contact| {
         let node = node.clone();
         running.spawn(async move {
-            let (r, retries) = store_with_retry(&node, &c, key).await;
+            let (r, retries) = store_with_retry(&node, &c, key, copies).await;
             (c, r, retries)
         });
     };
@@ -371,10 +417,15 @@ async fn store_block(
 }
 
 /// One node, a few tries: a timeout or a "busy" answer is worth another go.
-async fn store_with_retry(node: &Node, to: &Contact, key: Id) -> (Result<(), RequestError>, u64) {
+async fn store_with_retry(
+    node: &Node,
+    to: &Contact,
+    key: Id,
+    copies: u8,
+) -> (Result<(), RequestError>, u64) {
     let mut retries = 0;
     loop {
-        let r = node.store_rpc(to, key).await;
+        let r = node.store_copies_rpc(to, key, copies).await;
         let retry = match &r {
             Err(RequestError::Timeout(_)) | Err(RequestError::Busy) => true,
             Err(RequestError::Remote(text)) => text.starts_with("busy"),

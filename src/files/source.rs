@@ -63,10 +63,17 @@ impl FileSource {
         }
     }
 
-    /// Adds a block served from memory (a manifest).
+    /// Adds a block served from memory (a manifest, a stripe, a shard).
     pub fn add(&self, key: Id, data: Vec<u8>) {
         if let Ok(mut extra) = self.extra.lock() {
             extra.insert(key, Arc::new(data));
+        }
+    }
+
+    /// Stops serving a block added with [`FileSource::add`] (a shard stored).
+    pub fn remove(&self, key: &Id) {
+        if let Ok(mut extra) = self.extra.lock() {
+            extra.remove(key);
         }
     }
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::stream::{self, Stream, StreamExt};
 use tokio::task::JoinHandle;
 
-use super::fetch::{block_len, open_chunk, Fetcher};
+use super::fetch::{open_chunk, Fetcher};
 use crate::id::Id;
 use crate::manifest::Entry;
 use crate::seal::SealKey;
@@ -28,6 +28,8 @@ pub struct Piece {
     /// A sealed chunk's key, and the file's chunk size its padding follows.
     pub seal: Option<SealKey>,
     pub chunk_size: u64,
+    /// Whether `key` names the chunk's stripe (an erasure-coded file).
+    pub stripes: bool,
     /// Where the range starts and ends within the chunk.
     pub from: u64,
     pub to: u64,
@@ -43,8 +45,13 @@ pub struct ChunkFailed {
 }
 
 /// The pieces covering bytes `start..end` of a file made of `chunks` (cut
-/// in `chunk_size`-byte chunks), in order.
-pub fn pieces(chunks: &[Entry], chunk_size: u64, start: u64, end: u64) -> Vec<Piece> {
+/// in `chunk_size`-byte chunks, listed as stripes when `stripes`), in order.
+pub fn pieces(
+    chunks: &[Entry],
+    (chunk_size, stripes): (u64, bool),
+    start: u64,
+    end: u64,
+) -> Vec<Piece> {
     let mut out = Vec::new();
     if start >= end {
         return out;
@@ -65,6 +72,7 @@ pub fn pieces(chunks: &[Entry], chunk_size: u64, start: u64, end: u64) -> Vec<Pi
             size,
             seal,
             chunk_size,
+            stripes,
             from: start.saturating_sub(lo),
             to: end.min(hi) - lo,
         });
@@ -135,7 +143,7 @@ fn fetch_piece(fetcher: Fetcher, p: Piece) -> Ahead {
         };
         let entry = Entry(p.key, p.size, p.seal);
         let block = fetcher
-            .block(p.key, block_len(&entry, p.chunk_size))
+            .chunk(&entry, p.chunk_size, p.stripes)
             .await
             .map_err(|e| failed(e.why))?;
         let data = match entry.2 {
@@ -170,7 +178,7 @@ mod tests {
     fn the_whole_file_is_every_chunk_whole() {
         let c = chunks(&[10, 10, 5]);
         assert_eq!(
-            spans(&pieces(&c, 10, 0, 25)),
+            spans(&pieces(&c, (10, false), 0, 25)),
             [(0, 0, 10), (1, 0, 10), (2, 0, 5)]
         );
     }
@@ -179,17 +187,20 @@ mod tests {
     fn a_range_takes_only_the_chunks_it_touches() {
         let c = chunks(&[10, 10, 10, 10]);
         // Across the boundary of chunks 1 and 2.
-        assert_eq!(spans(&pieces(&c, 10, 19, 21)), [(1, 9, 10), (2, 0, 1)]);
+        assert_eq!(
+            spans(&pieces(&c, (10, false), 19, 21)),
+            [(1, 9, 10), (2, 0, 1)]
+        );
         // The first byte, the last byte.
-        assert_eq!(spans(&pieces(&c, 10, 0, 1)), [(0, 0, 1)]);
-        assert_eq!(spans(&pieces(&c, 10, 39, 40)), [(3, 9, 10)]);
+        assert_eq!(spans(&pieces(&c, (10, false), 0, 1)), [(0, 0, 1)]);
+        assert_eq!(spans(&pieces(&c, (10, false), 39, 40)), [(3, 9, 10)]);
         // Exactly one whole chunk.
-        assert_eq!(spans(&pieces(&c, 10, 10, 20)), [(1, 0, 10)]);
+        assert_eq!(spans(&pieces(&c, (10, false), 10, 20)), [(1, 0, 10)]);
     }
 
     #[test]
     fn an_empty_range_or_file_has_no_pieces() {
-        assert!(pieces(&chunks(&[]), 10, 0, 0).is_empty());
-        assert!(pieces(&chunks(&[10]), 10, 5, 5).is_empty());
+        assert!(pieces(&chunks(&[]), (10, false), 0, 0).is_empty());
+        assert!(pieces(&chunks(&[10]), (10, false), 5, 5).is_empty());
     }
 }

@@ -138,7 +138,7 @@ async fn serve_file(
 
     let (metrics, counters) = (gw.metrics.clone(), fetcher.counters.clone());
     let mut first = true;
-    let wanted = pieces(&file.chunks, file.chunk_size, start, end);
+    let wanted = pieces(&file.chunks, (file.chunk_size, file.stripes), start, end);
     let body = read_pieces(fetcher, wanted, gw.read_ahead).map(
         move |piece| {
             // The request's slot is held for as long as its body streams.

@@ -131,6 +131,7 @@ mod tests {
             size: chunks.len() as u64,
             chunk_size: 4096,
             chunks,
+            stripes: false,
         };
         (FileRef::Plain(Id::of_block(&[seed])), Arc::new(resolved))
     }

@@ -83,10 +83,12 @@ impl Node {
                     nodes_json(&self.closest_for(&key, &requester))
                 }
             }
-            RequestBody::StoreValue(key) => {
+            RequestBody::StoreValue(key, copies) => {
                 // Pulling takes a while: answer from a task of its own.
                 let node = self.clone();
-                tokio::spawn(async move { node.handle_store(requester, req.magic, key).await });
+                tokio::spawn(
+                    async move { node.handle_store(requester, req.magic, key, copies).await },
+                );
                 return;
             }
         };

@@ -235,7 +235,7 @@ impl Node {
     /// among the closest and hold it.
     pub async fn replicate(&self, key: Id) -> StoreReport {
         let closest = self.find_closest(key).await;
-        self.store_to(key, closest).await
+        self.store_to(key, closest, 0).await
     }
 
     /// Which of `peers` say they hold block `key` (a find_value answered
@@ -255,9 +255,9 @@ impl Node {
         holders
     }
 
-    /// Asks each of `targets` to store block `key`, as [`Node::replicate`]
-    /// does after its lookup.
-    pub async fn store_to(&self, key: Id, targets: Vec<Contact>) -> StoreReport {
+    /// Asks each of `targets` to store block `key`, to be kept on `copies`
+    /// nodes (0: K), as [`Node::replicate`] does after its lookup.
+    pub async fn store_to(&self, key: Id, targets: Vec<Contact>, copies: u8) -> StoreReport {
         let closest = targets;
         let mut report = StoreReport::default();
         let mut stores = JoinSet::new();
@@ -269,7 +269,10 @@ impl Node {
                 continue;
             }
             let node = self.clone();
-            stores.spawn(async move { (contact, node.store_rpc(&contact, key).await) });
+            stores.spawn(async move {
+                let r = node.store_copies_rpc(&contact, key, copies).await;
+                (contact, r)
+            });
         }
         while let Some(joined) = stores.join_next().await {
             match joined {

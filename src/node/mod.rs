@@ -8,6 +8,7 @@ mod handlers;
 mod lookups;
 pub mod pending;
 mod rpc;
+mod shards;
 mod store_value;
 pub mod transport;
 mod upkeep;
@@ -32,6 +33,7 @@ use crate::store::BlockStore;
 pub use fetch::{Fetched, Tally, Transfer, Unfetched};
 pub use lookups::StoreReport;
 pub use rpc::RequestError;
+pub use shards::Shards;
 pub use transport::{BoxFuture, Clock, FetchError, TokioClock, Transport};
 
 /// The engine's knobs (the daemon fills them from the config file and flags).

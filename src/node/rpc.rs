@@ -268,6 +268,17 @@ impl Node {
     /// At most `send_stores_per_peer` go to one peer at once (it refuses
     /// more as busy); the wait for a slot counts against the store's timeout.
     pub async fn store_rpc(&self, to: &Contact, key: Id) -> Result<(), RequestError> {
+        self.store_copies_rpc(to, key, 0).await
+    }
+
+    /// [`store_rpc`](Self::store_rpc) of a block the network should keep
+    /// on `copies` nodes (0: its K).
+    pub async fn store_copies_rpc(
+        &self,
+        to: &Contact,
+        key: Id,
+        copies: u8,
+    ) -> Result<(), RequestError> {
         let timeout = self.inner.cfg.store_timeout;
         let started = self.inner.clock.now_ms();
         let _slot = self.store_slot(to.addr, timeout).await?;
@@ -275,7 +286,7 @@ impl Node {
         let timeout = timeout.saturating_sub(waited);
         let turn = self.take_turn(to.addr, timeout);
         let value = self
-            .request_contact(to, RequestBody::StoreValue(key), timeout, turn)
+            .request_contact(to, RequestBody::StoreValue(key, copies), timeout, turn)
             .await?;
         Ok(decode_saved(&value)?)
     }

@@ -17,7 +17,7 @@ use crate::store::{PutOutcome, StoreError};
 use crate::wire::RequestType;
 
 impl Node {
-    pub(super) async fn handle_store(&self, requester: Contact, magic: u64, key: Id) {
+    pub(super) async fn handle_store(&self, requester: Contact, magic: u64, key: Id, copies: u8) {
         let kind = RequestType::StoreValue;
         let from = requester.addr;
         if let Err(text) = self.check_responsible(&requester, &key) {
@@ -26,7 +26,7 @@ impl Node {
             self.reply_error(from, magic, kind, &text);
             return;
         }
-        match self.pull_and_store(from, key).await {
+        match self.pull_and_store(from, key, copies).await {
             Ok(_) => {
                 Stats::inc(&self.inner.stats.stores_saved);
                 self.reply(from, magic, kind, serde_json::json!("saved"));
@@ -38,7 +38,12 @@ impl Node {
         }
     }
 
-    async fn pull_and_store(&self, from: SocketAddr, key: Id) -> Result<PutOutcome, String> {
+    async fn pull_and_store(
+        &self,
+        from: SocketAddr,
+        key: Id,
+        copies: u8,
+    ) -> Result<PutOutcome, String> {
         let stats = &self.inner.stats;
         if self.inner.blocks.contains(&key) {
             self.inner.blocks.stored_again(&key);
@@ -83,11 +88,11 @@ impl Node {
         let len = data.len();
         let blocks = self.inner.blocks.clone();
         let put = if blocks.puts_may_block() {
-            tokio::task::spawn_blocking(move || blocks.put_verified(&key, &data)).await
+            tokio::task::spawn_blocking(move || blocks.put_copies(&key, &data, copies)).await
         } else {
             // An in-memory store (the simulation's) puts inline: a thread hop
             // would make a single-threaded run depend on thread timing.
-            Ok(blocks.put_verified(&key, &data))
+            Ok(blocks.put_copies(&key, &data, copies))
         };
         match put {
             Ok(Ok(outcome)) => Ok(outcome),

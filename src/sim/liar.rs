@@ -65,7 +65,7 @@ impl Liar {
             // them); for others it leads the lookup astray.
             RequestBody::FindValue(key) if self.claims(&key) => node_json(&self.me),
             RequestBody::FindValue(key) => nodes_json(&self.made_up(&key)),
-            RequestBody::StoreValue(key) => {
+            RequestBody::StoreValue(key, _) => {
                 self.claim(key);
                 json!("saved")
             }

@@ -78,7 +78,7 @@ fn ask_to_store_junk(shared: &Shared, node: &Node, n: u64) {
         let to = contacts[(node.clock().random_u64() % contacts.len() as u64) as usize];
         let req = Request {
             magic: node.clock().random_u64() & u64::from(u32::MAX),
-            body: RequestBody::StoreValue(key),
+            body: RequestBody::StoreValue(key, 0),
             requester: node.me(),
             read_only: false,
         };

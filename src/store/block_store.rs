@@ -21,6 +21,10 @@ impl BlockStore for Store {
         Store::put_as(self, key, data, Origin::Replica)
     }
 
+    fn put_copies(&self, key: &Id, data: &[u8], copies: u8) -> Result<PutOutcome, StoreError> {
+        Store::put_with(self, key, data, Origin::Replica, copies)
+    }
+
     fn check_room(&self, size: u64) -> Result<(), StoreError> {
         Store::check_room(self, size)
     }

@@ -92,7 +92,7 @@ pub use error::StoreError;
 pub use free_space::{disk_space, DiskSpace};
 pub use migrate::SCHEMA_VERSION;
 pub use pins::PinInfo;
-pub use records::{BlockRecord, Origin, Refresh};
+pub use records::{copies_of, BlockRecord, Origin, Refresh};
 pub use types::{AuditReport, BlockMeta, BlockStore, PutOutcome, RepairReport, StoreConfig};
 
 use free_space::DiskFloor;

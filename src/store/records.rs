@@ -5,28 +5,42 @@
 //! inside a put's take-back can leave a record alone; the open-time repair
 //! drops it).
 //!
-//! A record is a fixed 19-byte value, like an index entry:
+//! A record is a fixed 20-byte value, like an index entry:
 //!
 //! | bytes   | field                                                    |
 //! |---------|----------------------------------------------------------|
-//! | 0       | record format, 2 (format 1 was bytes 0..18 alone)        |
+//! | 0       | record format, 3 (format 1 was bytes 0..18 alone, 2 0..19) |
 //! | 1       | origin: 0 = replica, 1 = pinned                          |
 //! | 2..10   | stored_at, unix seconds, u64 big-endian                  |
 //! | 10..18  | refreshed_at, unix seconds, u64 big-endian               |
 //! | 18      | what refreshed it last: 0 = nothing yet, 1 = another     |
 //! |         | node stored it to us again, 2 = we republished it        |
+//! | 19      | copies: nodes the network keeps it on; 0 = its K (a      |
+//! |         | shard of an erasure-coded chunk asks for fewer)          |
 //!
 //! Format 1 records (written before the republish sweep needed byte 18) still
-//! read, as refreshed by nothing known; every write is format 2. Anything
-//! else (other length, format, origin or refresh byte) is corrupt.
+//! read, as refreshed by nothing known, and format 2 (before byte 19) as kept
+//! on K; every write is format 3. Anything else (other length, format,
+//! origin or refresh byte) is corrupt.
 
 /// Tree mapping a 32-byte key to its encoded [`BlockRecord`].
 pub(crate) const RECORDS_TREE: &str = "records";
 
-const FORMAT: u8 = 2;
-const ENCODED_LEN: usize = 19;
+const FORMAT: u8 = 3;
+const ENCODED_LEN: usize = 20;
+const FORMAT_2: u8 = 2;
+const FORMAT_2_LEN: usize = 19;
 const FORMAT_1: u8 = 1;
 const FORMAT_1_LEN: usize = 18;
+
+/// Nodes to keep a block whose record says `copies` on, in a network whose
+/// replication is `k`: 0 means `k`, and no count exceeds it.
+pub fn copies_of(copies: u8, k: usize) -> usize {
+    match copies {
+        0 => k,
+        c => usize::from(c).min(k),
+    }
+}
 
 /// How a block came to this node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -72,6 +86,8 @@ pub struct BlockRecord {
     pub refreshed_at: u64,
     /// Which of the two that was.
     pub last_refresh: Refresh,
+    /// Nodes the network should keep it on; 0 for its K.
+    pub copies: u8,
 }
 
 impl BlockRecord {
@@ -82,6 +98,7 @@ impl BlockRecord {
             stored_at: now,
             refreshed_at: now,
             last_refresh: Refresh::None,
+            copies: 0,
         }
     }
 
@@ -92,7 +109,21 @@ impl BlockRecord {
         self.last_refresh == Refresh::StoredAgain && now.saturating_sub(self.refreshed_at) < window
     }
 
-    /// The fixed 19-byte value described in the module doc.
+    /// Nodes to keep it on in a network whose replication is `k`.
+    pub fn copies_of(&self, k: usize) -> usize {
+        copies_of(self.copies, k)
+    }
+
+    /// The copies two stores of one block ask for: the more (0, K, wins).
+    pub fn merge_copies(a: u8, b: u8) -> u8 {
+        if a == 0 || b == 0 {
+            0
+        } else {
+            a.max(b)
+        }
+    }
+
+    /// The fixed 20-byte value described in the module doc.
     pub fn encode(&self) -> [u8; ENCODED_LEN] {
         let mut out = [0u8; ENCODED_LEN];
         out[0] = FORMAT;
@@ -107,6 +138,7 @@ impl BlockRecord {
             Refresh::StoredAgain => 1,
             Refresh::Republished => 2,
         };
+        out[19] = self.copies;
         out
     }
 
@@ -114,7 +146,7 @@ impl BlockRecord {
     pub fn decode(bytes: &[u8]) -> Option<BlockRecord> {
         let last_refresh = match (bytes.len(), bytes.first()) {
             (FORMAT_1_LEN, Some(&FORMAT_1)) => Refresh::None,
-            (ENCODED_LEN, Some(&FORMAT)) => match bytes[18] {
+            (FORMAT_2_LEN, Some(&FORMAT_2)) | (ENCODED_LEN, Some(&FORMAT)) => match bytes[18] {
                 0 => Refresh::None,
                 1 => Refresh::StoredAgain,
                 2 => Refresh::Republished,
@@ -137,6 +169,10 @@ impl BlockRecord {
             stored_at: u64_at(2),
             refreshed_at: u64_at(10),
             last_refresh,
+            copies: match bytes.len() {
+                ENCODED_LEN => bytes[19],
+                _ => 0,
+            },
         })
     }
 }
@@ -154,6 +190,7 @@ mod tests {
                     stored_at: 1_700_000_000,
                     refreshed_at: 1_700_000_123,
                     last_refresh,
+                    copies: 1,
                 };
                 assert_eq!(BlockRecord::decode(&r.encode()), Some(r));
             }
@@ -163,11 +200,13 @@ mod tests {
             stored_at: 5,
             refreshed_at: 7,
             last_refresh: Refresh::StoredAgain,
+            copies: 0,
         };
-        let mut want = vec![2u8, 1];
+        let mut want = vec![3u8, 1];
         want.extend_from_slice(&5u64.to_be_bytes());
         want.extend_from_slice(&7u64.to_be_bytes());
         want.push(1);
+        want.push(0);
         assert_eq!(r.encode().to_vec(), want);
     }
 
@@ -206,13 +245,28 @@ mod tests {
     }
 
     #[test]
+    fn format_2_records_read_as_kept_on_k() {
+        let mut shard = BlockRecord::new(Origin::Replica, 9);
+        shard.copies = 1;
+        let mut old = shard.encode()[..19].to_vec();
+        old[0] = 2;
+        let r = BlockRecord::decode(&old).unwrap();
+        assert_eq!(r.copies, 0);
+        assert_eq!(r.copies_of(7), 7);
+        assert_eq!(shard.copies_of(7), 1);
+        assert_eq!(BlockRecord::merge_copies(1, 0), 0, "K wins");
+        assert_eq!(BlockRecord::merge_copies(1, 2), 2);
+    }
+
+    #[test]
     fn garbage_records_are_refused() {
         let good = BlockRecord::new(Origin::Replica, 9).encode();
         assert_eq!(BlockRecord::decode(&[]), None);
         assert_eq!(BlockRecord::decode(&good[..17]), None);
-        assert_eq!(BlockRecord::decode(&good[..18]), None, "format 2 cut short");
+        assert_eq!(BlockRecord::decode(&good[..18]), None, "format 3 cut short");
+        assert_eq!(BlockRecord::decode(&good[..19]), None, "format 3 cut short");
         let mut bad_format = good;
-        bad_format[0] = 3;
+        bad_format[0] = 4;
         assert_eq!(BlockRecord::decode(&bad_format), None);
         let mut bad_refresh = good;
         bad_refresh[18] = 3;

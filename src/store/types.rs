@@ -113,6 +113,8 @@ pub struct BlockMeta {
     pub refreshed_at: u64,
     /// Which of the two that was.
     pub last_refresh: Refresh,
+    /// Nodes the network should keep it on; 0 for its K.
+    pub copies: u8,
 }
 
 impl BlockMeta {
@@ -124,6 +126,7 @@ impl BlockMeta {
             origin: r.origin,
             refreshed_at: r.refreshed_at,
             last_refresh: r.last_refresh,
+            copies: r.copies,
         }
     }
 
@@ -134,6 +137,7 @@ impl BlockMeta {
             stored_at: self.stored_at,
             refreshed_at: self.refreshed_at,
             last_refresh: self.last_refresh,
+            copies: self.copies,
         }
     }
 }
@@ -152,6 +156,13 @@ pub trait BlockStore: Send + Sync + 'static {
     }
     /// Stores `data` under `key` after checking that it hashes to `key`.
     fn put_verified(&self, key: &Id, data: &[u8]) -> Result<PutOutcome, StoreError>;
+    /// [`put_verified`](Self::put_verified) of a block the network should
+    /// keep on `copies` nodes (0: its K); a store that keeps no records
+    /// keeps no count.
+    fn put_copies(&self, key: &Id, data: &[u8], copies: u8) -> Result<PutOutcome, StoreError> {
+        let _ = copies;
+        self.put_verified(key, data)
+    }
     /// Whether a block of `size` bytes would be accepted now.
     fn check_room(&self, size: u64) -> Result<(), StoreError>;
     /// Whether `put_verified` may block on I/O, and so must run off the async

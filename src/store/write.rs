@@ -26,6 +26,19 @@ impl Store {
     /// refreshed now, and becomes pinned if `origin` is (a replica never
     /// unpins a block).
     pub fn put_as(&self, key: &Id, data: &[u8], origin: Origin) -> Result<PutOutcome, StoreError> {
+        self.put_with(key, data, origin, 0)
+    }
+
+    /// [`Store::put_as`] of a block the network should keep on `copies`
+    /// nodes (0: its K), which its record keeps. A block already held
+    /// keeps the more of the two counts.
+    pub fn put_with(
+        &self,
+        key: &Id,
+        data: &[u8],
+        origin: Origin,
+        copies: u8,
+    ) -> Result<PutOutcome, StoreError> {
         let inner = &*self.inner;
         let size = data.len() as u64;
         self.check_size(size)?;
@@ -37,7 +50,7 @@ impl Store {
         // sees the entry (AlreadyHad) only once it is durable.
         let _key_lock = lock(&inner.locks[usize::from(key.0[0]) % LOCK_STRIPES]);
         if let Some(entry) = self.entry(key)? {
-            self.refresh_record(key, &entry, origin)?;
+            self.refresh_record(key, &entry, origin, Some(copies))?;
             return Ok(PutOutcome::AlreadyHad);
         }
         let inline = data.len() <= inner.cfg.inline_max;
@@ -47,7 +60,11 @@ impl Store {
         let _in_flight = inner.in_flight.mark(*key);
         self.reopen_if_closed()?;
         let now = now_secs();
-        let record = BlockRecord::new(origin, now).encode();
+        let record = BlockRecord {
+            copies,
+            ..BlockRecord::new(origin, now)
+        }
+        .encode();
         let entry = IndexEntry {
             size,
             location: if inline {
@@ -136,6 +153,7 @@ impl Store {
         key: &Id,
         entry: &IndexEntry,
         origin: Origin,
+        copies: Option<u8>,
     ) -> Result<(), StoreError> {
         let inner = &*self.inner;
         let old = self.record_raw(key)?;
@@ -143,6 +161,9 @@ impl Store {
         let pinning = origin == Origin::Pinned && record.origin != Origin::Pinned;
         if pinning {
             record.origin = Origin::Pinned;
+        }
+        if let Some(copies) = copies {
+            record.copies = BlockRecord::merge_copies(record.copies, copies);
         }
         record.refreshed_at = record.refreshed_at.max(now_secs());
         inner

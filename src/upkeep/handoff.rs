@@ -83,7 +83,8 @@ pub async fn run_handoff(node: Node, store: Store, mut stop: watch::Receiver<boo
     }
 }
 
-/// Stores to `newcomer` every held block it is now among the K closest of.
+/// Stores to `newcomer` every held block it is now among the K closest of
+/// (or, for a block kept on fewer copies, among that many closest).
 pub async fn hand_off(
     node: &Node,
     store: &Store,
@@ -113,7 +114,7 @@ pub async fn hand_off(
                     source: std::io::Error::other(e.to_string()),
                 })??;
             let full = page.len() == PAGE;
-            for (key, _) in page {
+            for (key, meta) in page {
                 if key > last {
                     continue 'walk;
                 }
@@ -122,7 +123,9 @@ pub async fn hand_off(
                 if report.keys > MAX_KEYS as u64 {
                     break 'walk;
                 }
-                if !closest_of(&key, &known, k)
+                // A shard is kept on fewer nodes than K: the newcomer takes
+                // it only when among that many closest.
+                if !closest_of(&key, &known, meta.record().copies_of(k))
                     .iter()
                     .any(|c| c.id == newcomer.id)
                 {
@@ -136,7 +139,8 @@ pub async fn hand_off(
                 }
                 let node = node.clone();
                 report.stores += 1;
-                running.spawn(async move { node.store_rpc(&newcomer, key).await });
+                let copies = meta.copies;
+                running.spawn(async move { node.store_copies_rpc(&newcomer, key, copies).await });
             }
             if !full {
                 continue 'walk;

@@ -35,6 +35,11 @@ struct UpkeepMetrics {
     handoff_stores: IntCounterVec,
     replicas_dropped: IntCounter,
     replicas_dropped_bytes: IntCounter,
+    repair_runs: IntCounter,
+    repair_checked: IntCounter,
+    repair_shards: IntCounterVec,
+    repair_bytes: IntCounterVec,
+    repair_failures: IntCounter,
     space_wanted: IntGauge,
     verify_runs: IntCounter,
     verify_checked: IntCounter,
@@ -68,6 +73,11 @@ impl UpkeepMetrics {
             handoff_stores: m.counter_vec("dhtfs_handoff_stores_total", "store_value requests handing blocks to newcomers, by outcome (saved|failed).", &["outcome"])?,
             replicas_dropped: m.counter("dhtfs_replicas_dropped_total", "Replicas dropped to win space back, each held by K closer nodes.")?,
             replicas_dropped_bytes: m.counter("dhtfs_replicas_dropped_bytes_total", "Bytes of the replicas dropped to win space back.")?,
+            repair_runs: m.counter("dhtfs_repair_runs_total", "Repair passes run over the stripes held here.")?,
+            repair_checked: m.counter("dhtfs_repair_stripes_checked_total", "Stripes of erasure-coded chunks this node checked (it is their closest known holder).")?,
+            repair_shards: m.counter_vec("dhtfs_repair_shards_total", "Shards of the stripes checked, by state (missing: no node held one; rebuilt: decoded and stored again).", &["state"])?,
+            repair_bytes: m.counter_vec("dhtfs_repair_bytes_total", "Bytes moved by repair, by direction (read: shards fetched to rebuild; written: rebuilt shards stored, once per node that saved one).", &["direction"])?,
+            repair_failures: m.counter("dhtfs_repair_failures_total", "Stripes a repair pass could not bring back to their threshold (too few shards left, or no node saved a rebuilt one).")?,
             space_wanted: m.gauge("dhtfs_storage_space_wanted_bytes", "Bytes to free to be back under the low-water marks of the quota and the free-space floor; 0 under the high ones.")?,
             verify_runs: m.counter("dhtfs_verify_runs_total", "Verify passes run.")?,
             verify_checked: m.counter("dhtfs_verify_checked_blocks_total", "Blocks re-hashed by verification.")?,
@@ -128,6 +138,26 @@ impl UpkeepMetrics {
         sync(&self.replicas_dropped_bytes, Stats::get(&s.shed_bytes));
         self.space_wanted
             .set(Stats::get(&s.space_wanted_bytes) as i64);
+
+        sync(&self.repair_runs, Stats::get(&s.repair_runs));
+        sync(&self.repair_checked, Stats::get(&s.repair_checked));
+        sync(
+            &self.repair_shards.with_label_values(&["missing"]),
+            Stats::get(&s.repair_shards_missing),
+        );
+        sync(
+            &self.repair_shards.with_label_values(&["rebuilt"]),
+            Stats::get(&s.repair_shards_rebuilt),
+        );
+        sync(
+            &self.repair_bytes.with_label_values(&["read"]),
+            Stats::get(&s.repair_bytes_read),
+        );
+        sync(
+            &self.repair_bytes.with_label_values(&["written"]),
+            Stats::get(&s.repair_bytes_written),
+        );
+        sync(&self.repair_failures, Stats::get(&s.repair_failures));
 
         sync(&self.verify_runs, Stats::get(&s.verify_runs));
         sync(&self.verify_checked, Stats::get(&s.verify_checked));

@@ -17,7 +17,7 @@ use crate::id::Id;
 use crate::node::{Node, StoreReport};
 use crate::region::{closest_of, Region};
 use crate::stats::Stats;
-use crate::store::{BlockMeta, Refresh, Store, StoreError};
+use crate::store::{copies_of, BlockMeta, Refresh, Store, StoreError};
 
 /// Blocks republished at once.
 const PARALLEL: usize = 8;
@@ -68,7 +68,7 @@ pub async fn republish_keys(node: &Node, mut keys: Vec<Id>) -> RepublishReport {
     keys.sort_unstable();
     let mut pass = Pass::walking(node, None, None, RepublishReport::default());
     for key in keys {
-        pass.walk(key).await;
+        pass.walk(key, 0).await;
     }
     pass.finish().await
 }
@@ -123,20 +123,22 @@ impl<'a> Pass<'a> {
                 return;
             }
         }
-        self.walk(key).await;
+        self.walk(key, meta.copies).await;
     }
 
-    /// Stores `key` to its K closest nodes, waiting for room first.
-    async fn walk(&mut self, key: Id) {
+    /// Stores `key` to its K closest nodes (or, for a block kept on fewer
+    /// `copies`, that many), waiting for room first.
+    async fn walk(&mut self, key: Id, copies: u8) {
         self.report.blocks += 1;
         Stats::inc(&self.node.stats().republished_blocks);
-        let targets = self.targets(key).await;
+        let mut targets = self.targets(key).await;
+        targets.truncate(copies_of(copies, self.node.config().lookup.k));
         while self.running.len() >= PARALLEL {
             self.join_one().await;
         }
         let node = self.node.clone();
         self.running
-            .spawn(async move { (key, node.store_to(key, targets).await) });
+            .spawn(async move { (key, node.store_to(key, targets, copies).await) });
     }
 
     /// Waits for what is still in flight; the totals.

@@ -1,14 +1,16 @@
 //! The node's background jobs, driven by its clock, each its own task so a
 //! slow one never holds back another: bucket refresh, routing snapshots, the
 //! republish sweep (`sweep.rs`, paced over its interval), the scrub
-//! (`scrub.rs`, paced by bytes), handoff to newcomers (`handoff.rs`) and
-//! shedding replicas when space is wanted (`shed.rs`).
+//! (`scrub.rs`, paced by bytes), handoff to newcomers (`handoff.rs`),
+//! repair of erasure-coded chunks (`repair.rs`) and shedding replicas when
+//! space is wanted (`shed.rs`).
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::handoff::run_handoff;
+use super::repair::run_repair;
 use super::scrub::{run_scrub, ScrubSettings};
 use super::shed::run_shed;
 use super::snapshot::run_snapshots;
@@ -31,6 +33,9 @@ pub struct Schedule {
     pub verify: Option<Duration>,
     /// Bytes the scrub reads a second at most.
     pub scrub_bytes_per_sec: u64,
+    /// A repair pass over the stripes held here starts this long after the
+    /// previous one ended.
+    pub repair: Option<Duration>,
     /// Whether newcomers are handed the blocks they are now closest to.
     pub handoff: bool,
     /// When replicas others hold are dropped to win space back.
@@ -81,12 +86,22 @@ pub async fn run(
             }
         }
     };
+    let repair = {
+        let (node, store, stop) = (node.clone(), store.clone(), stop.clone());
+        let every = schedule.repair;
+        async move {
+            if let Some(every) = every {
+                run_repair(node, store, every, stop).await;
+            }
+        }
+    };
     let shed = run_shed(node.clone(), store, schedule.shed, stop.clone());
     tokio::join!(
         snapshots,
         scrubber,
         sweep,
         handoff,
+        repair,
         shed,
         run_refresh(node, stop)
     );

@@ -84,11 +84,12 @@ pub async fn shed_once(node: &Node, store: &Store, wanted: u64) -> Result<ShedRe
         let Some((key, meta)) = keys.next_with_meta().await? else {
             break;
         };
-        if meta.origin != Origin::Replica || !plainly_not_ours(node, &key) {
+        let copies = meta.record().copies_of(node.config().lookup.k);
+        if meta.origin != Origin::Replica || !plainly_not_ours(node, &key, copies) {
             continue;
         }
         report.checked += 1;
-        match confirm(node, key).await {
+        match confirm(node, key, copies).await {
             Verdict::Responsible => report.responsible += 1,
             Verdict::FewHolders => report.few_holders += 1,
             Verdict::HeldByCloser => {
@@ -117,21 +118,22 @@ enum Verdict {
     HeldByCloser,
 }
 
-/// Whether our table alone already knows K good nodes closer to `key` than
-/// us: the check that costs nothing, before any request.
-fn plainly_not_ours(node: &Node, key: &Id) -> bool {
-    let k = node.config().lookup.k;
+/// Whether our table alone already knows `k` good nodes closer to `key`
+/// than us (the block's copies: K, or fewer for a shard): the check that
+/// costs nothing, before any request.
+fn plainly_not_ours(node: &Node, key: &Id, k: usize) -> bool {
     let ours = node.me().id.distance(key);
     let known = node.table().closest_good(key, k);
     known.len() >= k && known.iter().all(|c| c.id.distance(key) < ours)
 }
 
-/// A lookup for the K closest live nodes, then find_value to each of them.
-async fn confirm(node: &Node, key: Id) -> Verdict {
-    let k = node.config().lookup.k;
+/// A lookup for the K closest live nodes, then find_value to each of the
+/// closer ones: at least `k` (the block's copies) must hold it.
+async fn confirm(node: &Node, key: Id, k: usize) -> Verdict {
+    let lookup_k = node.config().lookup.k;
     let me = node.me();
     let found = node.lookup(key, LookupKind::FindNode).await;
-    if found.closest.iter().any(|c| c.id == me.id) || found.closest.len() < k {
+    if found.closest.iter().take(k).any(|c| c.id == me.id) || found.closest.len() < lookup_k {
         return Verdict::Responsible;
     }
     let ours = me.id.distance(&key);

@@ -72,7 +72,10 @@ pub enum RequestBody {
     Ping,
     FindNode(Id),
     FindValue(Id),
-    StoreValue(Id),
+    /// A block, and how many nodes should keep it: 0 for the network's K,
+    /// fewer for a shard of an erasure-coded chunk (our extension,
+    /// `"copies"` in params; the original ignores it and keeps K).
+    StoreValue(Id, u8),
 }
 
 impl RequestBody {
@@ -82,7 +85,7 @@ impl RequestBody {
             RequestBody::Ping => RequestType::Ping,
             RequestBody::FindNode(_) => RequestType::FindNode,
             RequestBody::FindValue(_) => RequestType::FindValue,
-            RequestBody::StoreValue(_) => RequestType::StoreValue,
+            RequestBody::StoreValue(..) => RequestType::StoreValue,
         }
     }
 }
@@ -242,7 +245,16 @@ fn parse_request(obj: &Map<String, Value>) -> Result<Request, WireError> {
         RequestType::Ping => RequestBody::Ping,
         RequestType::FindNode => RequestBody::FindNode(id(obj)?),
         RequestType::FindValue => RequestBody::FindValue(id(obj)?),
-        RequestType::StoreValue => RequestBody::StoreValue(id(obj)?),
+        RequestType::StoreValue => {
+            // Anything but a small count (absent, junk, 0) is the network's K.
+            let copies = obj
+                .get("params")
+                .and_then(|p| p.get("copies"))
+                .and_then(Value::as_u64)
+                .and_then(|c| u8::try_from(c).ok())
+                .unwrap_or(0);
+            RequestBody::StoreValue(id(obj)?, copies)
+        }
     };
     let read_only = matches!(obj.get("ro"), Some(Value::Bool(true)))
         || obj.get("ro").and_then(Value::as_u64) == Some(1);
@@ -357,9 +369,10 @@ pub fn node_json(c: &Contact) -> Value {
 pub fn encode_request(req: &Request) -> Vec<u8> {
     let params = match req.body {
         RequestBody::Ping => json!({}),
-        RequestBody::FindNode(id) | RequestBody::FindValue(id) | RequestBody::StoreValue(id) => {
+        RequestBody::FindNode(id) | RequestBody::FindValue(id) | RequestBody::StoreValue(id, 0) => {
             json!({"id": id.to_hex()})
         }
+        RequestBody::StoreValue(id, copies) => json!({"id": id.to_hex(), "copies": copies}),
     };
     let mut v = json!({
         "magic": req.magic,
@@ -408,7 +421,8 @@ mod tests {
             RequestBody::Ping,
             RequestBody::FindNode(Id([1; 32])),
             RequestBody::FindValue(Id([2; 32])),
-            RequestBody::StoreValue(Id([3; 32])),
+            RequestBody::StoreValue(Id([3; 32]), 0),
+            RequestBody::StoreValue(Id([3; 32]), 1),
         ] {
             let req = Request {
                 magic: 4_000_000_000,
