@@ -48,6 +48,24 @@ struct Flags {
     /// Fraction of the nodes that lie (made-up ids, fake "saved", junk bytes).
     #[arg(long, default_value_t = 0.0)]
     liars: f64,
+    /// Files put of each kind, erasure-coded and replicated (issue 17).
+    #[arg(long, default_value_t = 0)]
+    files: usize,
+    /// Chunks per file.
+    #[arg(long, default_value_t = 4)]
+    file_chunks: usize,
+    /// Bytes per chunk.
+    #[arg(long, default_value_t = 16 << 10)]
+    chunk_bytes: usize,
+    /// The erasure-coded files' code, K/N (each shard on one node).
+    #[arg(long, default_value_t = dhtfs::stripe::DEFAULT_CODE)]
+    ec: dhtfs::erasure::Code,
+    /// Hosts run the daemon's repair of erasure-coded chunks (hourly).
+    #[arg(long)]
+    repair: bool,
+    /// At the end, kill this share of the nodes at once, then read every file.
+    #[arg(long, default_value_t = 0.0)]
+    mass_kill: f64,
     /// Inject a bug into the simulation's own store, to see the checks catch
     /// it: skip-hash-check or forget-blocks.
     #[arg(long, value_parser = parse_bug)]
@@ -101,6 +119,12 @@ fn main() {
         delay_ms: f.delay_ms,
         partition: f.partition,
         liars: f.liars,
+        files: f.files,
+        file_chunks: f.file_chunks,
+        chunk_bytes: f.chunk_bytes,
+        ec: f.ec,
+        repair: f.repair,
+        mass_kill: f.mass_kill,
         bug: f.inject_bug,
         progress: !f.quiet,
     };

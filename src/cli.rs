@@ -71,8 +71,8 @@ pub struct PutArgs {
     /// Nodes each chunk is stored on (with --ec: each stripe, the small block naming a chunk's shards).
     #[arg(long, default_value_t = 7)]
     pub replicas: usize,
-    /// Erasure-code each chunk into N shards, any K of which rebuild it, each shard on --shard-copies nodes: 10/20 stores 2x the file where --replicas 7 stores 7x (docs/operators/erasure-coding.md).
-    #[arg(long, value_name = "K/N", conflicts_with = "hashfile")]
+    /// Erasure-code each chunk into N shards, any K of which rebuild it, each shard on --shard-copies nodes; --ec alone means 24/56, which stores about 2.4x the file where --replicas 7 stores 7x (docs/operators/erasure-coding.md).
+    #[arg(long, value_name = "K/N", conflicts_with = "hashfile", num_args = 0..=1, default_missing_value = "24/56")]
     pub ec: Option<dhtfs::erasure::Code>,
     /// With --ec: nodes each shard is kept on.
     #[arg(long, default_value_t = dhtfs::stripe::SHARD_COPIES, requires = "ec", value_name = "COPIES")]

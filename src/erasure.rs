@@ -64,6 +64,9 @@ pub enum ErasureError {
 }
 
 impl Code {
+    /// The default code (see docs/operators/erasure-coding.md for why).
+    pub const DEFAULT: Code = Code { k: 24, n: 56 };
+
     /// A `k`-of-`n` code, if `1 <= k < n <= MAX_SHARDS`.
     pub fn new(k: usize, n: usize) -> Result<Code, ErasureError> {
         if k == 0 || k >= n || n > MAX_SHARDS {

@@ -138,6 +138,9 @@ pub struct Stats {
     /// interval, where the sweep is (keyspace millionths), and when its last
     /// pass completed (unix seconds, 0 before the first).
     pub republish_behind_blocks: AtomicU64,
+    /// Shards (blocks kept on fewer nodes than K) this node dropped after
+    /// republishing them to the closer nodes they now belong on.
+    pub republish_handed_over: AtomicU64,
     pub republish_position_ppm: AtomicU64,
     pub republish_last_pass_unix: AtomicU64,
     /// Newcomers handed blocks, store_value requests sent to them, failed.

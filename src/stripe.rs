@@ -30,6 +30,8 @@ pub const MAX_LEN: u64 = 1 << 20;
 pub const MAX_STRIPE_BLOCK: u64 = (MAX_SHARDS as u64) * 67 + 1024;
 /// Nodes each shard is stored on, unless asked otherwise.
 pub const SHARD_COPIES: usize = 1;
+/// The code `dhtfs put --ec` means without one, and the simulation's.
+pub const DEFAULT_CODE: Code = Code::DEFAULT;
 
 /// One parsed stripe.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -294,3 +294,96 @@ async fn a_chunk_that_lost_n_minus_k_shards_is_read_and_then_repaired() {
         n.terminate(Duration::from_secs(20));
     }
 }
+
+/// The gateway serves ranges of a sealed, erasure-coded file byte for byte
+/// (across chunk boundaries, decoded from shards), and a pin by capability
+/// holds every shard of every chunk pinned, rebuilding one the network lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_and_pin_read_erasure_coded_files() {
+    use common::curl::fetch;
+    use dhtfs::files::{put, PutOptions};
+    use dhtfs::seal::Secret;
+
+    let net = common::TestNet::start(8).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let size = 3 * (64 << 10) + 1000;
+    let data = random_bytes(size, 17);
+    let path = tmp.path().join("ec.bin");
+    std::fs::write(&path, &data).unwrap();
+    let opts = PutOptions {
+        bootstrap: vec![net.nodes[1].local_addr],
+        quiet: true,
+        chunk_size: 64 << 10,
+        seal: Some(Secret([7; 32])),
+        ec: Some(CODE.parse().unwrap()),
+        ..PutOptions::new(path)
+    };
+    let report = put(&opts).await.expect("put --ec");
+    let cap = report.file.to_string();
+
+    let gateway = net.nodes[5].gateway_addr.expect("a gateway");
+    let url = format!("http://{gateway}/file/{cap}");
+    let chunk = (64 << 10) - 16;
+    for (from, to) in [
+        (0, size),
+        (chunk - 10, chunk + 10),
+        (size - 1, size),
+        (5, 2 * chunk + 7),
+    ] {
+        let got = fetch(&url, &["-r", &format!("{from}-{}", to - 1)]).await;
+        assert!(
+            got.status == 200 || got.status == 206,
+            "{from}-{to}: {}",
+            got.status
+        );
+        assert!(got.body == data[from..to], "range {from}-{to}: other bytes");
+    }
+
+    // One shard of the first stripe is lost everywhere before the pin.
+    let mut stripes = Vec::new();
+    for d in &net.nodes {
+        for (key, meta) in d.store.list(None, 10_000).unwrap() {
+            if meta.size > MAX_STRIPE_BLOCK {
+                continue;
+            }
+            let bytes = d.store.get(&key).unwrap().unwrap();
+            if Stripe::looks_like(&bytes) && !stripes.iter().any(|(k, _)| *k == key) {
+                stripes.push((key, Stripe::parse(key, &bytes).unwrap()));
+            }
+        }
+    }
+    assert_eq!(stripes.len(), 4);
+    let lost = stripes[0].1.shards[0];
+    for d in &net.nodes {
+        d.store.delete(&lost).unwrap();
+    }
+    let pinner = &net.nodes[6];
+    let mut admin = client(pinner.admin_addr).await;
+    common::admin::pin_named(&mut admin, &cap)
+        .await
+        .expect("the pin completes");
+    for (key, s) in &stripes {
+        for id in std::iter::once(key).chain(&s.shards) {
+            let r = pinner.store.record(id).unwrap();
+            assert!(
+                r.is_some_and(|r| r.origin == dhtfs::store::Origin::Pinned),
+                "block {} of stripe {} is pinned on the pinner",
+                id.short(),
+                key.short()
+            );
+        }
+    }
+    assert!(
+        pinner.store.contains(&lost),
+        "the lost shard was rebuilt by the pin"
+    );
+    let unpinned = admin
+        .unpin(pb::UnpinRequest {
+            root: report.root.to_hex(),
+        })
+        .await
+        .expect("unpin")
+        .into_inner();
+    eprintln!("pinned and unpinned {} blocks", unpinned.blocks_unpinned);
+    assert!(unpinned.blocks_unpinned as usize >= 4 * (1 + stripes[0].1.code.n()));
+}

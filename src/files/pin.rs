@@ -25,6 +25,7 @@ use crate::id::Id;
 use crate::manifest::{Entry, Manifest, ManifestError};
 use crate::node::{Node, Transfer};
 use crate::store::{Origin, PinInfo, Store, StoreError};
+use crate::stripe::Stripe;
 
 /// Chunks fetched at once.
 const PARALLEL: usize = 8;
@@ -122,6 +123,55 @@ async fn hold_pinned(
     Ok(Some((size, keep)))
 }
 
+/// Makes chunk stripe `key` and all its shards held here and pinned: the
+/// stripe fetched (or marked), then `k` shards (from here when held, else
+/// from the network), decoded and encoded again, so a shard the network
+/// lost is rebuilt here, and every shard stored pinned (the republish sweep
+/// then puts each back on its closest node). The shards' ids go to
+/// `pinned`, for Unpin. `Ok(None)` when the stripe or `k` shards are
+/// nowhere.
+async fn hold_stripe(
+    node: &Node,
+    store: &Store,
+    key: Id,
+    pinned: &Mutex<Vec<Id>>,
+    transfer: &Transfer,
+) -> Result<Option<(u64, Option<Vec<u8>>)>, StoreError> {
+    let Some((len, Some(bytes))) = hold_pinned(node, store, key, true, transfer).await? else {
+        return Ok(None);
+    };
+    let Ok(stripe) = Stripe::parse(key, &bytes) else {
+        return Ok(None);
+    };
+    let transfer = std::sync::Arc::new(Transfer::new());
+    let Ok(shards) = node
+        .fetch_shards(&stripe, stripe.code.k(), &[], &transfer)
+        .await
+    else {
+        return Ok(None);
+    };
+    let all: Vec<usize> = (0..stripe.code.n()).collect();
+    let rebuilt = tokio::task::spawn_blocking(move || {
+        let views: Vec<(usize, &[u8])> = shards.blocks.iter().map(|(i, b)| (*i, &b[..])).collect();
+        stripe.rebuild(&views, &all).map(|r| (stripe, r))
+    })
+    .await;
+    let Ok(Ok((stripe, rebuilt))) = rebuilt else {
+        return Ok(None);
+    };
+    let copies = stripe.copies;
+    let ids: Vec<Id> = rebuilt.iter().map(|(i, _)| stripe.shards[*i]).collect();
+    blocking(store, move |s| {
+        for (i, shard) in &rebuilt {
+            s.put_with(&stripe.shards[*i], shard, Origin::Pinned, copies)?;
+        }
+        Ok(())
+    })
+    .await?;
+    lock(pinned).extend(ids);
+    Ok(Some((len, None)))
+}
+
 /// Pins the file `file` names (a root or a capability): every block held
 /// here and pinned, the root listed among the pins. `progress` is called as
 /// blocks are done, at most every 100 ms, and once at the end with the totals.
@@ -133,11 +183,14 @@ pub async fn pin(
 ) -> Result<PinProgress, PinError> {
     let root = file.root();
     let pinned: Mutex<Vec<Id>> = Mutex::new(Vec::new());
-    let result = pin_tree(node, store, file, &pinned, progress).await;
+    let striped = std::sync::atomic::AtomicBool::new(false);
+    let result = pin_tree(node, store, file, (&pinned, &striped), progress).await;
     // A sealed pin's blocks are listed as far as it got, complete or not:
     // Unpin cannot find them otherwise.
     let pinned = pinned.into_inner().unwrap_or_else(|p| p.into_inner());
-    if file.is_sealed() && !pinned.is_empty() {
+    // An erasure-coded file's shards are not in its manifests: listed too.
+    let striped = striped.load(std::sync::atomic::Ordering::Relaxed);
+    if (file.is_sealed() || striped) && !pinned.is_empty() {
         blocking(store, move |s| {
             s.add_pin_blocks(&root, &pinned)?;
             s.flush()
@@ -151,7 +204,7 @@ async fn pin_tree(
     node: &Node,
     store: &Store,
     file: FileRef,
-    pinned: &Mutex<Vec<Id>>,
+    (pinned, striped_out): (&Mutex<Vec<Id>>, &std::sync::atomic::AtomicBool),
     mut progress: impl FnMut(PinProgress),
 ) -> Result<PinProgress, PinError> {
     let root = file.root();
@@ -175,7 +228,8 @@ async fn pin_tree(
     } else {
         top.name.clone()
     };
-    let size = top.size;
+    let (size, striped) = (top.size, top.stripes);
+    striped_out.store(striped, std::sync::atomic::Ordering::Relaxed);
     // The tree's manifest blocks, pinned as expand fetches them.
     let manifests: Mutex<Vec<(Id, u64)>> = Mutex::new(vec![(root, root_len)]);
     let failed_part: Mutex<Option<Id>> = Mutex::new(None);
@@ -235,11 +289,11 @@ async fn pin_tree(
     let mut missing: Vec<Id> = Vec::new();
     let mut results = stream::iter(distinct)
         .map(|Entry(key, len, _)| async move {
-            (
-                key,
-                len,
-                hold_pinned(node, store, key, false, transfer).await,
-            )
+            let held = match striped {
+                false => hold_pinned(node, store, key, false, transfer).await,
+                true => hold_stripe(node, store, key, pinned, transfer).await,
+            };
+            (key, len, held)
         })
         .buffer_unordered(PARALLEL);
     while let Some((key, len, held)) = results.next().await {

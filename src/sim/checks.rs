@@ -12,7 +12,7 @@ use crate::id::ID_BITS;
 /// largest table and pending map seen.
 pub fn check_all(world: &mut World) {
     let mut problems = Vec::new();
-    let stored = world.blocks.len();
+    let stored = world.blocks.len() + world.file_blocks;
     for host in world.hosts.iter().filter(|h| h.life == Life::Up) {
         let Some(node) = &host.node else {
             problems.push(format!("host {} is up without an engine", host.addr));

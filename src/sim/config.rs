@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::erasure::Code;
+
 /// A bug the simulation can inject into its own parts (never into the
 /// daemon), to show that the checks catch it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +41,18 @@ pub struct SimConfig {
     pub partition: bool,
     /// Fraction of the nodes that lie.
     pub liars: f64,
+    /// Files put of each kind, erasure-coded and replicated (0: none).
+    pub files: usize,
+    /// Chunks per file, and bytes per chunk.
+    pub file_chunks: usize,
+    pub chunk_bytes: usize,
+    /// The code of the erasure-coded files (each shard on one node).
+    pub ec: Code,
+    /// Hosts run the daemon's repair of erasure-coded chunks.
+    pub repair: bool,
+    /// At the end, this share of the up nodes is killed at once before the
+    /// files are read back (no time for repair).
+    pub mass_kill: f64,
     /// A bug to inject, to check that the checks catch it.
     pub bug: Option<Bug>,
     /// Print a progress line on stderr now and then.
@@ -59,6 +73,12 @@ impl Default for SimConfig {
             delay_ms: (10, 100),
             partition: false,
             liars: 0.0,
+            files: 0,
+            file_chunks: 4,
+            chunk_bytes: 16 << 10,
+            ec: crate::stripe::DEFAULT_CODE,
+            repair: false,
+            mass_kill: 0.0,
             bug: None,
             progress: false,
         }
@@ -93,6 +113,14 @@ impl SimConfig {
         share("loss", self.loss)?;
         share("dup", self.dup)?;
         share("liars", self.liars)?;
+        share("mass-kill", self.mass_kill)?;
+        if self.files > 0 && (self.file_chunks == 0 || !(64..=1 << 20).contains(&self.chunk_bytes))
+        {
+            return Err(format!(
+                "--file-chunks {} and --chunk-bytes {}: a file needs at least one chunk of 64 bytes to 1 MiB",
+                self.file_chunks, self.chunk_bytes
+            ));
+        }
         if !(0.0..=100.0).contains(&self.churn) {
             return Err(format!("--churn {} must be between 0 and 100", self.churn));
         }

@@ -17,6 +17,7 @@ mod checks;
 mod clock;
 mod config;
 mod failures;
+mod files;
 mod liar;
 mod lifecycle;
 mod measure;
@@ -33,6 +34,7 @@ mod world;
 
 pub use config::{Bug, SimConfig};
 pub use failures::Check;
+pub use files::FilesOutcome;
 pub use report::{without_wall, Report};
 
 /// Runs one simulation and reports what it measured.

@@ -47,6 +47,8 @@ pub struct Report {
     /// Of those, how many of each kind, in [`Check::ALL`] order.
     pub failures_by: Vec<(Check, u64)>,
     pub failure_lines: Vec<String>,
+    /// What the files came to (all zero when the run put none).
+    pub files: super::files::FilesOutcome,
     /// Filled in by the caller: real seconds the run took.
     pub wall_s: f64,
 }
@@ -116,6 +118,7 @@ impl Report {
                 .map(|&c| (c, w.failures.count_of(c)))
                 .collect(),
             failure_lines: w.failures.lines().to_vec(),
+            files: w.files_outcome.clone(),
             wall_s: 0.0,
         }
     }
@@ -127,7 +130,9 @@ impl Report {
             "nodes={} seed={} sim_hours={} lookups={} exact={:.4} found={:.4} hops_p50={} \
              hops_p99={} msgs_per_lookup={:.2} timeouts_per_lookup={:.3} max_table={} \
              churn={} loss={} dup={} delay_ms={}-{} partition={} liars={} made_up={:.4} \
-             blocks={} replicated={} lost={} datagrams={} failures={} wall_s={:.1}",
+             blocks={} replicated={} lost={} datagrams={} failures={} ec={} ec_files={} \
+             ec_readable={} rep_files={} rep_readable={} killed={} stored_per_byte={:.3} \
+             rep_stored_per_byte={:.3} repair_bytes={} wall_s={:.1}",
             c.nodes,
             c.seed,
             c.sim_hours,
@@ -152,6 +157,15 @@ impl Report {
             self.lost,
             self.net.sent,
             self.failures,
+            c.ec,
+            self.files.ec_files,
+            self.files.ec_readable,
+            self.files.rep_files,
+            self.files.rep_readable,
+            self.files.killed,
+            self.files.stored_per_byte,
+            self.files.rep_stored_per_byte,
+            self.files.repair_bytes,
             self.wall_s,
         )
     }
@@ -272,6 +286,34 @@ impl Report {
                 format!(
                     "{} / {}",
                     self.totals.refused_pending_full, self.totals.unmatched
+                ),
+            ),
+            (
+                "files erasure-coded / replicated",
+                format!(
+                    "{} ({}) / {}",
+                    self.files.ec_files, self.cfg.ec, self.files.rep_files
+                ),
+            ),
+            (
+                "readable after killing nodes at once",
+                format!(
+                    "{} / {} (killed {})",
+                    self.files.ec_readable, self.files.rep_readable, self.files.killed
+                ),
+            ),
+            (
+                "bytes stored per file byte",
+                format!(
+                    "{:.3} / {:.3}",
+                    self.files.stored_per_byte, self.files.rep_stored_per_byte
+                ),
+            ),
+            (
+                "chunks under repair threshold / repair bytes",
+                format!(
+                    "{} / {}",
+                    self.files.below_threshold, self.files.repair_bytes
                 ),
             ),
             ("invariant failures", self.failures_text()),

@@ -16,6 +16,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 use super::checks;
 use super::config::SimConfig;
 use super::failures::{sim_time, Check};
+use super::files;
 use super::lifecycle::{self, Departure};
 use super::measure;
 use super::record::BlockRecord;
@@ -48,6 +49,9 @@ pub async fn drive(cfg: SimConfig) -> Report {
     if cfg.partition {
         phases.spawn(partition(shared.clone()));
     }
+    if cfg.files > 0 {
+        phases.spawn(files::put_files(shared.clone()));
+    }
     let sampler = tokio::spawn(sample(shared.clone(), wall));
     while let Some(done) = phases.join_next().await {
         if let Err(e) = done {
@@ -61,6 +65,15 @@ pub async fn drive(cfg: SimConfig) -> Report {
     republish_all(&shared).await;
     progress(&shared, wall, "fetch every block");
     let (found, eligible, lost) = fetch_all(&shared).await;
+    if cfg.files > 0 {
+        if cfg.repair {
+            progress(&shared, wall, "repair");
+            files::repair_all(&shared).await;
+        }
+        progress(&shared, wall, "files: thresholds, bytes, kill, read");
+        let outcome = files::finish(&shared).await;
+        lock(&shared).files_outcome = outcome;
+    }
     {
         let mut w = lock(&shared);
         checks::check_all(&mut w);
@@ -92,7 +105,7 @@ fn progress(shared: &Shared, wall: std::time::Instant, what: &str) {
 }
 
 /// `n` moments uniform in `[from, to)`, in order.
-fn moments(w: &mut World, n: usize, from: Duration, to: Duration) -> Vec<Instant> {
+pub(super) fn moments(w: &mut World, n: usize, from: Duration, to: Duration) -> Vec<Instant> {
     let (a, b) = (
         from.as_millis() as u64,
         to.as_millis().max(from.as_millis() + 1) as u64,

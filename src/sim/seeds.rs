@@ -15,6 +15,8 @@ pub enum Stream {
     Node = 3,
     /// Block contents.
     Blocks = 4,
+    /// File contents.
+    Files = 5,
 }
 
 /// splitmix64, a good mixer of a counter into bits.

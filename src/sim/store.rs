@@ -13,6 +13,8 @@ use crate::store::{BlockStore, PutOutcome, StoreError};
 #[derive(Default)]
 pub struct MemStore {
     blocks: Mutex<BTreeMap<Id, Arc<Vec<u8>>>>,
+    /// Blocks to be kept on fewer nodes than K (shards), by key.
+    copies: Mutex<BTreeMap<Id, u8>>,
     bug: Option<Bug>,
 }
 
@@ -21,6 +23,7 @@ impl MemStore {
     pub fn new(bug: Option<Bug>) -> MemStore {
         MemStore {
             blocks: Mutex::default(),
+            copies: Mutex::default(),
             bug,
         }
     }
@@ -37,9 +40,47 @@ impl MemStore {
         key
     }
 
+    /// [`MemStore::insert_own`] of a block to be kept on `copies` nodes (0: K).
+    pub fn insert_own_with(&self, data: Vec<u8>, copies: u8) -> Id {
+        let key = self.insert_own(data);
+        let mut all = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+        match copies {
+            0 => all.remove(&key),
+            c => all.insert(key, c),
+        };
+        key
+    }
+
     /// Every key held, in order.
     pub fn keys(&self) -> Vec<Id> {
         self.map().keys().copied().collect()
+    }
+
+    /// Every key held, in order, with the copies it is kept on (0: K).
+    pub fn keys_with_copies(&self) -> Vec<(Id, u8)> {
+        let copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+        self.map()
+            .keys()
+            .map(|k| (*k, copies.get(k).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Bytes held under `keys` (those held).
+    pub fn bytes_of(&self, keys: &[Id]) -> u64 {
+        let map = self.map();
+        keys.iter()
+            .filter_map(|k| map.get(k))
+            .map(|v| v.len() as u64)
+            .sum()
+    }
+
+    /// Drops a block the caller put with [`MemStore::insert_own`].
+    pub fn remove(&self, key: &Id) {
+        self.map().remove(key);
+        self.copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// How many blocks are held.
@@ -86,6 +127,33 @@ impl BlockStore for MemStore {
         }
         map.insert(*key, Arc::new(data.to_vec()));
         Ok(PutOutcome::Stored)
+    }
+
+    fn put_copies(&self, key: &Id, data: &[u8], copies: u8) -> Result<PutOutcome, StoreError> {
+        let outcome = self.put_verified(key, data)?;
+        if self.map().contains_key(key) {
+            let mut all = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+            let now = match (outcome, all.get(key).copied()) {
+                (PutOutcome::AlreadyHad, None) => 0,
+                (PutOutcome::AlreadyHad, Some(c)) => {
+                    crate::store::BlockRecord::merge_copies(c, copies)
+                }
+                _ => copies,
+            };
+            match now {
+                0 => all.remove(key),
+                c => all.insert(*key, c),
+            };
+        }
+        Ok(outcome)
+    }
+
+    fn drop_replica(&self, key: &Id) -> Result<bool, StoreError> {
+        self.copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        Ok(self.map().remove(key).is_some())
     }
 
     fn check_room(&self, _size: u64) -> Result<(), StoreError> {

@@ -1,5 +1,6 @@
 //! Each host's own schedule, as the daemon's (src/upkeep/schedule.rs): every
-//! minute refresh stale buckets, every hour republish every held block. A
+//! minute refresh stale buckets, every hour republish every held block and,
+//! when the run repairs, check the stripes it is the closest holder of. A
 //! liar also asks others to store made-up keys, for which it serves junk.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +18,8 @@ use crate::wire::{Request, RequestBody};
 const TICK: Duration = Duration::from_secs(60);
 /// Republish interval (the daemon's default).
 const REPUBLISH: Duration = Duration::from_secs(3600);
+/// Repair interval, when the run repairs (the daemon's default).
+const REPAIR: Duration = Duration::from_secs(3600);
 /// A liar asks for a store this often.
 const SPAM: Duration = Duration::from_secs(600);
 
@@ -28,17 +31,19 @@ pub async fn run(
     alive: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) {
-    let (store, liar) = {
+    let (store, liar, repair) = {
         let w = lock(&shared);
         let host = &w.hosts[index];
-        (host.store.clone(), host.liar)
+        (host.store.clone(), host.liar, w.cfg.repair)
     };
+    let mut backoff = crate::upkeep::Backoff::default();
     let clock = node.clock().clone();
     let refresh_age = node.config().bucket_refresh.as_millis() as u64;
     // Hosts start their schedules at different moments, as real ones do.
     let offset = clock.random_u64() % TICK.as_millis() as u64;
     clock.sleep(Duration::from_millis(offset)).await;
     let mut last_republish = clock.now_ms();
+    let mut last_repair = clock.now_ms();
     let mut last_spam = clock.now_ms();
     let mut spam_n = 0u64;
     loop {
@@ -52,6 +57,10 @@ pub async fn run(
             last_republish = now;
             republish(&node, &store).await;
         }
+        if repair && !liar && now - last_repair >= REPAIR.as_millis() as u64 {
+            last_repair = now;
+            crate::upkeep::repair_keys(&node, store.keys(), &mut backoff).await;
+        }
         if liar && now - last_spam >= SPAM.as_millis() as u64 {
             last_spam = now;
             spam_n += 1;
@@ -63,7 +72,7 @@ pub async fn run(
 /// One republish pass over every held block, with the daemon's own walk
 /// (src/upkeep/republish.rs): keys in keyspace order, a lookup per region.
 pub async fn republish(node: &Node, store: &MemStore) {
-    crate::upkeep::republish_keys(node, store.keys()).await;
+    crate::upkeep::republish_keys(node, store.keys_with_copies()).await;
 }
 
 /// A liar asks a few peers of its table to store a made-up key.

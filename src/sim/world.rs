@@ -65,6 +65,8 @@ pub struct Totals {
     pub stores_bad_hash: u64,
     pub refused_pending_full: u64,
     pub unmatched: u64,
+    /// Bytes repair fetched and stored.
+    pub repair_bytes: u64,
 }
 
 impl Totals {
@@ -81,6 +83,7 @@ impl Totals {
         self.stores_bad_hash += Stats::get(&s.stores_bad_hash);
         self.refused_pending_full += Stats::get(&s.requests_refused_pending_full);
         self.unmatched += Stats::get(&s.responses_unmatched);
+        self.repair_bytes += Stats::get(&s.repair_bytes_read) + Stats::get(&s.repair_bytes_written);
     }
 }
 
@@ -98,6 +101,11 @@ pub struct World {
     pub lookups: Vec<LookupRecord>,
     pub lookups_aborted: u64,
     pub blocks: Vec<BlockRecord>,
+    /// Files put (see `files.rs`), and what they came to at the end.
+    pub files: Vec<super::files::FileRecord>,
+    pub files_outcome: super::files::FilesOutcome,
+    /// Blocks the file puts begun so far make (chunks, or stripes and shards).
+    pub file_blocks: usize,
     pub failures: Failures,
     pub retired: Totals,
     pub max_table: usize,
@@ -138,6 +146,9 @@ impl World {
             lookups: Vec::new(),
             lookups_aborted: 0,
             blocks: Vec::new(),
+            files: Vec::new(),
+            files_outcome: Default::default(),
+            file_blocks: 0,
             retired: Totals::default(),
             max_table: 0,
             max_pending: 0,

@@ -25,6 +25,10 @@ impl BlockStore for Store {
         Store::put_with(self, key, data, Origin::Replica, copies)
     }
 
+    fn drop_replica(&self, key: &Id) -> Result<bool, StoreError> {
+        Store::delete_replica(self, key)
+    }
+
     fn check_room(&self, size: u64) -> Result<(), StoreError> {
         Store::check_room(self, size)
     }

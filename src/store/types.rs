@@ -170,6 +170,11 @@ pub trait BlockStore: Send + Sync + 'static {
     fn puts_may_block(&self) -> bool {
         true
     }
+    /// Drops a block held for the network (never a pinned one); false when
+    /// it was not held, or is pinned, or this store drops nothing.
+    fn drop_replica(&self, _key: &Id) -> Result<bool, StoreError> {
+        Ok(false)
+    }
     /// A block already held was stored to us again (a store_value for it):
     /// a store that keeps records counts it as refreshed.
     fn stored_again(&self, _key: &Id) {}

@@ -26,6 +26,7 @@ struct UpkeepMetrics {
     republished_blocks: IntCounter,
     republish_stores: IntCounterVec,
     republish_skipped: IntCounter,
+    republish_handed_over: IntCounter,
     republish_lookups: IntCounter,
     republish_lookup_requests: IntCounter,
     republish_behind: IntGauge,
@@ -64,6 +65,7 @@ impl UpkeepMetrics {
             republished_blocks: m.counter("dhtfs_republished_blocks_total", "Blocks republished.")?,
             republish_stores: m.counter_vec("dhtfs_republish_stores_total", "store_value requests sent by republishing, by outcome (saved|failed).", &["outcome"])?,
             republish_skipped: m.counter("dhtfs_republish_skipped_total", "Blocks a republish skipped because another node stored them to us again within the interval.")?,
+            republish_handed_over: m.counter("dhtfs_republish_handed_over_total", "Shards (blocks kept on fewer nodes than K) dropped here after republishing them to the closer nodes they now belong on, each of which said saved.")?,
             republish_lookups: m.counter("dhtfs_republish_lookups_total", "Region lookups run by republishing (one per keyspace region, not per block).")?,
             republish_lookup_requests: m.counter("dhtfs_republish_lookup_requests_total", "DHT requests sent by republishing's region lookups.")?,
             republish_behind: m.gauge("dhtfs_republish_behind_blocks", "Blocks not refreshed (republished by anyone) for twice the republish interval.")?,
@@ -110,6 +112,10 @@ impl UpkeepMetrics {
             failed,
         );
         sync(&self.republish_skipped, Stats::get(&s.republish_skipped));
+        sync(
+            &self.republish_handed_over,
+            Stats::get(&s.republish_handed_over),
+        );
         sync(&self.republish_lookups, Stats::get(&s.republish_lookups));
         sync(
             &self.republish_lookup_requests,

@@ -15,7 +15,7 @@ mod verify;
 
 pub use handoff::{hand_off, run_handoff, HandoffReport};
 pub use metrics::register_metrics;
-pub use repair::{repair_once, run_repair, Backoff, RepairReport};
+pub use repair::{repair_keys, repair_once, run_repair, Backoff, RepairReport};
 pub use republish::{republish_keys, republish_once, RepublishReport};
 pub use schedule::{run, Schedule};
 pub use scrub::{run_scrub, ScrubSettings};

@@ -22,7 +22,7 @@ use super::Keys;
 use crate::id::Id;
 use crate::node::{Node, Transfer};
 use crate::stats::Stats;
-use crate::store::{Origin, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::stripe::{Stripe, MAX_STRIPE_BLOCK};
 
 /// Shard lookups a second, at most, while checking.
@@ -132,46 +132,102 @@ pub async fn repair_once(
     store: &Store,
     backoff: &mut Backoff,
 ) -> Result<RepairReport, StoreError> {
-    let stats = node.stats().clone();
-    Stats::inc(&stats.repair_runs);
-    backoff.pass += 1;
-    let mut report = RepairReport::default();
+    let mut pass = Pass::start(node, backoff);
     let mut keys = Keys::new(store);
     while let Some((key, meta)) = keys.next_with_meta().await? {
-        if meta.size > MAX_STRIPE_BLOCK {
-            continue;
+        if meta.size <= MAX_STRIPE_BLOCK {
+            pass.visit(key).await;
         }
-        let s = store.clone();
-        let Ok(Ok(Some(bytes))) = tokio::task::spawn_blocking(move || s.get(&key)).await else {
-            continue;
+    }
+    Ok(pass.report)
+}
+
+/// One pass over `keys`, for a node whose store keeps no index of sizes
+/// (the simulation's hosts): the same checks as [`repair_once`].
+pub async fn repair_keys(node: &Node, keys: Vec<Id>, backoff: &mut Backoff) -> RepairReport {
+    let mut pass = Pass::start(node, backoff);
+    for key in keys {
+        pass.visit(key).await;
+    }
+    pass.report
+}
+
+/// A pass under way.
+struct Pass<'a> {
+    node: &'a Node,
+    backoff: &'a mut Backoff,
+    report: RepairReport,
+}
+
+impl<'a> Pass<'a> {
+    fn start(node: &'a Node, backoff: &'a mut Backoff) -> Pass<'a> {
+        Stats::inc(&node.stats().repair_runs);
+        backoff.pass += 1;
+        Pass {
+            node,
+            backoff,
+            report: RepairReport::default(),
+        }
+    }
+
+    /// Checks block `key` if it is a stripe this node is the checker of.
+    async fn visit(&mut self, key: Id) {
+        let (node, stats) = (self.node, self.node.stats().clone());
+        let Some(bytes) = read(node, key).await else {
+            return;
         };
         if !Stripe::looks_like(&bytes) {
-            continue;
+            return;
         }
         let Ok(stripe) = Stripe::parse(key, &bytes) else {
-            continue;
+            return;
         };
-        report.stripes += 1;
+        self.report.stripes += 1;
         if !checker_of(node, &key) {
-            continue;
+            return;
         }
-        if backoff.waiting(&key) {
-            report.backing_off += 1;
-            continue;
+        if self.backoff.waiting(&key) {
+            self.report.backing_off += 1;
+            return;
         }
-        report.checked += 1;
+        self.report.checked += 1;
         Stats::inc(&stats.repair_checked);
-        match check(node, store, key, &stripe, &mut report).await {
-            Ok(()) => backoff.repaired(&key),
+        match check(node, key, &stripe, &mut self.report).await {
+            Ok(()) => self.backoff.repaired(&key),
             Err(why) => {
-                report.failures += 1;
+                self.report.failures += 1;
                 Stats::inc(&stats.repair_failures);
-                backoff.failed(key);
+                self.backoff.failed(key);
                 tracing::warn!(stripe = %key, %why, "repair failed");
             }
         }
     }
-    Ok(report)
+}
+
+/// Block `key` from this node's store, if held and readable.
+async fn read(node: &Node, key: Id) -> Option<Vec<u8>> {
+    let blocks = node.blocks().clone();
+    match blocks.puts_may_block() {
+        true => tokio::task::spawn_blocking(move || blocks.get(&key))
+            .await
+            .ok()?
+            .ok()?,
+        false => blocks.get(&key).ok()?,
+    }
+}
+
+/// Runs `f` on this node's store: off the runtime when the store may block.
+async fn on_store<T: Send + 'static>(
+    node: &Node,
+    f: impl FnOnce(&dyn crate::store::BlockStore) -> T + Send + 'static,
+) -> Option<T> {
+    let blocks = node.blocks().clone();
+    match blocks.puts_may_block() {
+        true => tokio::task::spawn_blocking(move || f(blocks.as_ref()))
+            .await
+            .ok(),
+        false => Some(f(blocks.as_ref())),
+    }
 }
 
 /// Whether this node checks stripe `key`: no good node it knows is closer.
@@ -187,7 +243,6 @@ fn checker_of(node: &Node, key: &Id) -> bool {
 /// when fewer than its threshold are found.
 async fn check(
     node: &Node,
-    store: &Store,
     key: Id,
     stripe: &Stripe,
     report: &mut RepairReport,
@@ -234,7 +289,7 @@ async fn check(
     let mut stored_none = Vec::new();
     for (position, bytes) in rebuilt {
         let id = stripe.shards[position];
-        match place(node, store, id, bytes, stripe.copies).await {
+        match place(node, id, bytes, stripe.copies).await {
             Ok(written) if written > 0 => {
                 report.shards_rebuilt += 1;
                 report.bytes_written += written;
@@ -257,18 +312,11 @@ async fn check(
 /// this node's store (other nodes pull what they store from it): kept here
 /// if this node is one of them, else dropped once they all said "saved".
 /// The bytes written to other nodes.
-async fn place(
-    node: &Node,
-    store: &Store,
-    id: Id,
-    bytes: Vec<u8>,
-    copies: u8,
-) -> Result<u64, String> {
+async fn place(node: &Node, id: Id, bytes: Vec<u8>, copies: u8) -> Result<u64, String> {
     let len = bytes.len() as u64;
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || s.put_with(&id, &bytes, Origin::Replica, copies))
+    on_store(node, move |s| s.put_copies(&id, &bytes, copies))
         .await
-        .map_err(|e| e.to_string())?
+        .ok_or("the store task failed")?
         .map_err(|e| e.to_string())?;
     let want = usize::from(copies.max(1));
     let targets: Vec<_> = node.find_closest(id).await.into_iter().take(want).collect();
@@ -277,8 +325,7 @@ async fn place(
     let saved = node.store_to(id, targets, copies).await.saved;
     let others = saved.iter().filter(|c| c.id != me).count();
     if !ours && others >= want {
-        let s = store.clone();
-        let _ = tokio::task::spawn_blocking(move || s.delete_replica(&id)).await;
+        on_store(node, move |s| s.drop_replica(&id)).await;
     }
     Ok(len * others as u64 + if ours { len } else { 0 })
 }

@@ -60,15 +60,15 @@ pub async fn republish_once(
     Ok(pass.finish().await)
 }
 
-/// One pass over `keys`, in keyspace order, for a node whose store keeps
-/// no records (the simulation's hosts, whose blocks live in memory): the
+/// One pass over `keys` (each with the copies it is kept on, 0 for K), in
+/// keyspace order, for a node whose store keeps no records (the simulation's hosts, whose blocks live in memory): the
 /// same walk as [`republish_once`], with no block skipped nor marked.
-pub async fn republish_keys(node: &Node, mut keys: Vec<Id>) -> RepublishReport {
+pub async fn republish_keys(node: &Node, mut keys: Vec<(Id, u8)>) -> RepublishReport {
     Stats::inc(&node.stats().republish_runs);
     keys.sort_unstable();
     let mut pass = Pass::walking(node, None, None, RepublishReport::default());
-    for key in keys {
-        pass.walk(key, 0).await;
+    for (key, copies) in keys {
+        pass.walk(key, copies).await;
     }
     pass.finish().await
 }
@@ -81,7 +81,10 @@ pub(super) struct Pass<'a> {
     store: Option<&'a Store>,
     skip_within: Option<u64>,
     region: Option<(Region, u64)>,
-    running: JoinSet<(Id, StoreReport)>,
+    /// Each store in flight: the key, and for a block kept on fewer copies
+    /// than K whose closest nodes we are not among, the copies to see saved
+    /// before our own copy may go.
+    running: JoinSet<(Id, Option<usize>, StoreReport)>,
     report: RepublishReport,
 }
 
@@ -132,13 +135,19 @@ impl<'a> Pass<'a> {
         self.report.blocks += 1;
         Stats::inc(&self.node.stats().republished_blocks);
         let mut targets = self.targets(key).await;
-        targets.truncate(copies_of(copies, self.node.config().lookup.k));
+        let want = copies_of(copies, self.node.config().lookup.k);
+        targets.truncate(want);
+        let me = self.node.me().id;
+        // A shard (kept on fewer nodes than K) whose closest nodes no longer
+        // include us is dropped once they all said "saved": otherwise every
+        // newcomer closer to it would leave one more copy behind.
+        let handing = (copies != 0 && !targets.iter().any(|c| c.id == me)).then_some(want);
         while self.running.len() >= PARALLEL {
             self.join_one().await;
         }
         let node = self.node.clone();
         self.running
-            .spawn(async move { (key, node.store_to(key, targets, copies).await) });
+            .spawn(async move { (key, handing, node.store_to(key, targets, copies).await) });
     }
 
     /// Waits for what is still in flight; the totals.
@@ -179,7 +188,9 @@ impl<'a> Pass<'a> {
         let Some(joined) = self.running.join_next().await else {
             return;
         };
-        let Ok((key, r)) = joined else { return };
+        let Ok((key, handing, r)) = joined else {
+            return;
+        };
         let me = self.node.me().id;
         let stats = self.node.stats();
         let sent = r.saved.iter().filter(|c| c.id != me).count() + r.failed.len();
@@ -187,7 +198,21 @@ impl<'a> Pass<'a> {
         self.report.failures += r.failed.len() as u64;
         Stats::add(&stats.republish_stores_sent, sent as u64);
         Stats::add(&stats.republish_failures, r.failed.len() as u64);
-        if let Some(store) = self.store.filter(|_| r.saved.iter().any(|c| c.id != me)) {
+        let others = r.saved.iter().filter(|c| c.id != me).count();
+        if handing.is_some_and(|want| others >= want) {
+            let blocks = self.node.blocks().clone();
+            let dropped = match blocks.puts_may_block() {
+                true => tokio::task::spawn_blocking(move || blocks.drop_replica(&key))
+                    .await
+                    .unwrap_or(Ok(false)),
+                false => blocks.drop_replica(&key),
+            };
+            if let Ok(true) = dropped {
+                Stats::inc(&stats.republish_handed_over);
+                return;
+            }
+        }
+        if let Some(store) = self.store.filter(|_| others > 0) {
             mark_republished(store, key).await;
         }
     }
