@@ -183,18 +183,26 @@ fn large_file(
             (median(&encode), median(&decode)),
         )
     };
-    // Plain and sealed take turns, so that both meet the machine as it is.
+    // Plain, erasure-coded and sealed take turns, so that all meet the
+    // machine as it is.
     let (mut puts, mut gets) = (Vec::new(), Vec::new());
     let (mut sealed_puts, mut sealed_gets) = (Vec::new(), Vec::new());
+    let (mut ec_puts, mut ec_gets) = (Vec::new(), Vec::new());
+    let code = dhtfs::erasure::Code::new(bulk::EC_CODE.0, bulk::EC_CODE.1).expect("a code");
     for run in 0..sizes.runs {
         let dir = tmp.join(format!("bulk{run}"));
-        let (p, g) = rt.block_on(bulk::transfer(&dir, &file, mib, None));
+        let (p, g) = rt.block_on(bulk::transfer(&dir, &file, mib, None, None));
         puts.push(p);
         gets.push(g);
         let _ = std::fs::remove_dir_all(&dir);
+        let dir = tmp.join(format!("ec{run}"));
+        let (p, g) = rt.block_on(bulk::transfer(&dir, &file, mib, None, Some(code)));
+        ec_puts.push(p);
+        ec_gets.push(g);
+        let _ = std::fs::remove_dir_all(&dir);
         let dir = tmp.join(format!("sealed{run}"));
         let secret = Some(dhtfs::seal::Secret::random());
-        let (p, g) = rt.block_on(bulk::transfer(&dir, &file, mib, secret));
+        let (p, g) = rt.block_on(bulk::transfer(&dir, &file, mib, secret, None));
         sealed_puts.push(p);
         sealed_gets.push(g);
         let _ = std::fs::remove_dir_all(&dir);
@@ -255,6 +263,22 @@ fn large_file(
             "MiB/s",
         )
         .vs("sha256, one core", sha),
+    );
+    rows.push(
+        Row::new(
+            format!("erasure-coded put {mib} MiB file, {k}/{n}, 8 nodes"),
+            median(&ec_puts),
+            "MiB/s",
+        )
+        .vs(format!("{r}-replica put, this run"), median(&puts)),
+    );
+    rows.push(
+        Row::new(
+            format!("erasure-coded get {mib} MiB file, {k}/{n}, 8 nodes"),
+            median(&ec_gets),
+            "MiB/s",
+        )
+        .vs("replicated get, this run", median(&gets)),
     );
     rows.push(
         Row::new(

@@ -37,7 +37,7 @@ pub fn seal_rate(data: &[u8]) -> f64 {
 }
 
 /// The code the erasure rows measure: what `--ec` would store at 2x.
-pub const EC_CODE: (usize, usize) = (10, 20);
+pub const EC_CODE: (usize, usize) = (24, 56);
 
 /// MiB/s of chunk bytes erasure-coded (`EC_CODE`, 1 MiB chunks) on this
 /// thread: encoding, and decoding from the worst case, where every data
@@ -93,14 +93,22 @@ pub fn fsync_small_rate(dir: &Path, count: usize) -> f64 {
 }
 
 /// Put and get MiB/s of `file` (`mib` MiB) on a fresh 8-node network under
-/// `dir`, sealed under `seal` or plain.
-pub async fn transfer(dir: &Path, file: &Path, mib: usize, seal: Option<Secret>) -> (f64, f64) {
+/// `dir`, sealed under `seal` or plain, erasure-coded under `ec` or
+/// replicated.
+pub async fn transfer(
+    dir: &Path,
+    file: &Path,
+    mib: usize,
+    seal: Option<Secret>,
+    ec: Option<Code>,
+) -> (f64, f64) {
     let nodes = start_net(dir, 8).await;
     let opts = PutOptions {
         bootstrap: vec![nodes[0].local_addr],
         replicas: REPLICAS,
         quiet: true,
         seal,
+        ec,
         ..PutOptions::new(file.to_path_buf())
     };
     let started = Instant::now();

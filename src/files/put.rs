@@ -27,6 +27,10 @@ use crate::seal::{self, Capability, Secret};
 pub const MIN_CHUNK: u64 = 4 << 10;
 pub const MAX_CHUNK: u64 = 1 << 20;
 
+/// Candidates beyond a shard's copies that its narrow lookup confirms, to
+/// move on to when the closest fails.
+const NARROW_SPARE: usize = 2;
+
 /// What to put and how.
 #[derive(Clone, Debug)]
 pub struct PutOptions {
@@ -374,7 +378,15 @@ pub(super) async fn store_block(
     (replicas, copies): (usize, u8),
     counters: &Counters,
 ) -> Result<usize, String> {
-    let candidates = node.find_closest(key).await;
+    // A block kept on fewer nodes than K (a shard) needs only its closest
+    // few, and a narrower lookup asks about half as many nodes.
+    let candidates = match copies {
+        0 => node.find_closest(key).await,
+        c => {
+            node.find_closest_n(key, usize::from(c) + NARROW_SPARE)
+                .await
+        }
+    };
     if candidates.is_empty() {
         return Err("the lookup found no nodes".into());
     }

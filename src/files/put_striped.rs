@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::progress::Counters;
@@ -48,6 +49,10 @@ pub async fn store_striped(
     // A stripe in flight holds n/k of its chunk in memory and n stores: a
     // few at a time keep both near a replicated put's.
     let at_once = how.parallel.div_ceil(4).max(2);
+    // Shard stores in flight across the put: each is a lookup and a pull,
+    // and a wider burst of datagrams overflowed socket buffers on loopback
+    // (8 nodes, 24/56: one store in 224 lost, a 30 s wait; none at 32).
+    let slots = Arc::new(Semaphore::new(how.parallel.max(1) * 2));
     let mut out = Vec::new();
     let mut running = JoinSet::new();
     let mut queue = distinct.iter().copied();
@@ -58,9 +63,10 @@ pub async fn store_striped(
             };
             let (node, source, counters, how) =
                 (node.clone(), source.clone(), counters.clone(), *how);
+            let slots = slots.clone();
             let size = sizes.get(&key).copied().unwrap_or(0);
             running.spawn(async move {
-                let r = store_one(&node, &source, key, &how, &counters).await;
+                let r = store_one(&node, &source, key, &how, (&counters, &slots)).await;
                 if r.is_ok() {
                     Counters::add(&counters.bytes, size);
                     Counters::add(&counters.chunks, 1);
@@ -83,7 +89,7 @@ async fn store_one(
     source: &Arc<FileSource>,
     key: Id,
     how: &Striping,
-    counters: &Arc<Counters>,
+    (counters, slots): (&Arc<Counters>, &Arc<Semaphore>),
 ) -> Result<(Id, usize), String> {
     let (src, code) = (source.clone(), how.code);
     let copies = u8::try_from(how.shard_copies).unwrap_or(u8::MAX);
@@ -106,7 +112,7 @@ async fn store_one(
         source.add(*id, shard);
     }
     source.add(stripe_key, stripe_bytes);
-    let result = store_blocks(node, &stripe, stripe_key, how, counters).await;
+    let result = store_blocks(node, &stripe, stripe_key, how, (counters, slots)).await;
     for id in &stripe.shards {
         source.remove(id);
     }
@@ -121,14 +127,15 @@ async fn store_blocks(
     stripe: &Stripe,
     stripe_key: Id,
     how: &Striping,
-    counters: &Arc<Counters>,
+    (counters, slots): (&Arc<Counters>, &Arc<Semaphore>),
 ) -> Result<usize, String> {
     let copies = stripe.copies;
     let mut running = JoinSet::new();
     for (position, &id) in stripe.shards.iter().enumerate() {
-        let (node, counters) = (node.clone(), counters.clone());
+        let (node, counters, slots) = (node.clone(), counters.clone(), slots.clone());
         let want = how.shard_copies;
         running.spawn(async move {
+            let _slot = slots.acquire_owned().await;
             let r = store_block(&node, id, (want, copies), &counters).await;
             (position, r)
         });

@@ -2,7 +2,7 @@
 //! `stripe.rs`) is held by the K closest nodes of its key, and the one of
 //! them that knows no closer good node checks it each pass. Checking is a
 //! find_value lookup per shard; when fewer than the stripe's threshold
-//! (`k` and half the spares) are found, the checker fetches `k` of the
+//! (all but a quarter of the spares) are found, the checker fetches `k` of the
 //! others, decodes, encodes the lost shards again and stores each on the
 //! closest nodes of its key, keeping a copy only when it is one of them.
 //!
