@@ -219,7 +219,7 @@ impl Default for Config {
             verify_interval_secs: 86_400,
             scrub_rate_mib_per_sec: 50,
             handoff: true,
-            repair_interval_secs: 600,
+            repair_interval_secs: 3_600,
             shed_high_water_percent: 90,
             shed_low_water_percent: 80,
         }
