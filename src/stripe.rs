@@ -235,7 +235,11 @@ mod tests {
         for (i, s) in rebuilt {
             assert_eq!(s, shards[i]);
         }
-        assert_eq!(parsed.repair_threshold(), 7);
+        assert_eq!(
+            parsed.repair_threshold(),
+            6,
+            "all but a quarter of the 3 spares, at least one"
+        );
     }
 
     #[test]
