@@ -280,12 +280,14 @@ async fn check(
     report.bytes_read += read;
     Stats::add(&stats.repair_bytes_read, read);
     let (stripe2, wanted) = (stripe.clone(), missing.clone());
-    let rebuilt = tokio::task::spawn_blocking(move || {
+    // Off the runtime beside a real store; inline beside the simulation's,
+    // whose paused clock must not move while a thread pool works.
+    let rebuilt = on_store(node, move |_| {
         let views: Vec<(usize, &[u8])> = shards.iter().map(|(i, b)| (*i, &b[..])).collect();
         stripe2.rebuild(&views, &wanted)
     })
     .await
-    .map_err(|e| e.to_string())??;
+    .ok_or("the rebuild task failed")??;
     let mut stored_none = Vec::new();
     for (position, bytes) in rebuilt {
         let id = stripe.shards[position];
