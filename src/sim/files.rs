@@ -193,14 +193,7 @@ async fn put_striped(
 
 /// Every up honest host runs one repair pass, as its schedule would.
 pub async fn repair_all(shared: &Shared) {
-    let hosts: Vec<_> = {
-        let w = lock(shared);
-        w.hosts
-            .iter()
-            .filter(|h| h.life == Life::Up && !h.liar)
-            .filter_map(|h| Some((h.node.clone()?, h.store.clone())))
-            .collect()
-    };
+    let hosts = lock(shared).up_honest();
     let mut running = JoinSet::new();
     for (node, store) in hosts {
         running.spawn(async move {

@@ -332,14 +332,7 @@ async fn sample(shared: Shared, wall: std::time::Instant) {
 
 /// Every up honest node runs a republish pass, as its schedule would.
 async fn republish_all(shared: &Shared) {
-    let hosts: Vec<_> = {
-        let w = lock(shared);
-        w.hosts
-            .iter()
-            .filter(|h| h.life == Life::Up && !h.liar)
-            .filter_map(|h| Some((h.node.clone()?, h.store.clone())))
-            .collect()
-    };
+    let hosts = lock(shared).up_honest();
     let mut running = JoinSet::new();
     for (node, store) in hosts {
         running.spawn(async move { upkeep::republish(&node, &store).await });

@@ -261,6 +261,15 @@ impl World {
         host.store = Arc::new(MemStore::new(None));
     }
 
+    /// Every up honest host's engine and store, in host order.
+    pub fn up_honest(&self) -> Vec<(Node, Arc<MemStore>)> {
+        self.hosts
+            .iter()
+            .filter(|h| h.life == Life::Up && !h.liar)
+            .filter_map(|h| Some((h.node.clone()?, h.store.clone())))
+            .collect()
+    }
+
     /// A random up host passing `keep`, if any.
     pub fn pick(&mut self, keep: impl Fn(&Host) -> bool) -> Option<usize> {
         let eligible: Vec<usize> = (0..self.hosts.len())
