@@ -68,9 +68,9 @@ pub struct PutArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub peers: PeerArgs,
-    /// Nodes each chunk is stored on (with --ec: each stripe, the small block naming a chunk's shards).
-    #[arg(long, default_value_t = 7)]
-    pub replicas: usize,
+    /// Store whole chunks, each on this many nodes (with --ec: each stripe, the small block naming a chunk's shards) [default: 7; with neither flag, a file of 96 KiB or more on a network of 56 nodes or more is erasure-coded 24/56, anything else stored as 7 replicas].
+    #[arg(long, value_name = "R")]
+    pub replicas: Option<usize>,
     /// Erasure-code each chunk into N shards, any K of which rebuild it, each shard on --shard-copies nodes; --ec alone means 24/56, which stores about 2.4x the file where --replicas 7 stores 7x (docs/operators/erasure-coding.md).
     #[arg(long, value_name = "K/N", conflicts_with = "hashfile", num_args = 0..=1, default_missing_value = "24/56")]
     pub ec: Option<dhtfs::erasure::Code>,

@@ -9,7 +9,7 @@ use clap::Parser;
 use cli::{Cli, Command, DevnetArgs, GetArgs, NodeArgs, PutArgs};
 use dhtfs::config::{Config, GivenAddrs};
 use dhtfs::daemon::Daemon;
-use dhtfs::files::{GetOptions, PutOptions};
+use dhtfs::files::{GetOptions, PutOptions, Redundancy};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -149,11 +149,15 @@ async fn run_put(args: PutArgs) -> anyhow::Result<()> {
         seal,
         bootstrap: args.peers.or_local(),
         file: args.file,
-        replicas: args.replicas,
+        replicas: args.replicas.unwrap_or(7),
         chunk_size: args.chunk_size,
         parallel: args.parallel,
         quiet: args.quiet,
-        ec: args.ec,
+        redundancy: match (args.ec, args.replicas, &args.hashfile) {
+            (Some(code), _, _) => Redundancy::Coded(code),
+            (None, Some(_), _) | (None, None, Some(_)) => Redundancy::Replicas,
+            (None, None, None) => Redundancy::Auto(dhtfs::erasure::Code::DEFAULT),
+        },
         shard_copies: args.shard_copies,
     };
     let report = dhtfs::files::put(&opts).await?;

@@ -315,7 +315,7 @@ async fn the_gateway_and_pin_read_erasure_coded_files() {
         quiet: true,
         chunk_size: 64 << 10,
         seal: Some(Secret([7; 32])),
-        ec: Some(CODE.parse().unwrap()),
+        redundancy: dhtfs::files::Redundancy::Coded(CODE.parse().unwrap()),
         ..PutOptions::new(path)
     };
     let report = put(&opts).await.expect("put --ec");
@@ -386,4 +386,76 @@ async fn the_gateway_and_pin_read_erasure_coded_files() {
         .into_inner();
     eprintln!("pinned and unpinned {} blocks", unpinned.blocks_unpinned);
     assert!(unpinned.blocks_unpinned as usize >= 4 * (1 + stripes[0].1.code.n()));
+}
+
+/// With neither `--ec` nor `--replicas`, a put erasure-codes the file when
+/// the network has at least as many nodes as a chunk has shards, and
+/// replicates it (saying why) on a smaller one or when the file is too
+/// small; both read back byte for byte. Run with a 4/8 code so that the
+/// networks stay small; the command line's default is the same rule at 24/56.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_put_codes_on_a_large_enough_network_and_replicates_otherwise() {
+    use dhtfs::files::{get, put, GetOptions, PutOptions, Redundancy};
+
+    let code: dhtfs::erasure::Code = CODE.parse().unwrap();
+    let mut net = common::TestNet::start(code.n() - 1).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let put_file = |name: &str, size: usize, seed: u64, bootstrap: SocketAddr| {
+        let data = random_bytes(size, seed);
+        let path = tmp.path().join(name);
+        std::fs::write(&path, &data).unwrap();
+        let opts = PutOptions {
+            bootstrap: vec![bootstrap],
+            quiet: true,
+            chunk_size: 64 << 10,
+            redundancy: Redundancy::Auto(code),
+            ..PutOptions::new(path)
+        };
+        async move { (put(&opts).await.expect("put"), data) }
+    };
+    let big = 3 * (64 << 10) + 5;
+    assert!(big as u64 >= dhtfs::files::min_coded_size(code));
+
+    let (small_net, _) = put_file("a.bin", big, 1, net.nodes[0].local_addr).await;
+    assert_eq!(
+        small_net.ec, None,
+        "7 nodes hold 8 shards poorly: replicate"
+    );
+    assert!(
+        small_net.summary.contains("7 replicas"),
+        "{}",
+        small_net.summary
+    );
+
+    net.grow(1, |_| {}).await;
+    let (coded, data) = put_file("b.bin", big, 2, net.nodes[0].local_addr).await;
+    assert_eq!(coded.ec, Some(code), "8 nodes: every shard its own node");
+    assert!(
+        coded.summary.contains(&format!("erasure-coded {code}")),
+        "{}",
+        coded.summary
+    );
+    let too_small = dhtfs::files::min_coded_size(code) as usize - 1;
+    let (tiny, _) = put_file("c.bin", too_small, 3, net.nodes[0].local_addr).await;
+    assert_eq!(tiny.ec, None, "a file under k pages is replicated");
+
+    let out = tmp.path().join("b.out");
+    get(&GetOptions {
+        bootstrap: vec![net.nodes[3].local_addr],
+        quiet: true,
+        ..GetOptions::new(coded.file, out.clone())
+    })
+    .await
+    .expect("get of the coded file");
+    assert!(std::fs::read(&out).unwrap() == data, "other bytes");
+    let stripes = net
+        .nodes
+        .iter()
+        .flat_map(|d| d.store.list(None, 10_000).unwrap())
+        .filter(|(key, _)| coded.chunks.iter().any(|e| e.0 == *key))
+        .count();
+    assert!(
+        stripes >= coded.chunks.len(),
+        "the manifest names stripes held on nodes"
+    );
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use dhtfs::erasure::Code;
-use dhtfs::files::{get, put, GetOptions, PutOptions};
+use dhtfs::files::{get, put, GetOptions, PutOptions, Redundancy};
 use dhtfs::seal::{seal_chunk, Secret};
 use sha2::{Digest, Sha256};
 
@@ -108,7 +108,7 @@ pub async fn transfer(
         replicas: REPLICAS,
         quiet: true,
         seal,
-        ec,
+        redundancy: ec.map_or(Redundancy::Replicas, Redundancy::Coded),
         ..PutOptions::new(file.to_path_buf())
     };
     let started = Instant::now();

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use super::file_ref::FileRef;
 use super::progress::{Counters, Progress};
+use super::redundancy::{self, Chosen, Redundancy};
 use super::session::Session;
 use super::source::{FileSource, Located};
 use super::{io, FilesError};
@@ -45,16 +46,17 @@ pub struct PutOptions {
     pub quiet: bool,
     /// Seal the file under this convergence secret; `None` stores it plain.
     pub seal: Option<Secret>,
-    /// Erasure-code each chunk under this code (its shards on
-    /// `shard_copies` nodes each, its stripe on `replicas`); `None`
-    /// replicates whole chunks on `replicas` nodes.
-    pub ec: Option<Code>,
+    /// Whole chunks on `replicas` nodes, or each chunk erasure-coded (its
+    /// shards on `shard_copies` nodes each, its stripe on `replicas`), or
+    /// by default coded when the file and the network are large enough.
+    pub redundancy: Redundancy,
     pub shard_copies: usize,
 }
 
 impl PutOptions {
-    /// Defaults for `file`: the local daemon, 7 replicas, 1 MiB chunks,
-    /// plain (the command line seals by default; see `main.rs`).
+    /// Defaults for `file`: the local daemon, 1 MiB chunks, 24/56 erasure
+    /// coding where it pays and 7 replicas where not, plain (the command
+    /// line seals by default; see `main.rs`).
     pub fn new(file: PathBuf) -> PutOptions {
         PutOptions {
             file,
@@ -64,7 +66,7 @@ impl PutOptions {
             parallel: 16,
             quiet: false,
             seal: None,
-            ec: None,
+            redundancy: Redundancy::Auto(Code::DEFAULT),
             shard_copies: crate::stripe::SHARD_COPIES,
         }
     }
@@ -78,6 +80,8 @@ pub struct PutReport {
     /// What names the file: the root, or for a sealed file its capability.
     pub file: FileRef,
     pub size: u64,
+    /// The code each chunk was erasure-coded under; `None`: replicated.
+    pub ec: Option<Code>,
     /// The file's chunks, in order (for the original's hash file).
     pub chunks: Vec<Entry>,
     /// Blocks stored on fewer nodes than asked (none failed outright).
@@ -218,6 +222,30 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
     ));
     let replicas = opts.replicas.max(1);
     let session = Session::start(&opts.bootstrap, source.clone(), replicas.max(7)).await?;
+    // By default, one wide lookup counts the nodes a chunk's shards would
+    // spread over; a small file or network is replicated instead.
+    let seen = match (
+        redundancy::needs_count(opts.redundancy, plan.size),
+        plan.chunks.first(),
+    ) {
+        (Some(code), Some(first)) => Some(
+            session
+                .node
+                .lookup_wide(first.0, code.n())
+                .await
+                .closest
+                .len(),
+        ),
+        _ => None,
+    };
+    let chosen = redundancy::choose(opts.redundancy, plan.size, seen);
+    if let (Chosen::Replicas { why: Some(why) }, false) = (&chosen, opts.quiet) {
+        eprintln!("storing {replicas} replicas of each chunk rather than erasure-coding: {why}");
+    }
+    let ec = match chosen {
+        Chosen::Coded(code) => Some(code),
+        Chosen::Replicas { .. } => None,
+    };
 
     let mut distinct: Vec<(usize, Id)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -232,7 +260,7 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
     let mut failed = Vec::new();
     let mut under = 0;
     // Chunks first, many at a time; the manifest only once they are all in.
-    let entries = match opts.ec {
+    let entries = match ec {
         None => {
             let results = store_all(
                 &session.node,
@@ -296,7 +324,7 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
         &entries,
         block_size as usize,
         opts.seal.as_ref(),
-        opts.ec.is_some(),
+        ec.is_some(),
     );
     for (key, bytes) in &built.blocks {
         source.add(*key, bytes.clone());
@@ -313,6 +341,10 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
         return Err(FilesError::StoreFailed(failed));
     }
     let mut summary = progress.finish();
+    match ec {
+        Some(code) => summary.push_str(&format!(", erasure-coded {code}")),
+        None => summary.push_str(&format!(", {replicas} replicas")),
+    }
     if under > 0 {
         summary.push_str(&format!(", {under} blocks on fewer than {replicas} nodes"));
     }
@@ -327,6 +359,7 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
         root: built.root,
         file,
         size: plan.size,
+        ec,
         chunks: entries,
         under_replicated: under,
         summary,
