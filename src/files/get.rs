@@ -22,6 +22,7 @@ use crate::id::Id;
 use crate::manifest::{self, Entry};
 use crate::node::Transfer;
 use crate::seal;
+use crate::stripe::{Stripe, MAX_STRIPE_BLOCK};
 
 /// A striped file's chunks in flight are this share of `parallel`.
 const STRIPED_SHARE: usize = 4;
@@ -145,15 +146,22 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
     }
 
     let part = part_path(&opts.out);
+    // An erasure-coded file's entries name stripes, not the chunks' blocks:
+    // a part file's chunks are checked against the blocks their stripes
+    // name, fetched only when there is a part file to check.
+    let blocks: Vec<Id> = match stripes && part_has_len(&part, size) {
+        true => stripe_blocks(session, &wants, &transfer, opts.parallel).await,
+        false => wants.iter().map(|w| w.entry.0).collect(),
+    };
     let (file, done) = {
-        let (part, wants_view): (PathBuf, Vec<(Entry, u64)>) = (
+        let (part, wants_view): (PathBuf, Vec<(Entry, u64, Id)>) = (
             part.clone(),
-            wants.iter().map(|w| (w.entry, w.offsets[0])).collect(),
+            wants
+                .iter()
+                .zip(&blocks)
+                .map(|(w, block)| (w.entry, w.offsets[0], *block))
+                .collect(),
         );
-        // An erasure-coded file's entries name stripes, not the chunks'
-        // blocks, so a part file's chunks cannot be checked against them
-        // without the stripes: it is fetched again whole.
-        let wants_view = if stripes { Vec::new() } else { wants_view };
         tokio::task::spawn_blocking(move || open_part(&part, size, chunk_size, &wants_view))
             .await
             .map_err(|e| FilesError::Io {
@@ -354,11 +362,48 @@ fn part_path(out: &Path) -> PathBuf {
 /// Opens `OUT.part` at the file's size; when it already was that size,
 /// returns the chunks in it that verify, so they are not fetched again (a
 /// sealed chunk verifies when sealing it again gives its block).
+/// Whether `part` is there and `size` bytes long: a part file to resume.
+fn part_has_len(part: &Path, size: u64) -> bool {
+    size > 0 && std::fs::metadata(part).is_ok_and(|m| m.len() == size)
+}
+
+/// The block each of an erasure-coded file's chunks is, as its stripe
+/// names it ([`Id::ZERO`] where the stripe could not be had: that chunk is
+/// fetched again).
+async fn stripe_blocks(
+    session: &Session,
+    wants: &[Want],
+    transfer: &Arc<Transfer>,
+    parallel: usize,
+) -> Vec<Id> {
+    use futures::stream::{self, StreamExt};
+    let fetcher = Fetcher {
+        node: session.node.clone(),
+        transfer: transfer.clone(),
+        counters: Arc::default(),
+    };
+    stream::iter(wants.iter().map(|w| {
+        let (fetcher, key) = (fetcher.clone(), w.entry.0);
+        async move {
+            let bytes = fetcher.block(key, MAX_STRIPE_BLOCK).await.ok()?;
+            Stripe::parse(key, &bytes).ok().map(|s| s.block)
+        }
+    }))
+    .buffered(parallel.max(1))
+    .map(|block| block.unwrap_or(Id::ZERO))
+    .collect()
+    .await
+}
+
+/// Opens (or makes) the part file; when it is already `size` bytes, the
+/// chunks in it that verify: each want is its entry, its first offset, and
+/// the block id its bytes must make (the entry's key, or for a stripe the
+/// block the stripe names).
 fn open_part(
     part: &Path,
     size: u64,
     chunk_size: u64,
-    wants: &[(Entry, u64)],
+    wants: &[(Entry, u64, Id)],
 ) -> Result<(File, HashSet<Id>), FilesError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -371,7 +416,7 @@ fn open_part(
     let mut done = HashSet::new();
     if existing == size && size > 0 {
         let mut buf = Vec::new();
-        for &(Entry(key, len, seal_key), offset) in wants {
+        for &(Entry(key, len, seal_key), offset, block) in wants {
             buf.resize(len as usize, 0);
             if file.read_exact_at(&mut buf, offset).is_err() {
                 continue;
@@ -380,7 +425,7 @@ fn open_part(
                 None => Id::of_block(&buf),
                 Some(k) => Id::of_block(&seal::reseal_chunk(k, &buf, chunk_size)),
             };
-            if block_id == key {
+            if block_id == block && block != Id::ZERO {
                 done.insert(key);
             }
         }
