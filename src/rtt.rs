@@ -47,11 +47,14 @@ impl RttEstimator {
         (self.samples > 0).then(|| Duration::from_micros(self.srtt_us as u64))
     }
 
-    /// `srtt + 4 * rttvar`, kept within `[min, hard]`; `hard` until there
-    /// is a sample (nothing is known of the network yet).
+    /// `srtt + 4 * rttvar`, kept within `[min, hard]`; a quarter of `hard`
+    /// until there is a sample (nothing is known of the network yet, but
+    /// the first requests, a join's pings among them, must still be sent
+    /// again when lost: with `hard` they never were, and one lost ping
+    /// failed a put's join at 1% loss).
     pub fn soft_timeout(&self, min: Duration, hard: Duration) -> Duration {
         if self.samples == 0 {
-            return hard;
+            return (hard / 4).max(min).min(hard);
         }
         let t = Duration::from_micros((self.srtt_us + 4.0 * self.rttvar_us) as u64);
         t.max(min).min(hard)
@@ -65,10 +68,12 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     #[test]
-    fn no_sample_means_the_hard_timeout() {
+    fn no_sample_means_a_quarter_of_the_hard_timeout() {
         let e = RttEstimator::new();
         assert_eq!(e.srtt(), None);
-        assert_eq!(e.soft_timeout(100 * MS, 2000 * MS), 2000 * MS);
+        assert_eq!(e.soft_timeout(100 * MS, 2000 * MS), 500 * MS);
+        assert_eq!(e.soft_timeout(800 * MS, 2000 * MS), 800 * MS);
+        assert_eq!(e.soft_timeout(100 * MS, 50 * MS), 50 * MS);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ struct OriginalPeer {
     serves: Arc<Mutex<HashMap<Id, Vec<u8>>>>,
     /// How many block requests its TCP side received.
     pulls: Arc<Mutex<u32>>,
+    /// How long its TCP side waits before answering a block request (ms).
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl OriginalPeer {
@@ -63,10 +66,11 @@ impl OriginalPeer {
         });
         let serves: Arc<Mutex<HashMap<Id, Vec<u8>>>> = Arc::default();
         let pulls: Arc<Mutex<u32>> = Arc::default();
-        let (s, p) = (serves.clone(), pulls.clone());
+        let delay_ms: Arc<AtomicU64> = Arc::default();
+        let (s, p, d) = (serves.clone(), pulls.clone(), delay_ms.clone());
         tokio::spawn(async move {
             while let Ok((mut conn, _)) = tcp.accept().await {
-                let (s, p) = (s.clone(), p.clone());
+                let (s, p, d) = (s.clone(), p.clone(), d.clone());
                 tokio::spawn(async move {
                     // The original reads one line and answers once.
                     let mut line = Vec::new();
@@ -77,6 +81,7 @@ impl OriginalPeer {
                     *p.lock().unwrap() += 1;
                     let key = Id::from_hex(std::str::from_utf8(&line).unwrap_or("")).ok();
                     let data = key.and_then(|k| s.lock().unwrap().get(&k).cloned());
+                    tokio::time::sleep(Duration::from_millis(d.load(Ordering::SeqCst))).await;
                     if let Some(data) = data {
                         let _ = conn.write_all(&block_frame(&data)).await;
                     }
@@ -90,6 +95,7 @@ impl OriginalPeer {
             addr,
             serves,
             pulls,
+            delay_ms,
         }
     }
 
@@ -218,6 +224,48 @@ async fn ping_find_node_and_requester_spelling() {
         )
         .await;
     assert_response(&resp, 3, "find_node");
+    node.shutdown().await;
+}
+
+/// A store_value sent again with the same magic (its answer lost, or only
+/// late) while the node still pulls the block costs no second pull and gets
+/// one answer; sent again after "saved", it is answered "saved" at once,
+/// without a pull. Our own requester resends an unanswered store so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_value_sent_again_is_pulled_once_and_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(&dir).await;
+    let to = node.local_addr;
+    let peer = OriginalPeer::start().await;
+    let data = vec![5u8; 100_000];
+    let key = Id::of_block(&data);
+    peer.serves.lock().unwrap().insert(key, data);
+    peer.delay_ms.store(600, Ordering::SeqCst);
+    let msg = peer.request(21, "store_value", json!({"id": key.to_hex()}));
+    for _ in 0..3 {
+        peer.send_raw(to, msg.to_string().as_bytes()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resp = peer.recv(Duration::from_secs(25)).await.expect("an answer");
+    assert_response(&resp, 21, "store_value");
+    assert_eq!(resp["result"], json!("saved"), "{resp}");
+    assert_eq!(
+        *peer.pulls.lock().unwrap(),
+        1,
+        "one pull for three copies of the request"
+    );
+    assert!(
+        peer.recv(Duration::from_millis(800)).await.is_none(),
+        "one answer for the copies that came while the store ran"
+    );
+
+    // Its answer lost, the request comes again: saved, and nothing pulled.
+    peer.delay_ms.store(0, Ordering::SeqCst);
+    let resp = peer.call(to, msg).await;
+    assert_response(&resp, 21, "store_value");
+    assert_eq!(resp["result"], json!("saved"), "{resp}");
+    assert_eq!(*peer.pulls.lock().unwrap(), 1, "no second pull");
+    assert!(node.store.contains(&key));
     node.shutdown().await;
 }
 

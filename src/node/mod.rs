@@ -146,6 +146,9 @@ struct Inner {
     pacer: Mutex<SendPacer<SocketAddr>>,
     /// store_values of ours in flight or waiting for a slot, per peer.
     store_slots: Mutex<HashMap<SocketAddr, rpc::PeerSlots>>,
+    /// store_values being run, by requester and magic: a resent copy of
+    /// one is answered by the running store.
+    stores_running: Mutex<HashSet<(SocketAddr, u64)>>,
 }
 
 /// Peers whose sending budgets are tracked at once (idle ones are forgotten).
@@ -183,6 +186,7 @@ impl Node {
                     MAX_PACED_PEERS,
                 )),
                 store_slots: Mutex::new(HashMap::new()),
+                stores_running: Mutex::new(HashSet::new()),
                 table: Mutex::new(table),
                 cfg,
                 transport,

@@ -20,6 +20,9 @@ use crate::wire::{Request, RequestBody, WireError};
 
 /// Times an unanswered request is sent again, a soft timeout apart.
 const RESENDS: u32 = 2;
+/// An unanswered store_value goes again after a soft timeout, then after
+/// twice the wait before, up to this wait, until its timeout.
+const STORE_RESEND_MAX: Duration = Duration::from_secs(2);
 
 /// Why a request to a peer failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,24 +112,35 @@ impl Node {
         // A datagram lost on the way costs a soft timeout, not the whole
         // request: unanswered, the same request (same magic) goes again after
         // each soft timeout, up to RESENDS times. A store_value's answer waits
-        // on a pull, so it is never resent. A resend goes only if the peer's
-        // budget has a turn free at once: waiting for one would throw the
-        // soft timeouts off, and a peer we keep that busy is not losing
-        // datagrams but answering late.
+        // on a pull of unknown length, and its loss would cost the whole
+        // store timeout: it goes again after a soft timeout, then after
+        // doubling waits (at most STORE_RESEND_MAX) until the timeout; the
+        // peer answers a copy of a store it is still running with that
+        // store's answer, and one it finished with "saved" from its store.
+        // A resend goes only if the peer's budget has a turn free at once:
+        // waiting for one would throw the soft timeouts off, and a peer we
+        // keep that busy is not losing datagrams but answering late.
         let soft = self.soft_timeout();
-        let may_resend = kind != crate::wire::RequestType::StoreValue;
+        let store = kind == crate::wire::RequestType::StoreValue;
+        let max_resends = if store { u32::MAX } else { RESENDS };
         let mut naps = 0;
         let mut resent = 0;
         let mut waiter = waiter;
         // A closed channel (the map torn down) counts as no answer.
         let answer: Option<super::pending::Answer> = loop {
-            let nap = self.inner.clock.sleep(soft);
+            let wait = match store {
+                true => soft
+                    .saturating_mul(1 << naps.min(16))
+                    .min(STORE_RESEND_MAX.max(soft)),
+                false => soft,
+            };
+            let nap = self.inner.clock.sleep(wait);
             tokio::select! {
                 // In order, not at random: a simulation must repeat exactly.
                 biased;
                 answer = &mut waiter.rx => break answer.ok(),
                 _ = &mut hard => break None,
-                _ = nap, if may_resend && naps < RESENDS => {
+                _ = nap, if naps < max_resends => {
                     naps += 1;
                     let now = self.inner.clock.now_ms();
                     if lock(&self.inner.pacer).try_now(&to, now) {

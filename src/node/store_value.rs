@@ -20,6 +20,13 @@ impl Node {
     pub(super) async fn handle_store(&self, requester: Contact, magic: u64, key: Id, copies: u8) {
         let kind = RequestType::StoreValue;
         let from = requester.addr;
+        // The requester resends a store_value it has no answer to: a copy
+        // that comes while the store runs gets that store's answer. One
+        // that comes after runs again, and finds the block stored.
+        let Some(_running) = RunningStore::take(self, from, magic) else {
+            tracing::debug!(%from, key = %key.short(), "store_value sent again while it runs; its store answers");
+            return;
+        };
         if let Err(text) = self.check_responsible(&requester, &key) {
             Stats::inc(&self.inner.stats.stores_not_responsible);
             tracing::debug!(%from, key = %key.short(), "store_value refused: not responsible");
@@ -153,6 +160,29 @@ impl Node {
             ));
         }
         Ok(())
+    }
+}
+
+/// A store_value being run, known by its requester and magic; forgotten
+/// when dropped.
+struct RunningStore<'a> {
+    node: &'a Node,
+    key: (SocketAddr, u64),
+}
+
+impl<'a> RunningStore<'a> {
+    fn take(node: &'a Node, from: SocketAddr, magic: u64) -> Option<RunningStore<'a>> {
+        let key = (from, magic);
+        let fresh = lock(&node.inner.stores_running).insert(key);
+        // Made only when fresh: a guard made and dropped for a copy would
+        // forget the running store.
+        fresh.then(|| RunningStore { node, key })
+    }
+}
+
+impl Drop for RunningStore<'_> {
+    fn drop(&mut self) {
+        lock(&self.node.inner.stores_running).remove(&self.key);
     }
 }
 
