@@ -4,7 +4,8 @@
 //! child processes), `http` (raw GETs), `metrics` (reading samples), `fetch`
 //! (the raw TCP block fetch), `wire` (playing a peer by hand), `hostile`
 //! (attackers), `put` (putting a file), `data` (random bytes and blocks),
-//! `admin` (the admin API), `curl` (the real curl).
+//! `admin` (the admin API), `curl` (the real curl), `netns` (hosts in
+//! network namespaces with real addresses, loss and capped links).
 #![allow(dead_code)]
 
 pub mod admin;
@@ -14,6 +15,7 @@ pub mod fetch;
 pub mod hostile;
 pub mod http;
 pub mod metrics;
+pub mod netns;
 pub mod process;
 pub mod put;
 pub mod wire;

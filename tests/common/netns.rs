@@ -1,0 +1,228 @@
+//! A test network of real addresses: each host in a network namespace of
+//! its own, joined by a veth pair to one bridge in a namespace the harness
+//! owns, with addresses spread over several /24s of 10.0.0.0/8; each host's
+//! outgoing packets dropped at random by nftables and its link capped by
+//! tbf. No traffic leaves the namespaces the harness made, and dropping the
+//! harness (a failed test included) kills what it started in them and
+//! deletes every namespace, which takes the links with it. Namespaces a
+//! crashed earlier run left behind (their owner pid gone) are deleted first.
+//!
+//! Needs root, `ip` (iproute2), `nft` (nftables) and `tc`; fails loudly,
+//! naming what is missing, where namespaces cannot be made.
+
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+
+/// Namespace names start with this, then the owning test process's pid.
+const PREFIX: &str = "dhtfs-t";
+
+/// What every host's link does to its outgoing packets.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// Packets dropped at random, in percent (0: none).
+    pub loss_percent: u32,
+    /// The link's rate in Mbit/s (0: uncapped).
+    pub mbit: u32,
+}
+
+/// One host: its namespace and its address.
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub ns: String,
+    pub v4: Ipv4Addr,
+}
+
+/// The hosts and the bridge between them, and the processes started in them.
+pub struct TestNetns {
+    bridge: String,
+    pub hosts: Vec<Host>,
+    children: Vec<Child>,
+}
+
+/// Runs `ip` (or another tool) with `args`, panicking with its stderr.
+fn run(tool: &str, args: &[&str]) {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} cannot run ({e}): the network tests need it"));
+    assert!(
+        out.status.success(),
+        "{tool} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// Namespaces of earlier runs whose process is gone.
+fn remove_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let pid: i32 = rest
+            .split('-')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        // SAFETY: kill(2) with signal 0 only asks whether the pid exists.
+        let alive = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
+        if !alive {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// Fails loudly when this machine cannot make namespaces or lacks a tool.
+pub fn require_netns() {
+    // SAFETY: geteuid(2) has no preconditions.
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "the namespace tests need root (CI runs as root): run tests/run as root"
+    );
+    for tool in ["ip", "nft", "tc"] {
+        super::require_tool(tool, "apt-get install iproute2 nftables");
+    }
+}
+
+impl TestNetns {
+    /// `per_subnet` hosts in each of `subnets` /24s (10.0.S.H, S from 1,
+    /// H from 2), every link shaped by `shape`.
+    pub fn start(tag: &str, subnets: u8, per_subnet: u8, shape: Shape) -> TestNetns {
+        require_netns();
+        remove_stale();
+        let pid = std::process::id();
+        let bridge = format!("{PREFIX}{pid}-{tag}-br");
+        let mut net = TestNetns {
+            bridge: bridge.clone(),
+            hosts: Vec::new(),
+            children: Vec::new(),
+        };
+        run("ip", &["netns", "add", &bridge]);
+        run(
+            "ip",
+            &["-n", &bridge, "link", "add", "br0", "type", "bridge"],
+        );
+        run("ip", &["-n", &bridge, "link", "set", "br0", "up"]);
+        for s in 1..=subnets {
+            for h in 0..per_subnet {
+                let i = net.hosts.len();
+                let ns = format!("{PREFIX}{pid}-{tag}-h{i}");
+                // Pushed before it exists, so a failure below still deletes it.
+                let v4 = Ipv4Addr::new(10, 0, s, h + 2);
+                net.hosts.push(Host { ns: ns.clone(), v4 });
+                run("ip", &["netns", "add", &ns]);
+                let port = format!("h{i}");
+                run(
+                    "ip",
+                    &[
+                        "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port,
+                        "netns", &bridge,
+                    ],
+                );
+                run(
+                    "ip",
+                    &["-n", &bridge, "link", "set", &port, "master", "br0"],
+                );
+                run("ip", &["-n", &bridge, "link", "set", &port, "up"]);
+                run("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+                run(
+                    "ip",
+                    &["-n", &ns, "addr", "add", &format!("{v4}/8"), "dev", "eth0"],
+                );
+                run("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
+                net.shape(&ns, shape);
+            }
+        }
+        net
+    }
+
+    fn shape(&self, ns: &str, shape: Shape) {
+        if shape.loss_percent > 0 {
+            let nft = |args: &[&str]| {
+                let mut all = vec!["netns", "exec", ns, "nft"];
+                all.extend_from_slice(args);
+                run("ip", &all);
+            };
+            nft(&["add", "table", "inet", "loss"]);
+            nft(&[
+                "add",
+                "chain",
+                "inet",
+                "loss",
+                "out",
+                "{ type filter hook output priority 0; }",
+            ]);
+            let rule = format!("numgen random mod 100 < {} drop", shape.loss_percent);
+            let mut args = vec!["add", "rule", "inet", "loss", "out"];
+            args.extend(rule.split(' '));
+            nft(&args);
+        }
+        if shape.mbit > 0 {
+            let rate = format!("{}mbit", shape.mbit);
+            run(
+                "ip",
+                &[
+                    "netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "tbf",
+                    "rate", &rate, "burst", "256kb", "latency", "50ms",
+                ],
+            );
+        }
+    }
+
+    /// `program` with `args`, to run in host `i`'s namespace.
+    pub fn command(&self, i: usize, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.hosts[i].ns, program]);
+        cmd
+    }
+
+    /// Starts `cmd` (made by [`command`](Self::command)); it is killed when
+    /// the harness goes.
+    pub fn spawn(&mut self, cmd: &mut Command) {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn in a namespace");
+        self.children.push(child);
+    }
+
+    /// The namespaces this harness made that still exist.
+    pub fn names(&self) -> Vec<String> {
+        std::iter::once(self.bridge.clone())
+            .chain(self.hosts.iter().map(|h| h.ns.clone()))
+            .collect()
+    }
+}
+
+/// Every namespace on the machine.
+pub fn list() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in self.names() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! dhtfs across real addresses: node processes each in a network namespace
+//! of its own, over several /24s of 10.0.0.0/8 joined by one bridge, every
+//! link dropping packets at random (nftables) and capped (tbf), with the
+//! per-/24 limits on as on the Internet (`limit_local_addrs`). Root only:
+//! CI runs as root; elsewhere these tests fail, naming what is missing.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::data::random_bytes;
+use common::netns::{list, Shape, TestNetns};
+use common::process::{run_to_end, NodeProc, BIN};
+
+/// Starts `dhtfs node` on every host of `net`, each joining through the
+/// first; their data dirs under `dir`.
+fn start_nodes(net: &TestNetns, dir: &Path) -> Vec<NodeProc> {
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        "limit_local_addrs = true\nrepublish_interval_secs = 0\nverify_interval_secs = 0\n\
+         min_free_bytes = 0\nmin_free_percent = 0\n",
+    )
+    .unwrap();
+    let first = SocketAddr::new(net.hosts[0].v4.into(), 7400);
+    let mut nodes = Vec::new();
+    for (i, host) in net.hosts.iter().enumerate() {
+        let mut cmd = net.command(i, BIN);
+        cmd.arg("node")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.join(format!("n{i}")))
+            .args(["--listen", &format!("{}:7400", host.v4)]);
+        common::process::side_ports_on_loopback(&mut cmd);
+        if i > 0 {
+            cmd.args(["--bootstrap", &first.to_string()]);
+        }
+        cmd.env_remove("NOTIFY_SOCKET");
+        nodes.push(NodeProc::start(&mut cmd).unwrap_or_else(|e| panic!("host {i}: {e}")));
+    }
+    nodes
+}
+
+/// Puts a 64 MiB file (3 replicas, plain) from host 4 through host 3 and
+/// gets it on host 20 through host 21 (other /24s): byte for byte; returns
+/// the put's and the get's seconds.
+fn put_and_get(net: &TestNetns, dir: &Path) -> (f64, f64) {
+    let data = random_bytes(64 << 20, 41);
+    let file = dir.join("f.bin");
+    std::fs::write(&file, &data).unwrap();
+    let via = |i: usize| format!("{}:7400", net.hosts[i].v4);
+    let started = Instant::now();
+    let put = run_to_end(
+        net.command(4, BIN).arg("put").arg(&file).args([
+            "--bootstrap",
+            &via(3),
+            "--replicas",
+            "3",
+            "--plain",
+        ]),
+        Duration::from_secs(240),
+        "put across the namespaces",
+    );
+    let put_s = started.elapsed().as_secs_f64();
+    assert!(put.status.success(), "put: {}", put.stderr);
+    let root = put.stdout.lines().last().unwrap_or("").trim().to_string();
+    let out = dir.join("f.out");
+    let started = Instant::now();
+    let get = run_to_end(
+        net.command(20, BIN)
+            .args(["get", &root, "--bootstrap", &via(21), "-o"])
+            .arg(&out),
+        Duration::from_secs(240),
+        "get across the namespaces",
+    );
+    let get_s = started.elapsed().as_secs_f64();
+    assert!(get.status.success(), "get: {}", get.stderr);
+    assert!(std::fs::read(&out).unwrap() == data, "other bytes");
+    (put_s, get_s)
+}
+
+/// 24 hosts over 8 /24s, every link at 200 Mbit/s: a 64 MiB file put on one
+/// host and got on another of another /24 comes back byte for byte, without
+/// loss and with every link losing 1% of its packets; the namespaces are
+/// gone afterwards. Prints both runs' rates (a figure, not an assertion).
+#[test]
+fn a_file_crosses_a_lossy_capped_network_of_namespaces() {
+    let mut names = Vec::new();
+    let mut rows = Vec::new();
+    for loss_percent in [0, 1] {
+        let tmp = tempfile::tempdir().unwrap();
+        let shape = Shape {
+            loss_percent,
+            mbit: 200,
+        };
+        let net = TestNetns::start(&format!("l{loss_percent}"), 8, 3, shape);
+        names.extend(net.names());
+        let mut nodes = start_nodes(&net, tmp.path());
+        // Let the joins settle: every node's own lookup, then its buckets.
+        std::thread::sleep(Duration::from_secs(3));
+        let (put_s, get_s) = put_and_get(&net, tmp.path());
+        rows.push(format!(
+            "| {loss_percent}% | {:.1} MiB/s ({put_s:.2} s) | {:.1} MiB/s ({get_s:.2} s) |",
+            64.0 / put_s,
+            64.0 / get_s
+        ));
+        for n in &mut nodes {
+            n.terminate(Duration::from_secs(20));
+        }
+        drop(net);
+    }
+    eprintln!(
+        "24 hosts over 8 /24s, 200 Mbit/s links, 64 MiB, 3 replicas:\n| loss | put | get |\n| --- | --- | --- |\n{}",
+        rows.join("\n")
+    );
+    let left: Vec<String> = list().into_iter().filter(|n| names.contains(n)).collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
