@@ -14,9 +14,9 @@ use common::data::random_bytes;
 use common::netns::{list, Shape, TestNetns};
 use common::process::{run_to_end, NodeProc, BIN};
 
-/// Starts `dhtfs node` on every host of `net`, each joining through the
-/// first; their data dirs under `dir`.
-fn start_nodes(net: &TestNetns, dir: &Path) -> Vec<NodeProc> {
+/// Starts `dhtfs node` on every host of `net` (on its IPv6 address with
+/// `v6`), each joining through the first; their data dirs under `dir`.
+fn start_nodes(net: &TestNetns, dir: &Path, v6: bool) -> Vec<NodeProc> {
     let config = dir.join("node.toml");
     std::fs::write(
         &config,
@@ -24,7 +24,7 @@ fn start_nodes(net: &TestNetns, dir: &Path) -> Vec<NodeProc> {
          min_free_bytes = 0\nmin_free_percent = 0\n",
     )
     .unwrap();
-    let first = SocketAddr::new(net.hosts[0].v4.into(), 7400);
+    let first = SocketAddr::new(net.hosts[0].ip(v6), 7400);
     let mut nodes = Vec::new();
     for (i, host) in net.hosts.iter().enumerate() {
         let mut cmd = net.command(i, BIN);
@@ -33,7 +33,7 @@ fn start_nodes(net: &TestNetns, dir: &Path) -> Vec<NodeProc> {
             .arg(&config)
             .arg("--data-dir")
             .arg(dir.join(format!("n{i}")))
-            .args(["--listen", &format!("{}:7400", host.v4)]);
+            .args(["--listen", &SocketAddr::new(host.ip(v6), 7400).to_string()]);
         common::process::side_ports_on_loopback(&mut cmd);
         if i > 0 {
             cmd.args(["--bootstrap", &first.to_string()]);
@@ -44,19 +44,26 @@ fn start_nodes(net: &TestNetns, dir: &Path) -> Vec<NodeProc> {
     nodes
 }
 
-/// Puts a 64 MiB file (3 replicas, plain) from host 4 through host 3 and
-/// gets it on host 20 through host 21 (other /24s): byte for byte; returns
-/// the put's and the get's seconds.
-fn put_and_get(net: &TestNetns, dir: &Path) -> (f64, f64) {
-    let data = random_bytes(64 << 20, 41);
+/// Puts a file of `mib` MiB (3 replicas, plain) from host `from` through
+/// the host after it and gets it on host `to` through the host after that,
+/// over IPv6 with `v6`: byte for byte; returns the put's and the get's
+/// seconds.
+fn put_and_get(
+    net: &TestNetns,
+    dir: &Path,
+    mib: usize,
+    (from, to): (usize, usize),
+    v6: bool,
+) -> (f64, f64) {
+    let data = random_bytes(mib << 20, 41);
     let file = dir.join("f.bin");
     std::fs::write(&file, &data).unwrap();
-    let via = |i: usize| format!("{}:7400", net.hosts[i].v4);
+    let via = |i: usize| SocketAddr::new(net.hosts[i].ip(v6), 7400).to_string();
     let started = Instant::now();
     let put = run_to_end(
-        net.command(4, BIN).arg("put").arg(&file).args([
+        net.command(from, BIN).arg("put").arg(&file).args([
             "--bootstrap",
-            &via(3),
+            &via(from + 1),
             "--replicas",
             "3",
             "--plain",
@@ -70,8 +77,8 @@ fn put_and_get(net: &TestNetns, dir: &Path) -> (f64, f64) {
     let out = dir.join("f.out");
     let started = Instant::now();
     let get = run_to_end(
-        net.command(20, BIN)
-            .args(["get", &root, "--bootstrap", &via(21), "-o"])
+        net.command(to, BIN)
+            .args(["get", &root, "--bootstrap", &via(to + 1), "-o"])
             .arg(&out),
         Duration::from_secs(240),
         "get across the namespaces",
@@ -98,10 +105,10 @@ fn a_file_crosses_a_lossy_capped_network_of_namespaces() {
         };
         let net = TestNetns::start(&format!("l{loss_percent}"), 8, 3, shape);
         names.extend(net.names());
-        let mut nodes = start_nodes(&net, tmp.path());
+        let mut nodes = start_nodes(&net, tmp.path(), false);
         // Let the joins settle: every node's own lookup, then its buckets.
         std::thread::sleep(Duration::from_secs(3));
-        let (put_s, get_s) = put_and_get(&net, tmp.path());
+        let (put_s, get_s) = put_and_get(&net, tmp.path(), 64, (4, 20), false);
         rows.push(format!(
             "| {loss_percent}% | {:.1} MiB/s ({put_s:.2} s) | {:.1} MiB/s ({get_s:.2} s) |",
             64.0 / put_s,
@@ -116,6 +123,33 @@ fn a_file_crosses_a_lossy_capped_network_of_namespaces() {
         "24 hosts over 8 /24s, 200 Mbit/s links, 64 MiB, 3 replicas:\n| loss | put | get |\n| --- | --- | --- |\n{}",
         rows.join("\n")
     );
+    let left: Vec<String> = list().into_iter().filter(|n| names.contains(n)).collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
+/// The same over IPv6 alone: 8 nodes over 4 /64s of a ULA /48 listen on
+/// their IPv6 addresses, join through one of them, and carry a file put on
+/// one /64 and got on another byte for byte; their contacts travel in the
+/// original's JSON with IPv6 addresses.
+#[test]
+fn a_file_crosses_an_ipv6_network_of_namespaces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shape = Shape {
+        loss_percent: 0,
+        mbit: 0,
+    };
+    let names;
+    {
+        let net = TestNetns::start("v6", 4, 2, shape);
+        names = net.names();
+        let mut nodes = start_nodes(&net, tmp.path(), true);
+        std::thread::sleep(Duration::from_secs(2));
+        let (put_s, get_s) = put_and_get(&net, tmp.path(), 8, (2, 5), true);
+        eprintln!("IPv6, 8 hosts over 4 /64s: put 8 MiB in {put_s:.2} s, get in {get_s:.2} s");
+        for n in &mut nodes {
+            n.terminate(Duration::from_secs(20));
+        }
+    }
     let left: Vec<String> = list().into_iter().filter(|n| names.contains(n)).collect();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }

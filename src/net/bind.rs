@@ -1,7 +1,7 @@
 //! Binding a node's sockets: UDP and TCP on one port, and the address to
 //! tell peers.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
 
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -84,13 +84,45 @@ pub fn advertise_ip(
     if !local.ip().is_unspecified() {
         return local.ip();
     }
+    // The probe's family is the peer's: an IPv4 wildcard cannot reach an
+    // IPv6 bootstrap, which left a client of an IPv6 network on 127.0.0.1.
+    let v6 = bootstrap.first().is_some_and(SocketAddr::is_ipv6);
+    let (any, loopback) = match v6 {
+        true => (
+            IpAddr::from(Ipv6Addr::UNSPECIFIED),
+            IpAddr::from(Ipv6Addr::LOCALHOST),
+        ),
+        false => (IpAddr::from([0, 0, 0, 0]), IpAddr::from([127, 0, 0, 1])),
+    };
     bootstrap
         .first()
         .and_then(|peer| {
-            let probe = StdUdpSocket::bind(SocketAddr::new(local.ip(), 0)).ok()?;
+            let probe = StdUdpSocket::bind(SocketAddr::new(any, 0)).ok()?;
             probe.connect(peer).ok()?;
             probe.local_addr().ok().map(|a| a.ip())
         })
         .filter(|ip| !ip.is_unspecified())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+        .unwrap_or(loopback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_advertised_ip_is_of_the_bootstrap_peers_family() {
+        let any: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let v4: SocketAddr = "127.0.0.1:7400".parse().unwrap();
+        let v6: SocketAddr = "[::1]:7400".parse().unwrap();
+        assert_eq!(advertise_ip(None, any, &[v4]), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(
+            advertise_ip(None, any, &[v6]),
+            IpAddr::from(Ipv6Addr::LOCALHOST)
+        );
+        assert_eq!(advertise_ip(None, any, &[]), IpAddr::from([127, 0, 0, 1]));
+        let listen: SocketAddr = "127.0.0.2:0".parse().unwrap();
+        assert_eq!(advertise_ip(None, listen, &[v6]), listen.ip());
+        let told: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(advertise_ip(Some(told), any, &[v6]), told);
+    }
 }

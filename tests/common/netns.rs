@@ -1,6 +1,7 @@
 //! A test network of real addresses: each host in a network namespace of
 //! its own, joined by a veth pair to one bridge in a namespace the harness
-//! owns, with addresses spread over several /24s of 10.0.0.0/8; each host's
+//! owns, with addresses spread over several /24s of 10.0.0.0/8 and /64s of
+//! a ULA /48 (fd00:d47f::/48); each host's
 //! outgoing packets dropped at random by nftables and its link capped by
 //! tbf. No traffic leaves the namespaces the harness made, and dropping the
 //! harness (a failed test included) kills what it started in them and
@@ -10,7 +11,7 @@
 //! Needs root, `ip` (iproute2), `nft` (nftables) and `tc`; fails loudly,
 //! naming what is missing, where namespaces cannot be made.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Child, Command, Stdio};
 
 /// Namespace names start with this, then the owning test process's pid.
@@ -25,11 +26,23 @@ pub struct Shape {
     pub mbit: u32,
 }
 
-/// One host: its namespace and its address.
+/// One host: its namespace and its addresses.
 #[derive(Clone, Debug)]
 pub struct Host {
     pub ns: String,
     pub v4: Ipv4Addr,
+    /// In a ULA /48: subnet S is `fd00:d47f:0:S::/64`.
+    pub v6: Ipv6Addr,
+}
+
+impl Host {
+    /// Its IPv4 or IPv6 address.
+    pub fn ip(&self, v6: bool) -> IpAddr {
+        match v6 {
+            true => self.v6.into(),
+            false => self.v4.into(),
+        }
+    }
 }
 
 /// The hosts and the bridge between them, and the processes started in them.
@@ -113,7 +126,12 @@ impl TestNetns {
                 let ns = format!("{PREFIX}{pid}-{tag}-h{i}");
                 // Pushed before it exists, so a failure below still deletes it.
                 let v4 = Ipv4Addr::new(10, 0, s, h + 2);
-                net.hosts.push(Host { ns: ns.clone(), v4 });
+                let v6 = Ipv6Addr::new(0xfd00, 0xd47f, 0, s.into(), 0, 0, 0, u16::from(h) + 2);
+                net.hosts.push(Host {
+                    ns: ns.clone(),
+                    v4,
+                    v6,
+                });
                 run("ip", &["netns", "add", &ns]);
                 let port = format!("h{i}");
                 run(
@@ -132,6 +150,20 @@ impl TestNetns {
                 run(
                     "ip",
                     &["-n", &ns, "addr", "add", &format!("{v4}/8"), "dev", "eth0"],
+                );
+                // No duplicate address detection: the address is usable at once.
+                run(
+                    "ip",
+                    &[
+                        "-n",
+                        &ns,
+                        "addr",
+                        "add",
+                        &format!("{v6}/48"),
+                        "dev",
+                        "eth0",
+                        "nodad",
+                    ],
                 );
                 run("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
                 net.shape(&ns, shape);
