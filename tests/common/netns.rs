@@ -224,7 +224,16 @@ impl TestNetns {
         self.children.push(child);
     }
 
-    /// The namespaces this harness made that still exist.
+    /// Cuts host `i` off: its port on the bridge goes down, so every packet
+    /// to or from it is lost (its processes keep running).
+    pub fn cut(&self, i: usize) {
+        run(
+            "ip",
+            &["-n", &self.bridge, "link", "set", &format!("h{i}"), "down"],
+        );
+    }
+
+    /// The namespaces this harness made.
     pub fn names(&self) -> Vec<String> {
         std::iter::once(self.bridge.clone())
             .chain(self.hosts.iter().map(|h| h.ns.clone()))
