@@ -25,7 +25,7 @@ pub use get::{get, GetOptions, GetReport};
 pub use pin::{pin, unpin, PinError, PinProgress};
 pub use progress::{Counters, Progress};
 pub use put::{put, PutOptions, PutReport};
-pub use redundancy::{choose, min_coded_size, Chosen, Redundancy, MIN_SHARD_BYTES};
+pub use redundancy::{choose, min_coded_size, Chosen, Redundancy, Why, MIN_SHARD_BYTES};
 pub use session::Session;
 
 use crate::id::Id;

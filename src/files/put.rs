@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use super::file_ref::FileRef;
 use super::progress::{Counters, Progress};
-use super::redundancy::{self, Chosen, Redundancy};
+use super::redundancy::{self, Chosen, Redundancy, Why};
 use super::session::Session;
 use super::source::{FileSource, Located};
 use super::{io, FilesError};
@@ -239,7 +239,15 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
         _ => None,
     };
     let chosen = redundancy::choose(opts.redundancy, plan.size, seen);
-    if let (Chosen::Replicas { why: Some(why) }, false) = (&chosen, opts.quiet) {
+    // A small file replicated is what anyone expects; a large one on a
+    // small network is worth a word.
+    if let (
+        Chosen::Replicas {
+            why: Some(why @ Why::FewNodes { .. }),
+        },
+        false,
+    ) = (&chosen, opts.quiet)
+    {
         eprintln!("storing {replicas} replicas of each chunk rather than erasure-coding: {why}");
     }
     let ec = match chosen {

@@ -26,8 +26,36 @@ pub const MIN_SHARD_BYTES: u64 = 4096;
 /// What a put does, and for an automatic choice of replicas, why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Chosen {
-    Replicas { why: Option<String> },
+    Replicas { why: Option<Why> },
     Coded(Code),
+}
+
+/// Why [`Redundancy::Auto`] replicated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// The file is under [`min_coded_size`] bytes: expected, not worth a word.
+    SmallFile { min: u64, code: Code },
+    /// A lookup met fewer nodes than a chunk has shards: worth telling, since
+    /// the user may have expected coding.
+    FewNodes { seen: usize, code: Code },
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::SmallFile { min, code } => write!(
+                f,
+                "the file is under {} KiB, too small to erasure-code {code} (shards under {} KiB)",
+                min >> 10,
+                MIN_SHARD_BYTES >> 10
+            ),
+            Why::FewNodes { seen, code } => write!(
+                f,
+                "the network showed {seen} nodes, fewer than the {} that {code} spreads each chunk over",
+                code.n()
+            ),
+        }
+    }
 }
 
 /// Whether [`Redundancy::Auto`] needs to count nodes for a file of
@@ -57,21 +85,19 @@ pub fn choose(asked: Redundancy, file_size: u64, nodes_seen: Option<usize>) -> C
     };
     if file_size < min_coded_size(code) {
         return Chosen::Replicas {
-            why: Some(format!(
-                "the file is under {} KiB, too small to erasure-code {code} (shards under {} KiB)",
-                min_coded_size(code) >> 10,
-                MIN_SHARD_BYTES >> 10
-            )),
+            why: Some(Why::SmallFile {
+                min: min_coded_size(code),
+                code,
+            }),
         };
     }
     match nodes_seen {
         Some(seen) if seen >= code.n() => Chosen::Coded(code),
         seen => Chosen::Replicas {
-            why: Some(format!(
-                "the network showed {} nodes, fewer than the {} that {code} spreads each chunk over",
-                seen.unwrap_or(0),
-                code.n()
-            )),
+            why: Some(Why::FewNodes {
+                seen: seen.unwrap_or(0),
+                code,
+            }),
         },
     }
 }
@@ -117,6 +143,7 @@ mod tests {
         else {
             panic!("a 55-node network must replicate");
         };
+        let why = why.to_string();
         assert!(why.contains("55 nodes") && why.contains("56"), "{why}");
         assert!(matches!(
             choose(Redundancy::Auto(CODE), 64 << 20, None),
@@ -131,7 +158,7 @@ mod tests {
         assert_eq!(needs_count(Redundancy::Auto(CODE), edge - 1), None);
         assert!(matches!(
             choose(Redundancy::Auto(CODE), edge - 1, Some(10_000)),
-            Chosen::Replicas { why: Some(w) } if w.contains("too small")
+            Chosen::Replicas { why: Some(w @ Why::SmallFile { .. }) } if w.to_string().contains("too small")
         ));
         assert_eq!(
             choose(Redundancy::Auto(CODE), edge, Some(10_000)),
