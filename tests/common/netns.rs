@@ -240,6 +240,14 @@ impl TestNetns {
         );
     }
 
+    /// Puts host `i` back on the bridge after [`cut`](Self::cut).
+    pub fn heal(&self, i: usize) {
+        run(
+            "ip",
+            &["-n", &self.bridge, "link", "set", &format!("h{i}"), "up"],
+        );
+    }
+
     /// The namespaces this harness made.
     pub fn names(&self) -> Vec<String> {
         std::iter::once(self.bridge.clone())
