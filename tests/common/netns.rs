@@ -105,8 +105,7 @@ impl TestNetns {
     /// `per_subnet` hosts in each of `subnets` /24s (10.0.S.H, S from 1,
     /// H from 2), every link shaped by `shape`.
     pub fn start(tag: &str, subnets: u8, per_subnet: u8, shape: Shape) -> TestNetns {
-        let layout: Vec<(u8, u8)> = (1..=subnets).map(|s| (s, per_subnet)).collect();
-        TestNetns::start_layout(tag, &layout, shape)
+        TestNetns::start_layout(tag, &grid(subnets, per_subnet), shape)
     }
 
     /// For each `(S, n)` of `layout`, `n` hosts in /24 S (10.0.S.H, H from
@@ -254,6 +253,11 @@ impl TestNetns {
             .chain(self.hosts.iter().map(|h| h.ns.clone()))
             .collect()
     }
+}
+
+/// A layout of `per_subnet` hosts in each of `subnets` /24s, from 1.
+pub fn grid(subnets: u8, per_subnet: u8) -> Vec<(u8, u8)> {
+    (1..=subnets).map(|s| (s, per_subnet)).collect()
 }
 
 /// Every namespace on the machine.
