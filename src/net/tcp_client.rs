@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use crate::id::Id;
@@ -30,6 +30,42 @@ const IDLE_TOTAL: usize = 256;
 const IDLE_MAX: Duration = Duration::from_secs(10);
 /// Longest wait for a connection to open, and for the first byte of an answer.
 const START_DEADLINE: Duration = Duration::from_secs(5);
+/// The receive buffer asked for before connecting: room for a whole chunk
+/// and its header. A fresh connection's window otherwise starts at the
+/// kernel's default (128 KiB here) and grows only as data is read, so the
+/// first megabyte on a new connection takes round trips a warm one does
+/// not. A block is one request and one answer, so a window past the largest
+/// block never helps.
+const RECV_BUFFER: u32 = 2 << 20;
+
+/// Whether the kernel grants `RECV_BUFFER`. A buffer set by hand turns the
+/// kernel's autotuning off, and the kernel caps it at `net.core.rmem_max`
+/// (208 KiB on a stock kernel): below a chunk, autotuning does better on a
+/// long path, so the buffer is then left to the kernel.
+fn recv_buffer_granted() -> bool {
+    static GRANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *GRANTED.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .is_some_and(|max| max >= u64::from(RECV_BUFFER))
+    })
+}
+
+/// A new connection to `to`, with the receive buffer set and Nagle off.
+async fn connect(to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = match to {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if recv_buffer_granted() {
+        // Best effort: a kernel that refuses leaves its default.
+        let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+    }
+    let conn = socket.connect(to).await?;
+    let _ = conn.set_nodelay(true);
+    Ok(conn)
+}
 
 type Pool = HashMap<SocketAddr, Vec<(Instant, TcpStream)>>;
 
@@ -78,11 +114,10 @@ impl TcpClient {
                 other => return other,
             }
         }
-        let conn = tokio::time::timeout(self.start, TcpStream::connect(from))
+        let conn = tokio::time::timeout(self.start, connect(from))
             .await
             .map_err(|_| FetchError::Timeout)?
             .map_err(|e| FetchError::Io(e.to_string()))?;
-        let _ = conn.set_nodelay(true);
         self.fetch_on(conn, from, key, max_len).await
     }
 
