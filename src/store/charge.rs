@@ -2,8 +2,8 @@
 //! its bytes plus the bookkeeping that holding it takes.
 
 /// Bytes charged per block on top of its data, for its bookkeeping: the index
-/// record (a 32-byte key and an 18-byte entry), the same key again in `inline`
-/// for a small block, sled's per-entry headers in its log and its node pages
+/// record (a 32-byte key and an 18- or 30-byte entry), a small block's 40-byte
+/// record header in its segment (or its key again in `inline`), sled's per-entry headers in its log and its node pages
 /// (a few tens of bytes each), and for a file block its directory entry (a
 /// 64-character name in `blocks/ab/cd/`, ~80 bytes in an ext4 directory block).
 /// That adds up to about 200 bytes; 256 rounds it up so a flood of empty
@@ -15,7 +15,8 @@ pub(crate) const BLOCK_OVERHEAD: u64 = 256;
 /// of disk, a 100-byte one (inline_max set to 0) a whole 4 KiB.
 pub(crate) const FS_BLOCK: u64 = 4096;
 
-/// Bytes charged for a block of `size` bytes stored inline (in sled) or as a file.
+/// Bytes charged for a block of `size` bytes stored small (in a segment or
+/// sled) or as a file.
 pub(crate) fn charge(size: u64, inline: bool) -> u64 {
     let data = if inline {
         size

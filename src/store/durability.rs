@@ -3,7 +3,18 @@
 
 use std::sync::atomic::Ordering;
 
+use super::index::SEGMENTS_SYNCED_KEY;
 use super::{summary, Store, StoreError};
+
+/// A segment's error in the shape group commit passes on (its I/O error
+/// kept, so a full disk is still named one).
+fn as_sled(e: StoreError) -> sled::Error {
+    sled::Error::Io(match e {
+        StoreError::Io { source, .. } => source,
+        StoreError::DiskFull { .. } => std::io::Error::from_raw_os_error(libc::ENOSPC),
+        other => std::io::Error::other(other.to_string()),
+    })
+}
 
 impl Store {
     /// Closes the store cleanly: makes every write durable and records what
@@ -49,8 +60,20 @@ impl Store {
 
     /// Waits for a flush that started after this call, sharing it with
     /// every other writer waiting (`group_commit.rs`).
+    ///
+    /// One flush: the segments' fsync first, then their durable point and
+    /// every index entry written so far in one sled flush. An entry whose
+    /// bytes were not yet in a segment's durable part when sled wrote it is
+    /// checked by the next open after a crash (`segments.rs`).
     pub(super) fn sync(&self) -> Result<(), sled::Error> {
-        let db = &self.inner.db;
-        self.inner.commit.flush(|| db.flush().map(|_| ()))
+        let inner = &*self.inner;
+        inner.commit.flush(|| {
+            let synced = inner.segments.sync().map_err(as_sled)?;
+            let point = synced.encode();
+            if inner.trees.meta.get(SEGMENTS_SYNCED_KEY)?.as_deref() != Some(&point[..]) {
+                inner.trees.meta.insert(SEGMENTS_SYNCED_KEY, &point[..])?;
+            }
+            inner.db.flush().map(|_| ())
+        })
     }
 }

@@ -1,19 +1,24 @@
 //! The sled trees the store keeps, and the on-disk layout of an index entry.
 //!
-//! An index entry is a fixed 18-byte record, not JSON, because it is read on every
-//! `get`/`contains` and walked in full on every open:
+//! An index entry is a fixed-size record, not JSON, because it is read on every
+//! `get`/`contains` and walked in full on every open after a crash. Format 1
+//! (18 bytes) is a block in the `inline` tree or a file; format 2 (30 bytes)
+//! is a block in a segment file (`segments.rs`):
 //!
-//! | bytes   | field                                           |
-//! |---------|-------------------------------------------------|
-//! | 0       | record format, always 1                         |
-//! | 1       | location: 0 = `inline` tree, 1 = file in blocks/ |
-//! | 2..10   | size in bytes, u64 big-endian                   |
-//! | 10..18  | stored_at, unix seconds, u64 big-endian         |
+//! | bytes   | field                                                     |
+//! |---------|-----------------------------------------------------------|
+//! | 0       | record format: 1, or 2 for a segment                      |
+//! | 1       | location: 0 = `inline` tree, 1 = file in blocks/, 2 = segment |
+//! | 2..10   | size in bytes, u64 big-endian                             |
+//! | 10..18  | stored_at, unix seconds, u64 big-endian                   |
+//! | 18..22  | format 2 only: the segment's id, u32 big-endian            |
+//! | 22..30  | format 2 only: offset of the block's first byte, u64 big-endian |
 //!
-//! Anything else (other length, format or location byte) is corrupt.
+//! Anything else (other length, format, or location for the format) is corrupt.
 
 use std::path::Path;
 
+use super::segments::Place;
 use super::StoreError;
 
 /// Tree holding `node_id` and `schema_version`.
@@ -27,11 +32,15 @@ pub(crate) const ROUTING_TREE: &str = "routing";
 
 /// Meta key of the node id: 32 raw bytes.
 pub(crate) const NODE_ID_KEY: &[u8] = b"node_id";
+/// Meta key of the segments' durable point (`segments::Synced`).
+pub(crate) const SEGMENTS_SYNCED_KEY: &[u8] = b"segments_synced";
 /// Meta key of the schema version: u32 big-endian.
 pub(crate) const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
 
 const FORMAT: u8 = 1;
 const ENCODED_LEN: usize = 18;
+const SEGMENT_FORMAT: u8 = 2;
+const SEGMENT_ENCODED_LEN: usize = 30;
 
 /// Where a block's bytes live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +49,8 @@ pub(crate) enum Location {
     Inline,
     /// In `blocks/ab/cd/<hex>`.
     File,
+    /// In a segment file, at this place.
+    Segment(Place),
 }
 
 /// What the index knows about one stored block.
@@ -54,39 +65,47 @@ pub(crate) struct IndexEntry {
 }
 
 impl IndexEntry {
-    /// The fixed 18-byte record described in the module doc.
-    pub fn encode(&self) -> [u8; ENCODED_LEN] {
-        let mut out = [0u8; ENCODED_LEN];
-        out[0] = FORMAT;
-        out[1] = match self.location {
-            Location::Inline => 0,
-            Location::File => 1,
+    /// The record described in the module doc: 18 bytes, or 30 for a segment.
+    pub fn encode(&self) -> Vec<u8> {
+        let (format, location) = match self.location {
+            Location::Inline => (FORMAT, 0),
+            Location::File => (FORMAT, 1),
+            Location::Segment(_) => (SEGMENT_FORMAT, 2),
         };
-        out[2..10].copy_from_slice(&self.size.to_be_bytes());
-        out[10..18].copy_from_slice(&self.stored_at.to_be_bytes());
+        let mut out = Vec::with_capacity(SEGMENT_ENCODED_LEN);
+        out.extend_from_slice(&[format, location]);
+        out.extend_from_slice(&self.size.to_be_bytes());
+        out.extend_from_slice(&self.stored_at.to_be_bytes());
+        if let Location::Segment(place) = self.location {
+            out.extend_from_slice(&place.seg.to_be_bytes());
+            out.extend_from_slice(&place.at.to_be_bytes());
+        }
         out
     }
 
     /// Parses a record; `None` for anything [`IndexEntry::encode`] would not write.
     pub fn decode(bytes: &[u8]) -> Option<IndexEntry> {
-        let bytes: &[u8; ENCODED_LEN] = bytes.try_into().ok()?;
-        if bytes[0] != FORMAT {
-            return None;
-        }
-        let location = match bytes[1] {
-            0 => Location::Inline,
-            1 => Location::File,
+        let u64_at = |i: usize| Some(u64::from_be_bytes(bytes.get(i..i + 8)?.try_into().ok()?));
+        let location = match (bytes.len(), *bytes.first()?, *bytes.get(1)?) {
+            (ENCODED_LEN, FORMAT, 0) => Location::Inline,
+            (ENCODED_LEN, FORMAT, 1) => Location::File,
+            (SEGMENT_ENCODED_LEN, SEGMENT_FORMAT, 2) => Location::Segment(Place {
+                seg: u32::from_be_bytes(bytes.get(18..22)?.try_into().ok()?),
+                at: u64_at(22)?,
+            }),
             _ => return None,
         };
-        let mut size = [0u8; 8];
-        size.copy_from_slice(&bytes[2..10]);
-        let mut stored_at = [0u8; 8];
-        stored_at.copy_from_slice(&bytes[10..18]);
         Some(IndexEntry {
-            size: u64::from_be_bytes(size),
+            size: u64_at(2)?,
             location,
-            stored_at: u64::from_be_bytes(stored_at),
+            stored_at: u64_at(10)?,
         })
+    }
+
+    /// Whether the bytes live in sled or a segment rather than a file of
+    /// their own (what the quota charges them differs).
+    pub fn is_small(&self) -> bool {
+        self.location != Location::File
     }
 }
 
@@ -130,7 +149,14 @@ mod tests {
 
     #[test]
     fn entry_round_trips() {
-        for location in [Location::Inline, Location::File] {
+        for location in [
+            Location::Inline,
+            Location::File,
+            Location::Segment(Place {
+                seg: 0xdead_beef,
+                at: 1 << 40,
+            }),
+        ] {
             let entry = IndexEntry {
                 size: 0x0102_0304_0506_0708,
                 location,
@@ -166,11 +192,29 @@ mod tests {
         let mut longer = good.to_vec();
         longer.push(0);
         assert_eq!(IndexEntry::decode(&longer), None);
-        let mut bad_format = good;
+        let mut bad_format = good.clone();
         bad_format[0] = 2;
-        assert_eq!(IndexEntry::decode(&bad_format), None);
-        let mut bad_location = good;
+        assert_eq!(
+            IndexEntry::decode(&bad_format),
+            None,
+            "format 2 is 30 bytes"
+        );
+        let mut bad_location = good.clone();
         bad_location[1] = 9;
         assert_eq!(IndexEntry::decode(&bad_location), None);
+        let mut segment_in_format_1 = good;
+        segment_in_format_1[1] = 2;
+        assert_eq!(IndexEntry::decode(&segment_in_format_1), None);
+        let seg = IndexEntry {
+            size: 1,
+            location: Location::Segment(Place { seg: 1, at: 16 }),
+            stored_at: 2,
+        }
+        .encode();
+        assert_eq!(seg.len(), 30);
+        assert_eq!(IndexEntry::decode(&seg[..29]), None);
+        let mut file_in_format_2 = seg;
+        file_in_format_2[1] = 1;
+        assert_eq!(IndexEntry::decode(&file_in_format_2), None);
     }
 }

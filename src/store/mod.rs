@@ -5,6 +5,8 @@
 //!   location, stored_at; a fixed 18-byte record, laid out in `index.rs`), `inline`
 //!   (bytes of blocks up to `inline_max`), `routing` (the routing snapshot) and
 //!   `records` (how each block came, when stored and refreshed; `records.rs`).
+//! - `segments/<8 hex>.seg`: bytes of blocks up to `inline_max`, appended
+//!   (`segments.rs`); `inline` holds those stored before segments existed.
 //! - `blocks/ab/cd/<64 hex>`: bytes of larger blocks, one file each, named by key.
 //! - `tmp/`: files being written; whatever is here at open is a crash leftover.
 //!
@@ -16,8 +18,11 @@
 //!
 //! Durability: nothing is acknowledged before it is on disk, and a crash at any
 //! point leaves a state [`Store::open`] repairs.
-//! - inline put: one sled transaction over `index`, `inline` and `records`, then
-//!   a flush, shared with the puts running at the same time (`group_commit.rs`).
+//! - small put: append to the active segment, then one sled transaction over
+//!   `index` and `records`, then a flush shared with the puts running at the
+//!   same time (`group_commit.rs`): the segment's fsync, its durable point
+//!   into `meta`, sled's flush. An open after a crash checks what lies past
+//!   the durable point and drops entries whose bytes did not make it.
 //! - file put: write `tmp/<random>`, fsync, rename into `blocks/`, fsync the
 //!   directory (and any directory just created), then insert the index entry and
 //!   its record in one transaction and flush. A crash before the insert leaves a
@@ -63,6 +68,8 @@ mod progress;
 mod read;
 mod records;
 mod repair;
+mod segment_format;
+mod segments;
 mod snapshot;
 mod space;
 mod summary;
@@ -128,6 +135,8 @@ struct Inner {
     floor: DiskFloor,
     /// Where concurrent writers share their flushes.
     commit: GroupCommit,
+    /// The segment files small blocks are appended to.
+    segments: segments::Segments,
     /// Set by [`Store::close`], whose summary a later put or delete takes back.
     closed: AtomicBool,
 }

@@ -11,10 +11,14 @@ use super::files::{self, DB_DIR};
 use super::free_space::DiskFloor;
 use super::group_commit::GroupCommit;
 use super::in_flight::InFlight;
-use super::index::{Trees, NODE_ID_KEY};
+use super::index::{Trees, NODE_ID_KEY, SEGMENTS_SYNCED_KEY};
+use super::segments::{Segments, Synced};
 use super::{migrate, repair, summary};
 use super::{AuditReport, Inner, RepairReport, Store, StoreConfig, StoreError, LOCK_STRIPES};
 use crate::id::Id;
+
+/// A segment takes no more appends past this size.
+const SEGMENT_ROLL: u64 = 64 << 20;
 
 fn open_db(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, PathBuf), StoreError> {
     let db_path = dir.join(DB_DIR);
@@ -38,7 +42,22 @@ impl Store {
         let schema_version = migrate::run(&db, dir, &db_path)?;
         let trees = Trees::open(&db, &db_path)?;
         let node_id = read_node_id(&trees.meta, &db_path)?;
-        let (counts, report) = match summary::take(dir, &db, &trees, &db_path)? {
+        let synced = read_synced(&trees.meta, &db_path)?;
+        let (segments, recovered) =
+            Segments::open(dir, synced, cfg.max_block_size as u64, SEGMENT_ROLL)?;
+        if !recovered.is_clean() {
+            tracing::info!(
+                dir = %dir.display(),
+                records_past_durable_point = recovered.tail.len(),
+                torn_bytes_cut = recovered.bytes_cut,
+                segment_files_removed = recovered.files_removed,
+                "segments recovered past their last durable point"
+            );
+        }
+        // A clean close leaves nothing past the durable point: anything there
+        // means writes after it, so every entry is checked.
+        let summary = summary::take(dir, &db, &trees, &db_path)?.filter(|_| recovered.is_clean());
+        let (counts, report) = match summary {
             // Closed cleanly: nothing to repair but what tmp/ holds (nothing,
             // unless someone put it there), and the counts are known.
             Some(s) => {
@@ -53,7 +72,7 @@ impl Store {
             None => {
                 // Before ensure_layout, which would create a missing blocks/
                 // and hide that it was gone.
-                let scan = repair::scan(dir, &trees, true, cfg.accept_data_loss)?;
+                let scan = repair::scan(dir, &trees, &recovered, true, cfg.accept_data_loss)?;
                 files::ensure_layout(dir)?;
                 release_scan_memory();
                 let counts = summary::Summary {
@@ -91,6 +110,7 @@ impl Store {
             in_flight: InFlight::default(),
             floor,
             commit: GroupCommit::default(),
+            segments,
             closed: AtomicBool::new(false),
         };
         let store = Store {
@@ -109,7 +129,10 @@ impl Store {
         let (db, db_path) = open_db(dir, StoreConfig::default().cache_bytes)?;
         migrate::check_not_newer(&db, dir, &db_path)?;
         let trees = Trees::open(&db, &db_path)?;
-        Ok(repair::scan(dir, &trees, false, true)?.audit)
+        let synced = read_synced(&trees.meta, &db_path)?;
+        let recovered =
+            Segments::inspect(dir, synced, StoreConfig::default().max_block_size as u64)?;
+        Ok(repair::scan(dir, &trees, &recovered, false, true)?.audit)
     }
 
     /// This node's id, fixed when the data dir was created.
@@ -137,6 +160,19 @@ fn release_scan_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The segments' durable point as last recorded; `None` before the first.
+fn read_synced(meta: &sled::Tree, db_path: &Path) -> Result<Option<Synced>, StoreError> {
+    let Some(raw) = meta
+        .get(SEGMENTS_SYNCED_KEY)
+        .map_err(|e| StoreError::db(db_path, e))?
+    else {
+        return Ok(None);
+    };
+    Synced::decode(&raw)
+        .map(Some)
+        .ok_or_else(|| StoreError::corrupt(db_path, "the segments' durable point does not decode"))
 }
 
 fn read_node_id(meta: &sled::Tree, db_path: &Path) -> Result<Id, StoreError> {

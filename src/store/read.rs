@@ -33,6 +33,16 @@ impl Store {
                     .map_err(|e| StoreError::db(&inner.db_path, e))?;
                 (value.map(|v| v.to_vec()), inner.db_path.clone())
             }
+            Location::Segment(place) => {
+                let len = u32::try_from(entry.size).map_err(|_| {
+                    StoreError::corrupt(
+                        &inner.db_path,
+                        format!("index entry of {key} is too long for a segment"),
+                    )
+                })?;
+                let data = inner.segments.read_block(place, key, len)?;
+                (data, inner.dir.join(super::segments::SEGMENTS_DIR))
+            }
             Location::File => {
                 let path = files::block_path(&inner.dir, key);
                 match std::fs::read(&path) {

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use super::charge::charge;
 use super::files::{self, BLOCKS_DIR, DB_DIR, TMP_DIR};
 use super::index::{IndexEntry, Location, Trees};
+use super::segments::Recovered;
 use super::unmounted::{self, FileCensus};
 use super::{AuditReport, RepairReport, StoreError};
 use crate::id::{Id, ID_LEN};
@@ -40,6 +41,7 @@ pub(crate) struct Scan {
 pub(crate) fn scan(
     dir: &Path,
     trees: &Trees,
+    segments: &Recovered,
     fix: bool,
     accept_loss: bool,
 ) -> Result<Scan, StoreError> {
@@ -48,7 +50,7 @@ pub(crate) fn scan(
     let mut repaired = RepairReport::default();
     let blocks_dir_exists = dir.join(BLOCKS_DIR).is_dir();
 
-    let walk = check_index(dir, trees)?;
+    let walk = check_index(dir, trees, segments)?;
     if fix {
         let census = FileCensus {
             blocks_dir_exists,
@@ -192,7 +194,7 @@ struct IndexWalk {
 }
 
 /// Walks the index, checking each entry's bytes are there and the right size.
-fn check_index(dir: &Path, trees: &Trees) -> Result<IndexWalk, StoreError> {
+fn check_index(dir: &Path, trees: &Trees, segments: &Recovered) -> Result<IndexWalk, StoreError> {
     let db_path = dir.join(DB_DIR);
     let mut walk = IndexWalk {
         bad: HashSet::new(),
@@ -217,7 +219,7 @@ fn check_index(dir: &Path, trees: &Trees) -> Result<IndexWalk, StoreError> {
             walk.bad.insert(id);
             continue;
         };
-        let presence = bytes_present(dir, trees, &id, &entry)?;
+        let presence = bytes_present(dir, trees, segments, &id, &entry)?;
         if entry.location == Location::File {
             walk.census.listed += 1;
             walk.census.missing += u64::from(presence == Presence::Missing);
@@ -225,7 +227,7 @@ fn check_index(dir: &Path, trees: &Trees) -> Result<IndexWalk, StoreError> {
         if presence == Presence::Good {
             walk.blocks += 1;
             walk.bytes += entry.size;
-            walk.charged += charge(entry.size, entry.location == Location::Inline);
+            walk.charged += charge(entry.size, entry.is_small());
         } else {
             walk.bad.insert(id);
         }
@@ -246,6 +248,7 @@ enum Presence {
 fn bytes_present(
     dir: &Path,
     trees: &Trees,
+    segments: &Recovered,
     id: &Id,
     entry: &IndexEntry,
 ) -> Result<Presence, StoreError> {
@@ -261,6 +264,12 @@ fn bytes_present(
                 None => Presence::Missing,
             })
         }
+        // Not read: before the durable point a segment is whole, and past
+        // it the open's scan found (and hashed) every whole record.
+        Location::Segment(place) => Ok(match segments.holds(place, id, entry.size) {
+            true => Presence::Good,
+            false => Presence::Missing,
+        }),
         Location::File => {
             let path = files::block_path(dir, id);
             match fs::symlink_metadata(&path) {

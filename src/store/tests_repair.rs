@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::index::{IndexEntry, Location, Trees, SEGMENTS_SYNCED_KEY};
 use super::tests::{audit_of, block, open, with_raw_trees};
 use super::*;
 
@@ -177,21 +178,133 @@ fn index_entry_whose_file_is_truncated_is_dropped_with_its_file() {
     assert_good_blocks_survive(tmp.path(), &good);
 }
 
+/// Writes a block the way a store before segments did: its bytes in the
+/// `inline` tree, `value` there if given, under a format-1 entry.
+fn legacy_inline(trees: &Trees, data: &[u8], value: Option<&[u8]>) -> Id {
+    let key = Id::of_block(data);
+    let entry = IndexEntry {
+        size: data.len() as u64,
+        location: Location::Inline,
+        stored_at: 1_700_000_000,
+    };
+    trees.index.insert(key.0, entry.encode()).unwrap();
+    let record = BlockRecord::new(Origin::Replica, 1_700_000_000).encode();
+    trees.records.insert(key.0, &record[..]).unwrap();
+    if let Some(value) = value {
+        trees.inline.insert(key.0, value).unwrap();
+    }
+    key
+}
+
+#[test]
+fn a_block_stored_inline_before_segments_still_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = store_with_good_blocks(tmp.path());
+    let data = block(300, 5);
+    let mut key = Id::ZERO;
+    with_raw_trees(tmp.path(), |trees| {
+        key = legacy_inline(trees, &data, Some(&data))
+    });
+    assert!(audit_of(tmp.path()).is_clean());
+    assert!(repair(tmp.path()).is_clean());
+    let store = open(tmp.path());
+    assert_eq!(store.get(&key).unwrap(), Some(data));
+    assert!(store.meta(&key).unwrap().unwrap().inline);
+    assert!(store.delete(&key).unwrap());
+    drop(store);
+    assert_good_blocks_survive(tmp.path(), &good);
+}
+
 #[test]
 fn inline_entry_without_bytes_is_dropped() {
     let tmp = tempfile::tempdir().unwrap();
     let good = store_with_good_blocks(tmp.path());
-    let data = block(300, 5);
-    let key = Id::of_block(&data);
-    open(tmp.path()).put_verified(&key, &data).unwrap();
+    let mut key = Id::ZERO;
     with_raw_trees(tmp.path(), |trees| {
-        trees.inline.remove(key.0).unwrap();
+        key = legacy_inline(trees, &block(300, 5), None)
     });
     assert_eq!(audit_of(tmp.path()).index_without_bytes, vec![key]);
     let report = repair(tmp.path());
     assert_eq!(report.index_entries_dropped, 1, "{report:?}");
     assert_eq!(report.corrupt_entries_dropped, 0, "{report:?}");
     assert_good_blocks_survive(tmp.path(), &good);
+}
+
+#[test]
+fn a_segment_entry_past_its_segment_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = store_with_good_blocks(tmp.path());
+    let data = block(300, 5);
+    let key = Id::of_block(&data);
+    open(tmp.path()).put_verified(&key, &data).unwrap();
+    with_raw_trees(tmp.path(), |trees| {
+        let mut entry = IndexEntry::decode(&trees.index.get(key.0).unwrap().unwrap()).unwrap();
+        let Location::Segment(place) = entry.location else {
+            panic!("a small block goes to a segment: {entry:?}");
+        };
+        entry.location = Location::Segment(segments::Place {
+            at: place.at + (1 << 20),
+            ..place
+        });
+        trees.index.insert(key.0, entry.encode()).unwrap();
+    });
+    assert_eq!(audit_of(tmp.path()).index_without_bytes, vec![key]);
+    let report = repair(tmp.path());
+    assert_eq!(report.index_entries_dropped, 1, "{report:?}");
+    assert_good_blocks_survive(tmp.path(), &good);
+}
+
+/// The crash segments exist for: sled wrote an entry before its segment's
+/// bytes were durable, and the crash tore them. The open reads only past
+/// the recorded durable point, cuts the torn record, and drops the entry;
+/// blocks before the point are not read and stay.
+#[test]
+fn an_entry_whose_segment_bytes_were_torn_by_a_crash_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = store_with_good_blocks(tmp.path());
+    let mut before = None;
+    with_raw_trees(tmp.path(), |trees| {
+        before = trees.meta.get(SEGMENTS_SYNCED_KEY).unwrap();
+    });
+    let point = segments::Synced::decode(&before.expect("a durable point")).unwrap();
+    let torn = block(5000, 6);
+    let kept = block(700, 7);
+    let store = open(tmp.path());
+    store.put_verified(&Id::of_block(&kept), &kept).unwrap();
+    store.put_verified(&Id::of_block(&torn), &torn).unwrap();
+    drop(store);
+    // Back to the point before both puts, as if their flush never ran, and
+    // the last record torn.
+    with_raw_trees(tmp.path(), |trees| {
+        trees
+            .meta
+            .insert(SEGMENTS_SYNCED_KEY, &point.encode()[..])
+            .unwrap();
+    });
+    let seg = tmp
+        .path()
+        .join(segments::SEGMENTS_DIR)
+        .join(format!("{:08x}.seg", point.seg));
+    let len = fs::metadata(&seg).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    assert_eq!(
+        audit_of(tmp.path()).index_without_bytes,
+        vec![Id::of_block(&torn)]
+    );
+    let report = repair(tmp.path());
+    assert_eq!(report.index_entries_dropped, 1, "{report:?}");
+    let mut all = good.clone();
+    all.push(kept);
+    assert_good_blocks_survive(tmp.path(), &all);
+    assert!(
+        fs::metadata(&seg).unwrap().len() < len - 10,
+        "the torn record was cut"
+    );
 }
 
 #[test]

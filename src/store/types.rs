@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::index::{IndexEntry, Location};
+use super::index::IndexEntry;
 use super::records::{BlockRecord, Origin, Refresh};
 use super::StoreError;
 use crate::id::Id;
@@ -11,7 +11,8 @@ use crate::id::Id;
 /// Tunables of a [`Store`](super::Store).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
-    /// Blocks up to this many bytes live in sled; larger ones in files.
+    /// Blocks up to this many bytes are appended to segment files (those
+    /// stored before segments stay in sled); larger ones are files.
     pub inline_max: usize,
     /// sled page cache size in bytes.
     pub cache_bytes: u64,
@@ -103,7 +104,8 @@ pub enum PutOutcome {
 pub struct BlockMeta {
     /// Length in bytes.
     pub size: u64,
-    /// True if the bytes live in sled, false if in a file.
+    /// True if the bytes live in a segment (or, stored before segments, in
+    /// sled), false if in a file of their own.
     pub inline: bool,
     /// When it was stored, unix seconds.
     pub stored_at: u64,
@@ -121,7 +123,7 @@ impl BlockMeta {
     pub(crate) fn new(e: IndexEntry, r: BlockRecord) -> BlockMeta {
         BlockMeta {
             size: e.size,
-            inline: e.location == Location::Inline,
+            inline: e.is_small(),
             stored_at: e.stored_at,
             origin: r.origin,
             refreshed_at: r.refreshed_at,

@@ -53,8 +53,8 @@ impl Store {
             self.refresh_record(key, &entry, origin, Some(copies))?;
             return Ok(PutOutcome::AlreadyHad);
         }
-        let inline = data.len() <= inner.cfg.inline_max;
-        let cost = charge(size, inline);
+        let small = data.len() <= inner.cfg.inline_max;
+        let cost = charge(size, small);
         let _reservation = self.reserve(cost)?;
         inner.floor.check(cost, true)?;
         let _in_flight = inner.in_flight.mark(*key);
@@ -65,22 +65,29 @@ impl Store {
             ..BlockRecord::new(origin, now)
         }
         .encode();
-        let entry = IndexEntry {
-            size,
-            location: if inline {
-                Location::Inline
-            } else {
-                Location::File
-            },
-            stored_at: now,
-        }
-        .encode();
-        let file = if inline {
-            self.insert_entry(key, &entry, &record, Some(data))?;
+        let file = if small {
+            // Appended, then indexed; both durable at the flush below.
+            let place = inner.segments.append(key, data)?;
+            let entry = IndexEntry {
+                size,
+                location: Location::Segment(place),
+                stored_at: now,
+            }
+            .encode();
+            if let Err(e) = self.insert_entry(key, &entry, &record) {
+                inner.segments.punch(place, size);
+                return Err(e);
+            }
             None
         } else {
+            let entry = IndexEntry {
+                size,
+                location: Location::File,
+                stored_at: now,
+            }
+            .encode();
             let path = files::write_block(&inner.dir, key, data)?;
-            if let Err(e) = self.insert_entry(key, &entry, &record, None) {
+            if let Err(e) = self.insert_entry(key, &entry, &record) {
                 let _ = files::remove_block(&path);
                 return Err(e);
             }
@@ -116,24 +123,15 @@ impl Store {
         }
     }
 
-    /// Inserts an index entry, its record and (for an inline block) its
-    /// bytes in one transaction: all of them or none.
-    fn insert_entry(
-        &self,
-        key: &Id,
-        entry: &[u8],
-        record: &[u8],
-        inline_data: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
+    /// Inserts an index entry and its record in one transaction: both or
+    /// neither.
+    fn insert_entry(&self, key: &Id, entry: &[u8], record: &[u8]) -> Result<(), StoreError> {
         use sled::transaction::{TransactionError, Transactional};
         let trees = &self.inner.trees;
-        (&trees.index, &trees.inline, &trees.records)
-            .transaction(|(index, inline, records)| {
+        (&trees.index, &trees.records)
+            .transaction(|(index, records)| {
                 index.insert(&key.0[..], entry)?;
                 records.insert(&key.0[..], record)?;
-                if let Some(data) = inline_data {
-                    inline.insert(&key.0[..], data)?;
-                }
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {
@@ -218,9 +216,13 @@ impl Store {
             })?;
         inner.blocks.fetch_sub(1, Ordering::SeqCst);
         inner.bytes.fetch_sub(entry.size, Ordering::SeqCst);
-        let cost = charge(entry.size, entry.location == Location::Inline);
+        let cost = charge(entry.size, entry.is_small());
         inner.charged.fetch_sub(cost, Ordering::SeqCst);
         self.sync().map_err(|e| StoreError::db(&inner.db_path, e))?;
+        // The entry is durably gone: its bytes can go.
+        if let Location::Segment(place) = entry.location {
+            inner.segments.punch(place, entry.size);
+        }
         if entry.location == Location::File {
             let path = files::block_path(&inner.dir, key);
             if let Err(e) = files::remove_block(&path) {
