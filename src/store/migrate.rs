@@ -16,14 +16,18 @@ use super::StoreError;
 mod m0001_initial;
 #[path = "../../migrations/0002_block_records.rs"]
 mod m0002_block_records;
+#[path = "../../migrations/0003_segments.rs"]
+mod m0003_segments;
 
 /// The schema version this build writes and the newest it can open.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// What a migration step gets to work with.
 pub(crate) struct Ctx<'a> {
     /// The open database.
     pub db: &'a sled::Db,
+    /// The data dir.
+    pub dir: &'a Path,
     /// The sled directory, for error messages.
     pub db_path: &'a Path,
 }
@@ -47,6 +51,11 @@ const STEPS: &[Step] = &[
         name: "block_records",
         run: m0002_block_records::run,
     },
+    Step {
+        version: 3,
+        name: "segments",
+        run: m0003_segments::run,
+    },
 ];
 
 /// A test-only crash point: when set to a step's version, [`run`] fails right
@@ -58,6 +67,24 @@ pub(crate) mod crash_hook {
 
     thread_local! {
         static BEFORE_BUMP: Cell<Option<u32>> = const { Cell::new(None) };
+        static MID_STEP: Cell<Option<u32>> = const { Cell::new(None) };
+    }
+
+    /// Makes the next run of step `version` on this thread stop after its
+    /// first durable batch, as a crash mid-step would leave it.
+    pub(crate) fn mid_step(version: u32) {
+        MID_STEP.with(|c| c.set(Some(version)));
+    }
+
+    /// Whether step `version` stops here (the hook fires once).
+    pub(crate) fn mid_step_fires(version: u32) -> bool {
+        MID_STEP.with(|c| {
+            let fire = c.get() == Some(version);
+            if fire {
+                c.set(None);
+            }
+            fire
+        })
     }
 
     /// Makes the next [`super::run`] on this thread stop before bumping to `version`.
@@ -119,7 +146,7 @@ pub(crate) fn check_not_newer(
 /// Brings the dir up to [`SCHEMA_VERSION`], returning it.
 pub(crate) fn run(db: &sled::Db, dir: &Path, db_path: &Path) -> Result<u32, StoreError> {
     let found = check_not_newer(db, dir, db_path)?;
-    let ctx = Ctx { db, db_path };
+    let ctx = Ctx { db, dir, db_path };
     let meta = db
         .open_tree(META_TREE)
         .map_err(|e| StoreError::db(db_path, e))?;

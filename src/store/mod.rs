@@ -80,6 +80,8 @@ mod tests_records;
 #[cfg(test)]
 mod tests_repair;
 #[cfg(test)]
+mod tests_segments;
+#[cfg(test)]
 mod tests_space;
 #[cfg(test)]
 mod tests_summary;

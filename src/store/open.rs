@@ -12,13 +12,10 @@ use super::free_space::DiskFloor;
 use super::group_commit::GroupCommit;
 use super::in_flight::InFlight;
 use super::index::{Trees, NODE_ID_KEY, SEGMENTS_SYNCED_KEY};
-use super::segments::{Segments, Synced};
+use super::segments::{Segments, Synced, ROLL_AT};
 use super::{migrate, repair, summary};
 use super::{AuditReport, Inner, RepairReport, Store, StoreConfig, StoreError, LOCK_STRIPES};
 use crate::id::Id;
-
-/// A segment takes no more appends past this size.
-const SEGMENT_ROLL: u64 = 64 << 20;
 
 fn open_db(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, PathBuf), StoreError> {
     let db_path = dir.join(DB_DIR);
@@ -44,7 +41,7 @@ impl Store {
         let node_id = read_node_id(&trees.meta, &db_path)?;
         let synced = read_synced(&trees.meta, &db_path)?;
         let (segments, recovered) =
-            Segments::open(dir, synced, cfg.max_block_size as u64, SEGMENT_ROLL)?;
+            Segments::open(dir, synced, cfg.max_block_size as u64, ROLL_AT)?;
         if !recovered.is_clean() {
             tracing::info!(
                 dir = %dir.display(),

@@ -30,6 +30,8 @@ use crate::id::Id;
 
 /// Subdirectory of the data dir holding segment files.
 pub(crate) const SEGMENTS_DIR: &str = "segments";
+/// A segment takes no more appends once it is this long.
+pub(crate) const ROLL_AT: u64 = 64 << 20;
 /// Segment files kept open for reads; past this, the cache starts over.
 const OPEN_READERS: usize = 256;
 

@@ -233,7 +233,7 @@ fn version_on_disk(dir: &Path) -> u32 {
 /// Every block of `blocks` reads back, with a replica record stored (and
 /// refreshed) at its index entry's time.
 fn assert_migrated(store: &Store, blocks: &V1Blocks) {
-    assert_eq!(store.schema_version(), 2);
+    assert_eq!(store.schema_version(), SCHEMA_VERSION);
     assert_eq!(store.block_count(), blocks.len() as u64);
     for (key, stored_at, data) in blocks {
         assert_eq!(store.get(key).unwrap().as_deref(), Some(&data[..]));
@@ -257,7 +257,7 @@ fn a_version_1_dir_opens_with_every_block_given_a_record() {
     assert_eq!(store.node_id(), Id([0x5a; 32]), "the node keeps its id");
     assert_migrated(&store, &blocks);
     drop(store);
-    assert_eq!(version_on_disk(tmp.path()), 2);
+    assert_eq!(version_on_disk(tmp.path()), SCHEMA_VERSION);
     assert!(audit_of(tmp.path()).is_clean());
     // Opening again runs nothing and changes nothing.
     let store = open(tmp.path());
@@ -296,7 +296,7 @@ fn a_crash_before_the_version_bump_reruns_the_migration_cleanly() {
         .collect();
     assert_eq!(after_rerun, after_first, "the rerun changed no record");
     drop(store);
-    assert_eq!(version_on_disk(tmp.path()), 2);
+    assert_eq!(version_on_disk(tmp.path()), SCHEMA_VERSION);
 }
 
 #[test]
@@ -317,7 +317,7 @@ fn a_crash_part_way_through_the_step_is_finished_by_the_rerun() {
             .unwrap();
     });
     let store = open(tmp.path());
-    assert_eq!(store.schema_version(), 2);
+    assert_eq!(store.schema_version(), SCHEMA_VERSION);
     assert_eq!(raw_record(&store, &blocks[0].0), Some(pinned));
     for (key, stored_at, _) in &blocks[1..] {
         let r = raw_record(&store, key).unwrap_or_else(|| panic!("block {key} has no record"));

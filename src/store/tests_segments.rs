@@ -1,0 +1,149 @@
+//! Migration 3 (small blocks from the `inline` tree into segments), from a
+//! data dir laid out as the code before segments wrote it, whole and
+//! resumed after a crash part-way.
+
+use super::index::{IndexEntry, Location, Trees, SCHEMA_VERSION_KEY};
+use super::tests::{block, open, when_unlocked, with_raw_trees};
+use super::*;
+
+/// Writes `blocks` the way a version-2 store did (a format-1 inline entry,
+/// its record, its bytes in `inline`) and sets the dir back to version 2.
+fn as_version_2(dir: &std::path::Path, blocks: &[Vec<u8>], extra: impl FnOnce(&Trees)) {
+    with_raw_trees(dir, |trees| {
+        for data in blocks {
+            let key = Id::of_block(data);
+            let entry = IndexEntry {
+                size: data.len() as u64,
+                location: Location::Inline,
+                stored_at: 1_700_000_000,
+            };
+            trees.index.insert(key.0, entry.encode()).unwrap();
+            let record = BlockRecord::new(Origin::Pinned, 1_700_000_000).encode();
+            trees.records.insert(key.0, &record[..]).unwrap();
+            trees.inline.insert(key.0, &data[..]).unwrap();
+        }
+        extra(trees);
+        trees
+            .meta
+            .insert(SCHEMA_VERSION_KEY, &2u32.to_be_bytes()[..])
+            .unwrap();
+    });
+}
+
+fn locations(dir: &std::path::Path, blocks: &[Vec<u8>]) -> (usize, usize, usize) {
+    let mut counts = (0, 0, 0);
+    with_raw_trees(dir, |trees| {
+        for data in blocks {
+            let raw = trees.index.get(Id::of_block(data).0).unwrap().unwrap();
+            match IndexEntry::decode(&raw).unwrap().location {
+                Location::Inline => counts.0 += 1,
+                Location::Segment(_) => counts.1 += 1,
+                Location::File => counts.2 += 1,
+            }
+        }
+    });
+    counts
+}
+
+/// 3,000 small blocks: over 8 MiB, so more than one batch.
+fn small_blocks() -> Vec<Vec<u8>> {
+    (0..3000)
+        .map(|i| block(3000 + i % 7, 50_000 + i as u64))
+        .collect()
+}
+
+#[test]
+fn migration_3_moves_inline_blocks_into_segments_and_leaves_rot_and_orphans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file_block = block(200 * 1024, 9);
+    open(tmp.path())
+        .put_as(&Id::of_block(&file_block), &file_block, Origin::Pinned)
+        .unwrap();
+    let small = small_blocks();
+    let rotten = block(500, 10);
+    let rotten_key = Id::of_block(&rotten);
+    let orphan = Id::of_block(b"orphan");
+    as_version_2(tmp.path(), &small, |trees| {
+        // An entry whose inline bytes rotted, and a value no entry reaches.
+        let entry = IndexEntry {
+            size: 500,
+            location: Location::Inline,
+            stored_at: 1,
+        };
+        trees.index.insert(rotten_key.0, entry.encode()).unwrap();
+        trees
+            .inline
+            .insert(rotten_key.0, &block(500, 11)[..])
+            .unwrap();
+        trees.inline.insert(orphan.0, &b"orphan"[..]).unwrap();
+    });
+
+    let store = open(tmp.path());
+    assert_eq!(store.schema_version(), 3);
+    for data in &small {
+        let key = Id::of_block(data);
+        assert_eq!(store.get(&key).unwrap().as_deref(), Some(&data[..]));
+        assert_eq!(
+            store.meta(&key).unwrap().unwrap().origin,
+            Origin::Pinned,
+            "its record is kept"
+        );
+    }
+    assert_eq!(
+        store.get(&Id::of_block(&file_block)).unwrap(),
+        Some(file_block)
+    );
+    assert!(
+        store.get(&rotten_key).is_err(),
+        "rot is still refused, not hidden"
+    );
+    drop(store);
+    assert_eq!(locations(tmp.path(), &small), (0, small.len(), 0));
+    with_raw_trees(tmp.path(), |trees| {
+        assert!(
+            trees.inline.contains_key(rotten_key.0).unwrap(),
+            "rot stays for scrub"
+        );
+        assert!(
+            !trees.inline.contains_key(orphan.0).unwrap(),
+            "the orphan was repaired away"
+        );
+        assert_eq!(trees.inline.len(), 1);
+    });
+}
+
+#[test]
+fn migration_3_resumes_after_a_crash_part_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(open(tmp.path()));
+    let small = small_blocks();
+    as_version_2(tmp.path(), &small, |_| {});
+
+    migrate::crash_hook::mid_step(3);
+    let err = when_unlocked(|| Store::open(tmp.path(), StoreConfig::default()));
+    assert!(err.is_err(), "the injected crash stops the open");
+    let (inline, segment, _) = locations(tmp.path(), &small);
+    assert!(
+        inline > 0 && segment > 0,
+        "part-way: {inline} inline, {segment} in segments"
+    );
+    with_raw_trees(tmp.path(), |trees| {
+        assert_eq!(
+            trees.meta.get(SCHEMA_VERSION_KEY).unwrap().as_deref(),
+            Some(&2u32.to_be_bytes()[..])
+        );
+    });
+
+    let store = open(tmp.path());
+    assert_eq!(store.schema_version(), 3);
+    assert_eq!(store.block_count(), small.len() as u64);
+    for data in &small {
+        assert_eq!(
+            store.get(&Id::of_block(data)).unwrap().as_deref(),
+            Some(&data[..])
+        );
+    }
+    drop(store);
+    assert_eq!(locations(tmp.path(), &small), (0, small.len(), 0));
+    assert!(super::tests::audit_of(tmp.path()).is_clean());
+}

@@ -1,0 +1,112 @@
+//! SIGKILL during migration 3 (small blocks from sled's `inline` tree into
+//! segment files): a data dir laid out as dhtfs wrote it before segments
+//! (schema version 2) is opened by the real binary, which is killed while
+//! the migration runs and started again until it is done. Every block the
+//! old dir held must then read back whole, and the dir audit clean.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::process::{node_command, Proc};
+use dhtfs::id::Id;
+use dhtfs::store::{BlockRecord, Origin, Store, StoreConfig};
+
+const BLOCKS: usize = 20_000;
+const LEN: usize = 4096;
+
+fn data(i: usize) -> Vec<u8> {
+    common::data::random_bytes(LEN, i as u64)
+}
+
+/// A version-2 data dir holding `BLOCKS` small blocks in `inline`, written
+/// with sled directly in the old layout: a format-1 index entry (format,
+/// location 0, size, stored_at), a record, the bytes.
+fn old_dir(dir: &Path) {
+    let db = sled::Config::new().path(dir.join("db")).open().unwrap();
+    let meta = db.open_tree("meta").unwrap();
+    meta.insert("node_id", &[0x42u8; 32][..]).unwrap();
+    meta.insert("schema_version", &2u32.to_be_bytes()[..])
+        .unwrap();
+    let index = db.open_tree("index").unwrap();
+    let inline = db.open_tree("inline").unwrap();
+    let records = db.open_tree("records").unwrap();
+    for i in 0..BLOCKS {
+        let bytes = data(i);
+        let key = Id::of_block(&bytes);
+        let mut entry = vec![1u8, 0];
+        entry.extend_from_slice(&(LEN as u64).to_be_bytes());
+        entry.extend_from_slice(&1_700_000_000u64.to_be_bytes());
+        index.insert(key.0, entry).unwrap();
+        let record = BlockRecord::new(Origin::Pinned, 1_700_000_000).encode();
+        records.insert(key.0, &record[..]).unwrap();
+        inline.insert(key.0, bytes).unwrap();
+    }
+    db.flush().unwrap();
+}
+
+/// Values left in `inline`, read with the node stopped.
+fn inline_left(dir: &Path) -> usize {
+    let db = common::retry_while_locked(|| sled::Config::new().path(dir.join("db")).open());
+    db.open_tree("inline").unwrap().len()
+}
+
+#[test]
+fn every_block_survives_sigkill_during_migration_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    old_dir(&dir);
+
+    // Kill while the migration runs; a kill that came before any batch was
+    // durable waits longer next time. Until a start gets through it.
+    let mut delay = Duration::from_millis(800);
+    let (mut kills, mut mid_way) = (0, 0);
+    loop {
+        let before = inline_left(&dir);
+        if before == 0 {
+            break;
+        }
+        assert!(
+            kills < 20,
+            "the migration never finished: {before} blocks still inline"
+        );
+        let mut node = Proc::spawn(
+            node_command(&dir, "127.0.0.1:0".parse().unwrap(), None)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "dhtfs node",
+        );
+        std::thread::sleep(delay);
+        node.signal(libc::SIGKILL);
+        node.wait(Duration::from_secs(10), "the killed node");
+        kills += 1;
+        let after = inline_left(&dir);
+        eprintln!("kill {kills} after {delay:?}: {before} -> {after} blocks inline");
+        if after == before {
+            delay = delay * 3 / 2;
+        } else if after > 0 {
+            mid_way += 1;
+        }
+    }
+    assert!(
+        mid_way > 0,
+        "no kill landed part-way through the migration ({kills} kills): the test proved nothing"
+    );
+
+    let (store, _) = common::retry_while_locked(|| Store::open(&dir, StoreConfig::default()));
+    assert_eq!(store.schema_version(), dhtfs::store::SCHEMA_VERSION);
+    assert_eq!(store.block_count(), BLOCKS as u64);
+    for i in 0..BLOCKS {
+        let bytes = data(i);
+        let key = Id::of_block(&bytes);
+        assert_eq!(store.get(&key).unwrap(), Some(bytes), "block {i}");
+        assert_eq!(store.meta(&key).unwrap().unwrap().origin, Origin::Pinned);
+    }
+    store.close().unwrap();
+    drop(store);
+    let audit = common::retry_while_locked(|| Store::audit(&dir));
+    assert!(audit.is_clean(), "{audit:?}");
+    eprintln!("{kills} kills, {mid_way} part-way through; {BLOCKS} blocks read back whole");
+}
