@@ -145,6 +145,10 @@ pub struct Config {
     pub verify_interval_secs: u64,
     /// The scrub reads at most this many MiB of blocks a second, leaving the disk to serving.
     pub scrub_rate_mib_per_sec: u64,
+    /// A compaction pass (rewrite each sealed segment file whose dead bytes outweigh its live ones) starts this long after the previous one ended; 0 = never.
+    pub compaction_interval_secs: u64,
+    /// Compaction moves at most this many MiB of live blocks a second.
+    pub compaction_rate_mib_per_sec: u64,
     /// A node that newly proves its id is stored the blocks it is now among the K closest of.
     pub handoff: bool,
     /// A repair pass (each stripe of an erasure-coded chunk held here, if this node is its closest holder: look up its shards, rebuild the missing ones) starts this long after the previous one ended; 0 = never.
@@ -218,6 +222,8 @@ impl Default for Config {
             republish_interval_secs: 3_600,
             verify_interval_secs: 86_400,
             scrub_rate_mib_per_sec: 50,
+            compaction_interval_secs: 600,
+            compaction_rate_mib_per_sec: 32,
             handoff: true,
             repair_interval_secs: 3_600,
             shed_high_water_percent: 90,
@@ -447,6 +453,10 @@ impl Config {
             ("max_pulls_per_source", self.max_pulls_per_source as u64),
             ("lookup_max_requests", self.lookup_max_requests as u64),
             ("scrub_rate_mib_per_sec", self.scrub_rate_mib_per_sec),
+            (
+                "compaction_rate_mib_per_sec",
+                self.compaction_rate_mib_per_sec,
+            ),
             ("gateway_max_requests", self.gateway_max_requests as u64),
             (
                 "gateway_max_connections",
@@ -530,6 +540,7 @@ impl Config {
             min_free_bytes: self.min_free_bytes,
             min_free_percent: self.min_free_percent,
             accept_data_loss: self.accept_data_loss,
+            ..StoreConfig::default()
         }
     }
 
@@ -542,6 +553,8 @@ impl Config {
             republish: every(self.republish_interval_secs),
             verify: every(self.verify_interval_secs),
             scrub_bytes_per_sec: self.scrub_rate_mib_per_sec.saturating_mul(1 << 20),
+            compaction: every(self.compaction_interval_secs),
+            compaction_bytes_per_sec: self.compaction_rate_mib_per_sec.saturating_mul(1 << 20),
             handoff: self.handoff,
             repair: every(self.repair_interval_secs),
             shed: crate::store::pressure::Marks {

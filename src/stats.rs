@@ -173,6 +173,16 @@ pub struct Stats {
     /// Bytes the scrub worker read, and its passes completed.
     pub scrub_bytes_read: AtomicU64,
     pub scrub_passes: AtomicU64,
+    /// Compaction passes completed, live bytes it moved, segment files it
+    /// removed and the disk bytes that gave back.
+    pub compaction_passes: AtomicU64,
+    pub compaction_bytes_moved: AtomicU64,
+    pub compaction_segments_removed: AtomicU64,
+    pub compaction_bytes_freed: AtomicU64,
+    /// Gauges, as the last compaction pass measured: disk bytes the segment
+    /// files take, and how many of them hold no live block.
+    pub segment_bytes: AtomicU64,
+    pub segment_dead_bytes: AtomicU64,
     /// Where distributions go (the metrics exporter plugs one in).
     observer: OnceLock<Arc<dyn Observer>>,
 }

@@ -53,6 +53,7 @@
 mod block_store;
 mod bookkeeping;
 mod charge;
+mod compact;
 mod durability;
 mod error;
 mod files;
@@ -97,6 +98,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::id::Id;
 
+pub use compact::{Compacted, SegmentUse};
 pub use error::StoreError;
 pub use free_space::{disk_space, DiskSpace};
 pub use migrate::SCHEMA_VERSION;
@@ -139,6 +141,8 @@ struct Inner {
     commit: GroupCommit,
     /// The segment files small blocks are appended to.
     segments: segments::Segments,
+    /// Bytes compaction moved since the open.
+    compaction_moved: AtomicU64,
     /// Set by [`Store::close`], whose summary a later put or delete takes back.
     closed: AtomicBool,
 }

@@ -12,7 +12,7 @@ use super::free_space::DiskFloor;
 use super::group_commit::GroupCommit;
 use super::in_flight::InFlight;
 use super::index::{Trees, NODE_ID_KEY, SEGMENTS_SYNCED_KEY};
-use super::segments::{Segments, Synced, ROLL_AT};
+use super::segments::{Segments, Synced};
 use super::{migrate, repair, summary};
 use super::{AuditReport, Inner, RepairReport, Store, StoreConfig, StoreError, LOCK_STRIPES};
 use crate::id::Id;
@@ -41,7 +41,7 @@ impl Store {
         let node_id = read_node_id(&trees.meta, &db_path)?;
         let synced = read_synced(&trees.meta, &db_path)?;
         let (segments, recovered) =
-            Segments::open(dir, synced, cfg.max_block_size as u64, ROLL_AT)?;
+            Segments::open(dir, synced, cfg.max_block_size as u64, cfg.segment_bytes)?;
         if !recovered.is_clean() {
             tracing::info!(
                 dir = %dir.display(),
@@ -108,6 +108,7 @@ impl Store {
             floor,
             commit: GroupCommit::default(),
             segments,
+            compaction_moved: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         };
         let store = Store {

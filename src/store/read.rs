@@ -20,10 +20,36 @@ impl Store {
     }
 
     fn read(&self, key: &Id, check_hash: bool) -> Result<Option<Vec<u8>>, StoreError> {
+        // Compaction may move a small block between reading its entry and
+        // its bytes: then its old place reads as another record, or its old
+        // segment is gone, and the entry has changed. Read again from it.
+        let mut tries = 0;
+        loop {
+            let Some(entry) = self.entry(key)? else {
+                return Ok(None);
+            };
+            let moved = |read_entry: &IndexEntry| -> Result<bool, StoreError> {
+                Ok(matches!(read_entry.location, Location::Segment(_))
+                    && self.entry(key)?.is_some_and(|now| now != *read_entry))
+            };
+            match self.read_entry(key, entry, check_hash) {
+                Ok(Some(data)) => return Ok(Some(data)),
+                other if tries < 3 && moved(&entry)? => {
+                    drop(other);
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn read_entry(
+        &self,
+        key: &Id,
+        entry: IndexEntry,
+        check_hash: bool,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let inner = &*self.inner;
-        let Some(entry) = self.entry(key)? else {
-            return Ok(None);
-        };
         let (data, path) = match entry.location {
             Location::Inline => {
                 let value = inner

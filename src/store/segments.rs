@@ -341,9 +341,48 @@ impl Segments {
     }
 
     /// The active segment (the one appends go to).
-    #[cfg(test)]
-    pub fn active_id(&self) -> u32 {
+    pub fn active(&self) -> u32 {
         lock(&self.active).id
+    }
+
+    /// Every segment and the bytes it takes on disk (punched holes excluded).
+    pub fn allocated(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(|e| StoreError::io(&self.dir, e))? {
+            let entry = entry.map_err(|e| StoreError::io(&self.dir, e))?;
+            let Some(id) = entry.file_name().to_str().and_then(parse_name) else {
+                continue;
+            };
+            let meta = entry
+                .metadata()
+                .map_err(|e| StoreError::io(&entry.path(), e))?;
+            out.push((id, meta.blocks() * 512));
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Removes sealed segment `id` (the caller proved nothing points into
+    /// it), durably; returns the bytes it took on disk.
+    pub fn remove(&self, id: u32) -> Result<u64, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let active = lock(&self.active);
+        if active.id == id {
+            return Ok(0);
+        }
+        let path = self.dir.join(name(id));
+        let freed = fs::metadata(&path)
+            .map_err(|e| StoreError::io(&path, e))?
+            .blocks()
+            * 512;
+        lock(&self.readers).remove(&id);
+        fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError::io(&self.dir, e))?;
+        drop(active);
+        Ok(freed)
     }
 }
 
@@ -533,14 +572,14 @@ mod tests {
     fn a_full_segment_rolls_over_and_the_old_one_is_sealed() {
         let tmp = tempfile::tempdir().unwrap();
         let (s, _) = Segments::open(tmp.path(), None, MAX, 4096).unwrap();
-        let first = s.active_id();
+        let first = s.active();
         let places: Vec<(Place, Vec<u8>)> = (0..10)
             .map(|i| {
                 let (k, d) = block(i, 1000);
                 (s.append(&k, &d).unwrap(), d)
             })
             .collect();
-        assert!(s.active_id() > first, "rolled over");
+        assert!(s.active() > first, "rolled over");
         let segs: std::collections::BTreeSet<u32> = places.iter().map(|(p, _)| p.seg).collect();
         assert!(segs.len() >= 3, "{segs:?}");
         for (p, d) in &places {
@@ -571,7 +610,7 @@ mod tests {
             .collect();
         let (k, d) = block(7, 500);
         s.append(&k, &d).unwrap();
-        let seg = s.active_id();
+        let seg = s.active();
         drop(s);
         let path = tmp.path().join(SEGMENTS_DIR).join(name(seg));
         let full = fs::metadata(&path).unwrap().len();
@@ -608,7 +647,7 @@ mod tests {
         assert!(!dir.join(name(synced.seg + 1)).exists());
         assert_eq!(s.read(p, 100).unwrap(), d);
         // Appends go on in the last good segment.
-        assert_eq!(s.active_id(), synced.seg);
+        assert_eq!(s.active(), synced.seg);
     }
 
     #[test]

@@ -147,3 +147,115 @@ fn migration_3_resumes_after_a_crash_part_way() {
     assert_eq!(locations(tmp.path(), &small), (0, small.len(), 0));
     assert!(super::tests::audit_of(tmp.path()).is_clean());
 }
+
+fn small_segments(dir: &std::path::Path) -> Store {
+    let cfg = StoreConfig {
+        segment_bytes: 1 << 20,
+        ..StoreConfig::default()
+    };
+    when_unlocked(|| Store::open(dir, cfg.clone())).unwrap().0
+}
+
+#[test]
+fn compaction_gives_back_what_deletes_left_and_every_live_block_still_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_segments(tmp.path());
+    let blocks: Vec<Vec<u8>> = (0..2000).map(|i| block(4096, 70_000 + i)).collect();
+    for data in &blocks {
+        store.put_verified(&Id::of_block(data), data).unwrap();
+    }
+    // Delete three of every four: punched holes give back little of 4 KiB records.
+    for data in blocks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 0)
+        .map(|(_, d)| d)
+    {
+        assert!(store.delete(&Id::of_block(data)).unwrap());
+    }
+    let before = store.segment_use().unwrap();
+    let sealed: Vec<_> = before.iter().filter(|u| !u.active).collect();
+    assert!(sealed.len() >= 5, "{before:?}");
+    let dead_before: u64 = before.iter().map(SegmentUse::dead).sum();
+    let live: u64 = before.iter().map(|u| u.live).sum();
+    assert!(dead_before > live, "dead {dead_before}, live {live}");
+
+    let mut moved = 0;
+    for u in &sealed {
+        let done = store.compact_segment(u.seg, &mut |_| true).unwrap();
+        assert!(done.removed, "{done:?}");
+        moved += done.blocks_moved;
+    }
+    assert!(moved > 0);
+    let after = store.segment_use().unwrap();
+    let allocated: u64 = after.iter().map(|u| u.allocated).sum();
+    assert!(
+        allocated < live * 13 / 10 + (1 << 20),
+        "{allocated} bytes on disk for {live} live"
+    );
+    for (i, data) in blocks.iter().enumerate() {
+        let got = store.get(&Id::of_block(data)).unwrap();
+        assert_eq!(
+            got.as_deref(),
+            (i % 4 == 0).then_some(&data[..]),
+            "block {i}"
+        );
+    }
+    // And after a crash (no clean close), every live block is still there.
+    drop(store);
+    let store = small_segments(tmp.path());
+    assert_eq!(store.block_count(), 500);
+    for data in blocks.iter().step_by(4) {
+        assert_eq!(
+            store.get(&Id::of_block(data)).unwrap().as_deref(),
+            Some(&data[..])
+        );
+    }
+}
+
+#[test]
+fn a_stopped_pass_leaves_its_segment_and_the_next_one_finishes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_segments(tmp.path());
+    let blocks: Vec<Vec<u8>> = (0..600).map(|i| block(60_000, 80_000 + i)).collect();
+    for data in &blocks {
+        store.put_verified(&Id::of_block(data), data).unwrap();
+    }
+    let first = store.segment_use().unwrap()[0];
+    assert!(!first.active);
+    // Stop after the first batch: the segment stays, all blocks read.
+    let done = store.compact_segment(first.seg, &mut |_| false).unwrap();
+    assert!(!done.removed && done.blocks_moved > 0, "{done:?}");
+    for data in &blocks {
+        assert_eq!(
+            store.get(&Id::of_block(data)).unwrap().as_deref(),
+            Some(&data[..])
+        );
+    }
+    drop(store);
+    let store = small_segments(tmp.path());
+    let done = store.compact_segment(first.seg, &mut |_| true).unwrap();
+    assert!(done.removed, "{done:?}");
+    for data in &blocks {
+        assert_eq!(
+            store.get(&Id::of_block(data)).unwrap().as_deref(),
+            Some(&data[..])
+        );
+    }
+    drop(store);
+    assert!(super::tests::audit_of(tmp.path()).is_clean());
+}
+
+#[test]
+fn the_active_segment_is_never_compacted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let data = block(100, 1);
+    store.put_verified(&Id::of_block(&data), &data).unwrap();
+    let uses = store.segment_use().unwrap();
+    assert_eq!(uses.len(), 1);
+    assert!(uses[0].active);
+    let done = store.compact_segment(uses[0].seg, &mut |_| true).unwrap();
+    assert_eq!(done, Compacted::default());
+    assert_eq!(store.get(&Id::of_block(&data)).unwrap(), Some(data));
+}

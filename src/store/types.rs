@@ -29,6 +29,8 @@ pub struct StoreConfig {
     /// Open even when most block files are missing (an unmounted disk?),
     /// dropping their index entries; otherwise such an open is refused.
     pub accept_data_loss: bool,
+    /// A segment file takes no more appends once it is this long.
+    pub segment_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -41,6 +43,7 @@ impl Default for StoreConfig {
             min_free_bytes: 1 << 30,
             min_free_percent: 5,
             accept_data_loss: false,
+            segment_bytes: super::segments::ROLL_AT,
         }
     }
 }

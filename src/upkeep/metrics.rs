@@ -55,6 +55,12 @@ struct UpkeepMetrics {
     scrub_last_pass: IntGauge,
     scrub_last_duration: Gauge,
     scrub_interval: IntGauge,
+    compaction_passes: IntCounter,
+    compaction_bytes_moved: IntCounter,
+    compaction_segments_removed: IntCounter,
+    compaction_bytes_freed: IntCounter,
+    segment_bytes: IntGauge,
+    segment_dead_bytes: IntGauge,
 }
 
 impl UpkeepMetrics {
@@ -94,6 +100,12 @@ impl UpkeepMetrics {
             scrub_last_pass: m.gauge("dhtfs_scrub_last_pass_completed_timestamp_seconds", "When the last scrub pass ended, unix seconds (0: none yet; kept across restarts).")?,
             scrub_last_duration: m.float_gauge("dhtfs_scrub_last_pass_duration_seconds", "How long the last completed scrub pass took, pauses and restarts included.")?,
             scrub_interval: m.gauge("dhtfs_scrub_interval_seconds", "A scrub pass starts this long after the previous one started (verify_interval_secs); 0 while the scrub is off.")?,
+            compaction_passes: m.counter("dhtfs_compaction_passes_total", "Compaction passes completed.")?,
+            compaction_bytes_moved: m.counter("dhtfs_compaction_moved_bytes_total", "Bytes of live blocks compaction copied out of segments it rewrote.")?,
+            compaction_segments_removed: m.counter("dhtfs_compaction_segments_removed_total", "Segment files compaction emptied and removed.")?,
+            compaction_bytes_freed: m.counter("dhtfs_compaction_freed_bytes_total", "Disk bytes the segment files compaction removed took.")?,
+            segment_bytes: m.gauge("dhtfs_segment_bytes", "Disk bytes the segment files take, as the last compaction pass measured.")?,
+            segment_dead_bytes: m.gauge("dhtfs_segment_dead_bytes", "Disk bytes of the segment files that hold no live block (deleted, or copied elsewhere), as the last compaction pass measured.")?,
         })
     }
 
@@ -170,6 +182,24 @@ impl UpkeepMetrics {
         sync(&self.verify_corrupt, Stats::get(&s.verify_corrupt));
         sync(&self.verify_repaired, Stats::get(&s.verify_repaired));
         sync(&self.verify_unreadable, Stats::get(&s.verify_unreadable));
+
+        sync(&self.compaction_passes, Stats::get(&s.compaction_passes));
+        sync(
+            &self.compaction_bytes_moved,
+            Stats::get(&s.compaction_bytes_moved),
+        );
+        sync(
+            &self.compaction_segments_removed,
+            Stats::get(&s.compaction_segments_removed),
+        );
+        sync(
+            &self.compaction_bytes_freed,
+            Stats::get(&s.compaction_bytes_freed),
+        );
+        self.segment_bytes
+            .set(i64::try_from(Stats::get(&s.segment_bytes)).unwrap_or(i64::MAX));
+        self.segment_dead_bytes
+            .set(i64::try_from(Stats::get(&s.segment_dead_bytes)).unwrap_or(i64::MAX));
 
         sync(&self.scrub_bytes_read, Stats::get(&s.scrub_bytes_read));
         sync(&self.scrub_passes, Stats::get(&s.scrub_passes));

@@ -1,6 +1,7 @@
 //! Upkeep jobs over the stored blocks. Each runs one pass when called: by the
 //! admin API on demand, and by [`run`] on the node's schedule.
 
+mod compact;
 mod handoff;
 mod metrics;
 mod repair;

@@ -1,7 +1,8 @@
 //! The node's background jobs, driven by its clock, each its own task so a
 //! slow one never holds back another: bucket refresh, routing snapshots, the
 //! republish sweep (`sweep.rs`, paced over its interval), the scrub
-//! (`scrub.rs`, paced by bytes), handoff to newcomers (`handoff.rs`),
+//! (`scrub.rs`, paced by bytes), segment compaction (`compact.rs`, paced by
+//! bytes), handoff to newcomers (`handoff.rs`),
 //! repair of erasure-coded chunks (`repair.rs`) and shedding replicas when
 //! space is wanted (`shed.rs`).
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::compact::run_compaction;
 use super::handoff::run_handoff;
 use super::repair::run_repair;
 use super::scrub::{run_scrub, ScrubSettings};
@@ -33,6 +35,10 @@ pub struct Schedule {
     pub verify: Option<Duration>,
     /// Bytes the scrub reads a second at most.
     pub scrub_bytes_per_sec: u64,
+    /// A compaction pass starts this long after the previous one ended.
+    pub compaction: Option<Duration>,
+    /// Live bytes compaction moves a second at most.
+    pub compaction_bytes_per_sec: u64,
     /// A repair pass over the stripes held here starts this long after the
     /// previous one ended.
     pub repair: Option<Duration>,
@@ -95,10 +101,20 @@ pub async fn run(
             }
         }
     };
+    let compaction = {
+        let (node, store, stop) = (node.clone(), store.clone(), stop.clone());
+        let (every, rate) = (schedule.compaction, schedule.compaction_bytes_per_sec);
+        async move {
+            if let Some(every) = every {
+                run_compaction(node, store, every, rate, stop).await;
+            }
+        }
+    };
     let shed = run_shed(node.clone(), store, schedule.shed, stop.clone());
     tokio::join!(
         snapshots,
         scrubber,
+        compaction,
         sweep,
         handoff,
         repair,
