@@ -185,6 +185,18 @@ impl Store {
         Ok(out)
     }
 
+    /// Records what a compaction pass measured as dead in the segments.
+    pub fn note_segment_dead(&self, bytes: u64) {
+        self.inner
+            .segment_reclaimable
+            .store(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of deleted segment records compaction has yet to give back.
+    pub fn segment_reclaimable(&self) -> u64 {
+        self.inner.segment_reclaimable.load(Ordering::Relaxed)
+    }
+
     /// Bytes compaction has moved since the store opened.
     pub fn compaction_moved_bytes(&self) -> u64 {
         self.inner.compaction_moved.load(Ordering::Relaxed)

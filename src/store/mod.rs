@@ -143,6 +143,10 @@ struct Inner {
     segments: segments::Segments,
     /// Bytes compaction moved since the open.
     compaction_moved: AtomicU64,
+    /// Bytes of deleted records in segments that compaction will give back:
+    /// counted as free by the shedding pressure, so shedding does not keep
+    /// deleting while the disk waits for the next pass. Set by each pass.
+    segment_reclaimable: AtomicU64,
     /// Set by [`Store::close`], whose summary a later put or delete takes back.
     closed: AtomicBool,
 }

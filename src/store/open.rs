@@ -109,6 +109,7 @@ impl Store {
             commit: GroupCommit::default(),
             segments,
             compaction_moved: AtomicU64::new(0),
+            segment_reclaimable: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         };
         let store = Store {

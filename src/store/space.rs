@@ -42,7 +42,9 @@ impl Store {
         let cfg = &self.inner.cfg;
         let disk = free_space::disk_space(&self.inner.dir).ok().map(|space| {
             let floor = free_space::floor_bytes(space, cfg.min_free_bytes, cfg.min_free_percent);
-            (space.available, floor)
+            // Dead segment bytes are as good as free: compaction gives them back.
+            let available = space.available.saturating_add(self.segment_reclaimable());
+            (available, floor)
         });
         pressure::bytes_wanted(self.charged_bytes(), cfg.quota_bytes, disk, marks)
     }

@@ -222,6 +222,10 @@ impl Store {
         // The entry is durably gone: its bytes can go.
         if let Location::Segment(place) = entry.location {
             inner.segments.punch(place, entry.size);
+            inner.segment_reclaimable.fetch_add(
+                entry.size + super::segment_format::RECORD_HEADER_LEN,
+                Ordering::Relaxed,
+            );
         }
         if entry.location == Location::File {
             let path = files::block_path(&inner.dir, key);

@@ -36,11 +36,15 @@ pub async fn run_compaction(
 ) {
     let clock = node.clock().clone();
     let stats = node.stats();
+    // The first pass soon after the start: until one measures, dead bytes
+    // left from before the start are not known to the shedding pressure.
+    let mut wait = every.min(Duration::from_secs(60));
     loop {
         tokio::select! {
-            _ = clock.sleep(every) => {}
+            _ = clock.sleep(wait) => {}
             _ = stop.changed() => return,
         }
+        wait = every;
         // Told to stop: the pass ends after its batch in flight.
         let halt = Arc::new(AtomicBool::new(false));
         let (s, st, h) = (store.clone(), stats.clone(), halt.clone());
@@ -72,6 +76,7 @@ pub fn compaction_pass(
 ) -> Result<(), crate::store::StoreError> {
     let uses = store.segment_use()?;
     let gauge = |uses: &[SegmentUse]| {
+        store.note_segment_dead(uses.iter().map(SegmentUse::dead).sum());
         stats
             .segment_bytes
             .store(uses.iter().map(|u| u.allocated).sum(), Ordering::Relaxed);
