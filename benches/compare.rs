@@ -448,6 +448,23 @@ fn small_store(sizes: &Sizes, tmp: &Path, rows: &mut Vec<Row>, step: &dyn Fn(&st
         )
         .vs("after opening empty store", rss_empty),
     );
+    let (deleted, compacted) = small::delete_half_and_compact(&small_dir);
+    rows.push(
+        Row::new(
+            format!("disk bytes per live byte, {blocks} x 4 KiB, half deleted, before compaction"),
+            deleted,
+            "x",
+        )
+        .vs("the live bytes", 1.0),
+    );
+    rows.push(
+        Row::new(
+            format!("disk bytes per live byte, {blocks} x 4 KiB, half deleted, after compaction"),
+            compacted,
+            "x",
+        )
+        .vs("the live bytes", 1.0),
+    );
     let (_, idle) = measure("idle");
     let (_, idle_mainline) = measure("idle-mainline");
     rows.push(

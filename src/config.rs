@@ -145,7 +145,7 @@ pub struct Config {
     pub verify_interval_secs: u64,
     /// The scrub reads at most this many MiB of blocks a second, leaving the disk to serving.
     pub scrub_rate_mib_per_sec: u64,
-    /// A compaction pass (rewrite each sealed segment file whose dead bytes outweigh its live ones) starts this long after the previous one ended; 0 = never.
+    /// A compaction pass (rewrite each sealed segment file a quarter or more of whose disk bytes hold no live block) starts this long after the previous one ended; 0 = never.
     pub compaction_interval_secs: u64,
     /// Compaction moves at most this many MiB of live blocks a second.
     pub compaction_rate_mib_per_sec: u64,

@@ -118,6 +118,44 @@ pub fn fill_store(dir: &Path, count: usize, size: usize) -> f64 {
     disk_bytes(dir) as f64 / (count * size) as f64
 }
 
+/// Deletes every other block of the store in `dir`, then runs compaction
+/// passes (unpaced) until none finds a segment worth rewriting; returns disk
+/// bytes per live byte before and after the passes.
+pub fn delete_half_and_compact(dir: &Path) -> (f64, f64) {
+    let (store, _) = Store::open(dir, StoreConfig::default()).expect("open store");
+    let mut after = None;
+    let (mut live, mut n) = (0u64, 0u64);
+    loop {
+        let page = store.list(after, 1000).expect("list");
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(*last);
+        for (key, meta) in page {
+            n += 1;
+            if n % 2 == 0 {
+                store.delete(&key).expect("delete");
+            } else {
+                live += meta.size;
+            }
+        }
+    }
+    let before = disk_bytes(dir) as f64 / live as f64;
+    let stats = dhtfs::stats::Stats::default();
+    let halt = std::sync::atomic::AtomicBool::new(false);
+    while store
+        .segment_use()
+        .expect("segment use")
+        .iter()
+        .any(dhtfs::upkeep::worth_compacting)
+    {
+        dhtfs::upkeep::compaction_pass(&store, &stats, 0, &halt).expect("compaction pass");
+    }
+    store.close().expect("close");
+    drop(store);
+    (before, disk_bytes(dir) as f64 / live as f64)
+}
+
 /// The env var that makes this bench a child doing one measurement.
 pub const CHILD: &str = "DHTFS_BENCH_CHILD";
 

@@ -2,8 +2,8 @@
 //! segment files. A delete punches a hole over the whole filesystem blocks
 //! inside its record, which frees nearly all of a large record and almost
 //! nothing of a 4 KiB one (its record straddles two filesystem blocks), so a
-//! sealed segment whose live records have become a small part of what it
-//! takes on disk is rewritten: its live blocks are appended to the active
+//! sealed segment whose dead bytes have become a large part of what it
+//! takes on disk is rewritten (the worker, `upkeep/compact.rs`, decides): its live blocks are appended to the active
 //! segment, and the old file removed.
 //!
 //! The index says what is live, never the segment file: a punched hole can

@@ -1,6 +1,6 @@
 //! The compaction worker: every interval, measures what each segment file
-//! holds (one walk of the index), and rewrites the sealed ones whose dead
-//! bytes outweigh their live ones (`store/compact.rs` does the rewriting,
+//! holds (one walk of the index), and rewrites the sealed ones a quarter or
+//! more dead (`store/compact.rs` does the rewriting,
 //! crash-safe), moving at most a set rate of live bytes a second so serving
 //! keeps the disk. A stop ends a pass between batches; a pass stopped or
 //! killed part-way is finished by the next one.
@@ -15,15 +15,16 @@ use crate::node::Node;
 use crate::stats::Stats;
 use crate::store::{SegmentUse, Store};
 
-/// A segment is rewritten once its dead bytes pass this many of its live
-/// ones (1: dead outweighs live, so the disk stays under twice the live
-/// bytes however deletes fall) and this many bytes.
-const DEAD_OVER_LIVE: u64 = 1;
+/// A segment is rewritten once its dead bytes are this part of what it
+/// takes on disk (a quarter: sealed segments then take at most 4/3 of their
+/// live bytes, for at most 3 bytes rewritten per byte won back) and at least
+/// this many bytes.
+const DEAD_PART: u64 = 4;
 const MIN_DEAD: u64 = 256 << 10;
 
 /// Whether segment `u` is worth rewriting.
 pub fn worth_compacting(u: &SegmentUse) -> bool {
-    !u.active && u.dead() >= MIN_DEAD && u.dead() > u.live.saturating_mul(DEAD_OVER_LIVE)
+    !u.active && u.dead() >= MIN_DEAD && u.dead().saturating_mul(DEAD_PART) >= u.allocated
 }
 
 /// Runs a pass `every` after the previous one ended, until `stop`.
@@ -136,11 +137,15 @@ mod tests {
     }
 
     #[test]
-    fn only_a_sealed_segment_with_more_dead_than_live_is_rewritten() {
+    fn only_a_sealed_segment_a_quarter_dead_is_rewritten() {
         assert!(worth_compacting(&seg(64 << 20, 10 << 20, false)));
+        assert!(
+            worth_compacting(&seg(64 << 20, 48 << 20, false)),
+            "a quarter dead"
+        );
         assert!(!worth_compacting(&seg(64 << 20, 10 << 20, true)), "active");
         assert!(
-            !worth_compacting(&seg(64 << 20, 40 << 20, false)),
+            !worth_compacting(&seg(64 << 20, 49 << 20, false)),
             "mostly live"
         );
         assert!(

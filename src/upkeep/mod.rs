@@ -14,6 +14,7 @@ mod snapshot;
 mod sweep;
 mod verify;
 
+pub use compact::{compaction_pass, run_compaction, worth_compacting};
 pub use handoff::{hand_off, run_handoff, HandoffReport};
 pub use metrics::register_metrics;
 pub use repair::{repair_keys, repair_once, run_repair, Backoff, RepairReport};
