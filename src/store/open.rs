@@ -30,12 +30,32 @@ fn open_db(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, PathBuf), StoreErr
     Ok((db, db_path))
 }
 
+/// sled's page cache while an open migrates, recovers and checks: the walks
+/// of whole trees after a crash would otherwise fill the configured cache
+/// and leave it resident (measured on 100k blocks of 4 KiB: 53 MiB RSS with
+/// 64 MiB, 31 MiB with 4 MiB, the open 0.23 s and 0.33 s).
+const START_CACHE: u64 = 4 << 20;
+
+/// Opens sled again after the handle of the same dir was dropped: its
+/// flusher thread may hold the lock a moment longer.
+fn reopen_db(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, PathBuf), StoreError> {
+    for _ in 0..250 {
+        match open_db(dir, cache_bytes) {
+            Err(StoreError::Open { source, .. }) if source.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+    open_db(dir, cache_bytes)
+}
+
 impl Store {
     /// Opens the data dir (creating it if missing), runs migrations, and repairs
     /// what a crash left behind.
     pub fn open(dir: &Path, cfg: StoreConfig) -> Result<(Store, RepairReport), StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-        let (db, db_path) = open_db(dir, cfg.cache_bytes)?;
+        let (db, db_path) = open_db(dir, cfg.cache_bytes.min(START_CACHE))?;
         let schema_version = migrate::run(&db, dir, &db_path)?;
         let trees = Trees::open(&db, &db_path)?;
         let node_id = read_node_id(&trees.meta, &db_path)?;
@@ -90,6 +110,18 @@ impl Store {
                 "repaired data dir after an unclean stop"
             );
         }
+        // The start-up work is done: sled again, with the configured cache.
+        let (db, trees) = if cfg.cache_bytes > START_CACHE {
+            db.flush().map_err(|e| StoreError::db(&db_path, e))?;
+            drop(trees);
+            drop(db);
+            release_scan_memory();
+            let (db, _) = reopen_db(dir, cfg.cache_bytes)?;
+            let trees = Trees::open(&db, &db_path)?;
+            (db, trees)
+        } else {
+            (db, trees)
+        };
         let floor = DiskFloor::new(dir, cfg.min_free_bytes, cfg.min_free_percent);
         let inner = Inner {
             dir: dir.to_path_buf(),
