@@ -179,8 +179,14 @@ fn index_entry_whose_file_is_truncated_is_dropped_with_its_file() {
 }
 
 /// Writes a block the way a store before segments did: its bytes in the
-/// `inline` tree, `value` there if given, under a format-1 entry.
-fn legacy_inline(trees: &Trees, data: &[u8], value: Option<&[u8]>) -> Id {
+/// `inline` tree, `value` there if given, under a format-1 entry, with a
+/// record saying it came as `origin`.
+pub(super) fn legacy_inline(
+    trees: &Trees,
+    data: &[u8],
+    value: Option<&[u8]>,
+    origin: Origin,
+) -> Id {
     let key = Id::of_block(data);
     let entry = IndexEntry {
         size: data.len() as u64,
@@ -188,7 +194,7 @@ fn legacy_inline(trees: &Trees, data: &[u8], value: Option<&[u8]>) -> Id {
         stored_at: 1_700_000_000,
     };
     trees.index.insert(key.0, entry.encode()).unwrap();
-    let record = BlockRecord::new(Origin::Replica, 1_700_000_000).encode();
+    let record = BlockRecord::new(origin, 1_700_000_000).encode();
     trees.records.insert(key.0, &record[..]).unwrap();
     if let Some(value) = value {
         trees.inline.insert(key.0, value).unwrap();
@@ -203,7 +209,7 @@ fn a_block_stored_inline_before_segments_still_reads() {
     let data = block(300, 5);
     let mut key = Id::ZERO;
     with_raw_trees(tmp.path(), |trees| {
-        key = legacy_inline(trees, &data, Some(&data))
+        key = legacy_inline(trees, &data, Some(&data), Origin::Replica)
     });
     assert!(audit_of(tmp.path()).is_clean());
     assert!(repair(tmp.path()).is_clean());
@@ -221,7 +227,7 @@ fn inline_entry_without_bytes_is_dropped() {
     let good = store_with_good_blocks(tmp.path());
     let mut key = Id::ZERO;
     with_raw_trees(tmp.path(), |trees| {
-        key = legacy_inline(trees, &block(300, 5), None)
+        key = legacy_inline(trees, &block(300, 5), None, Origin::Replica)
     });
     assert_eq!(audit_of(tmp.path()).index_without_bytes, vec![key]);
     let report = repair(tmp.path());

@@ -4,6 +4,7 @@
 
 use super::index::{IndexEntry, Location, Trees, SCHEMA_VERSION_KEY};
 use super::tests::{block, open, when_unlocked, with_raw_trees};
+use super::tests_repair::legacy_inline;
 use super::*;
 
 /// Writes `blocks` the way a version-2 store did (a format-1 inline entry,
@@ -11,16 +12,7 @@ use super::*;
 fn as_version_2(dir: &std::path::Path, blocks: &[Vec<u8>], extra: impl FnOnce(&Trees)) {
     with_raw_trees(dir, |trees| {
         for data in blocks {
-            let key = Id::of_block(data);
-            let entry = IndexEntry {
-                size: data.len() as u64,
-                location: Location::Inline,
-                stored_at: 1_700_000_000,
-            };
-            trees.index.insert(key.0, entry.encode()).unwrap();
-            let record = BlockRecord::new(Origin::Pinned, 1_700_000_000).encode();
-            trees.records.insert(key.0, &record[..]).unwrap();
-            trees.inline.insert(key.0, &data[..]).unwrap();
+            legacy_inline(trees, data, Some(data), Origin::Pinned);
         }
         extra(trees);
         trees
