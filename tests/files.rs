@@ -244,6 +244,55 @@ async fn a_trickler_asked_first_is_hedged_past_then_avoided() {
     net.stop_all().await;
 }
 
+/// Eight liars closer to a key than any honest node fill the fetcher's k
+/// closest contacts for it: each lookup ends at one of them. Once all are
+/// caught, the next lookup must start from the honest nodes behind them
+/// rather than from the caught liars alone (CI saw a gateway get fail so,
+/// when random liar ids happened to be the closest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liars_closest_to_a_key_do_not_hide_its_holder() {
+    let mut net = TestNet::start_with(5, |c| {
+        c.republish_interval_secs = 0;
+        c.handoff = false;
+    })
+    .await;
+    let data = vec![5u8; 4096];
+    let key = Id::of_block(&data);
+    let holder = (2..5)
+        .max_by_key(|&i| net.nodes[i].node.me().id.distance(&key))
+        .unwrap();
+    net.nodes[holder].store.put_verified(&key, &data).unwrap();
+    let ip = common::hostile::hostile_ip(2);
+    let mut liars = Vec::new();
+    for _ in 0..8 {
+        let id = common::hostile::near(&key, 200);
+        liars.push(common::hostile::start_liar_as(ip, id, &net.contacts(), 4096).await);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let fetcher = &net.nodes[1].node;
+    let seats = fetcher
+        .routing_contacts()
+        .iter()
+        .filter(|c| c.addr.ip() == ip)
+        .count();
+    assert!(seats >= 7, "the liars sit in the fetcher's table: {seats}");
+    let got = fetcher
+        .fetch_verified(key, 4096, &Transfer::new())
+        .await
+        .expect("the honest holder's copy");
+    assert_eq!(got.data, data);
+    assert_eq!(got.from, net.nodes[holder].local_addr);
+    assert!(
+        got.tally.rejected >= 7,
+        "the liars were asked first: {:?}",
+        got.tally
+    );
+    for liar in liars {
+        liar.abort();
+    }
+    net.stop_all().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_get_resumes_and_a_missing_root_fails_cleanly() {
     let mut net = TestNet::start(10).await;

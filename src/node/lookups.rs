@@ -101,7 +101,10 @@ impl Node {
         let seeds = {
             let mut table = self.table();
             table.touch(&target, now);
-            table.closest(&target, cfg.k)
+            // Avoided peers take no seat: were the k closest all liars a
+            // transfer has caught, seeding only them would end every later
+            // lookup at once, before it reached the honest nodes behind them.
+            table.closest_where(&target, cfg.k, |e| !avoid.contains(&e.contact.addr))
         };
         let local = self.inner.cfg.is_holder.then_some(self.inner.me);
         let clock = self.inner.clock.clone();

@@ -37,14 +37,18 @@ pub async fn start_liar(
     contacts: &[Contact],
     junk_len: usize,
 ) -> tokio::task::JoinHandle<()> {
-    start_holder(
-        ip,
-        Id::random(),
-        contacts,
-        Serve::Junk(junk_len),
-        Arc::default(),
-    )
-    .await
+    start_liar_as(ip, Id::random(), contacts, junk_len).await
+}
+
+/// [`start_liar`] with id `id`: placed, for example, closer to a key than
+/// any honest node.
+pub async fn start_liar_as(
+    ip: IpAddr,
+    id: Id,
+    contacts: &[Contact],
+    junk_len: usize,
+) -> tokio::task::JoinHandle<()> {
+    start_holder(ip, id, contacts, Serve::Junk(junk_len), Arc::default()).await
 }
 
 /// A peer on `ip` that introduces itself to `contacts`, says it holds every
