@@ -21,7 +21,7 @@ use crate::net::{
 use crate::node::{Node, TokioClock};
 use crate::stats::Stats;
 use crate::store::{RepairReport, Store, StoreError};
-use crate::upkeep::ScrubControl;
+use crate::upkeep::{CompactionControl, ScrubControl};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,8 @@ pub struct Daemon {
     pub repaired: RepairReport,
     /// The scrub worker's state, and its pause and resume.
     pub scrub: ScrubControl,
+    /// The compaction worker's state, and its pause and resume.
+    pub compaction: CompactionControl,
     stats: Arc<Stats>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -114,10 +116,16 @@ impl Daemon {
             stats.clone(),
         );
         let scrub = ScrubControl::default();
+        let compaction = CompactionControl::default();
         // Each subsystem registers its own metrics with the node's registry.
         let metrics = Metrics::new(node.clone(), store.clone(), store_quota(cfg))
             .and_then(|m| {
-                crate::upkeep::register_metrics(m.registry(), node.clone(), scrub.clone())?;
+                crate::upkeep::register_metrics(
+                    m.registry(),
+                    node.clone(),
+                    scrub.clone(),
+                    compaction.clone(),
+                )?;
                 Ok(m)
             })
             .map_err(|e| StartError::Task(format!("metrics: {e}")))?;
@@ -138,6 +146,7 @@ impl Daemon {
             node.clone(),
             store.clone(),
             scrub.clone(),
+            compaction.clone(),
             local_addr,
             admin_addr,
             metrics_addr,
@@ -184,6 +193,7 @@ impl Daemon {
             store.clone(),
             cfg.schedule(),
             scrub.clone(),
+            compaction.clone(),
             stop,
         ));
         tracing::info!(id = %me.id, addr = %local_addr, advertised = %advertised, admin = %admin_addr, metrics = %metrics_addr, gateway = ?gateway_addr, blocks = store.block_count(), "node started");
@@ -196,6 +206,7 @@ impl Daemon {
             gateway_addr,
             repaired,
             scrub,
+            compaction,
             stats,
             shutdown,
             tasks,

@@ -129,6 +129,20 @@ async fn grpcurl_lists_and_calls_the_admin_api() {
         assert_eq!(scrub["state"], "SCRUB_STATE_PAUSED", "{scrub}");
         let resumed = g.call("dhtfs.admin.v1.Admin/ResumeScrub", "{}");
         assert_eq!(resumed["state"], "SCRUB_STATE_IDLE", "{resumed}");
+
+        // Compaction's first pass is a minute away; pause and resume it.
+        let compaction = g.call("dhtfs.admin.v1.Admin/CompactionStatus", "{}");
+        assert_eq!(compaction["state"], "COMPACTION_STATE_IDLE", "{compaction}");
+        assert_eq!(compaction["rateBytesPerSecond"], "33554432", "{compaction}");
+        assert!(compaction["nextPassAt"].as_str().is_some(), "{compaction}");
+        let paused = g.call("dhtfs.admin.v1.Admin/PauseCompaction", "{}");
+        assert_eq!(paused["state"], "COMPACTION_STATE_PAUSED", "{paused}");
+        assert!(
+            paused["nextPassAt"].is_null(),
+            "no pass is due while paused: {paused}"
+        );
+        let resumed = g.call("dhtfs.admin.v1.Admin/ResumeCompaction", "{}");
+        assert_eq!(resumed["state"], "COMPACTION_STATE_IDLE", "{resumed}");
     })
     .await;
     node.shutdown().await;

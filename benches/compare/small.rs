@@ -149,7 +149,8 @@ pub fn delete_half_and_compact(dir: &Path) -> (f64, f64) {
         .iter()
         .any(dhtfs::upkeep::worth_compacting)
     {
-        dhtfs::upkeep::compaction_pass(&store, &stats, 0, &halt).expect("compaction pass");
+        dhtfs::upkeep::compaction_pass(&store, &stats, 0, &halt, &mut |_| {})
+            .expect("compaction pass");
     }
     store.close().expect("close");
     drop(store);

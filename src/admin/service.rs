@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use tonic::{Request, Response, Status};
 
 use super::pb::{self, admin_server::Admin};
-use super::scrub::scrub_status;
+use super::scrub::{compaction_status, scrub_status};
 use super::status;
 use crate::contact::Contact;
 use crate::lookup::LookupKind;
 use crate::node::Node;
 use crate::stats::Stats;
 use crate::store::{Origin, Store, SCHEMA_VERSION};
-use crate::upkeep::{self, ScrubControl};
+use crate::upkeep::{self, CompactionControl, ScrubControl};
 
 /// Blocks per ListBlocks page by default and at most.
 const DEFAULT_PAGE: usize = 100;
@@ -44,6 +44,7 @@ pub struct AdminService {
     node: Node,
     store: Store,
     scrub: ScrubControl,
+    compaction: CompactionControl,
     listen: SocketAddr,
     admin: SocketAddr,
     metrics: SocketAddr,
@@ -56,6 +57,7 @@ impl AdminService {
         node: Node,
         store: Store,
         scrub: ScrubControl,
+        compaction: CompactionControl,
         listen: SocketAddr,
         admin: SocketAddr,
         metrics: SocketAddr,
@@ -65,6 +67,7 @@ impl AdminService {
             node,
             store,
             scrub,
+            compaction,
             listen,
             admin,
             metrics,
@@ -460,5 +463,26 @@ impl Admin for AdminService {
         _: Request<pb::ResumeScrubRequest>,
     ) -> Result<Response<pb::ScrubStatusResponse>, Status> {
         scrub_status(self.scrub.resume())
+    }
+
+    async fn compaction_status(
+        &self,
+        _: Request<pb::CompactionStatusRequest>,
+    ) -> Result<Response<pb::CompactionStatusResponse>, Status> {
+        compaction_status(Ok(self.compaction.status()))
+    }
+
+    async fn pause_compaction(
+        &self,
+        _: Request<pb::PauseCompactionRequest>,
+    ) -> Result<Response<pb::CompactionStatusResponse>, Status> {
+        compaction_status(self.compaction.pause())
+    }
+
+    async fn resume_compaction(
+        &self,
+        _: Request<pb::ResumeCompactionRequest>,
+    ) -> Result<Response<pb::CompactionStatusResponse>, Status> {
+        compaction_status(self.compaction.resume())
     }
 }

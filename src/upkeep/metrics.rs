@@ -1,24 +1,29 @@
-//! Upkeep's metrics: republish, handoff, shedding, verify and the scrub,
-//! registered by upkeep itself into the node's registry and read at each
-//! scrape from the counters the jobs bump and the scrub's shown state.
+//! Upkeep's metrics: republish, handoff, shedding, verify, the scrub and
+//! compaction, registered by upkeep itself into the node's registry and read
+//! at each scrape from the counters the jobs bump and the shown state of the
+//! scrub and of compaction.
 
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Registry};
 
-use super::{ScrubControl, ScrubState};
+use super::{CompactionControl, CompactionState, ScrubControl, ScrubState};
 use crate::metrics::{sync, OnScrape};
 use crate::node::Node;
 use crate::stats::Stats;
 
-/// Registers upkeep's metrics with `registry`, read from `node`'s stats and
-/// from `scrub`.
+/// Registers upkeep's metrics with `registry`, read from `node`'s stats, from
+/// `scrub` and from `compaction`.
 pub fn register_metrics(
     registry: &Registry,
     node: Node,
     scrub: ScrubControl,
+    compaction: CompactionControl,
 ) -> prometheus::Result<()> {
     let mut m = OnScrape::default();
     let upkeep = UpkeepMetrics::new(&mut m)?;
-    m.register(registry, move || upkeep.refresh(&node, &scrub))
+    m.register(registry, move || {
+        upkeep.refresh(&node, &scrub);
+        upkeep.refresh_compaction(&compaction);
+    })
 }
 
 struct UpkeepMetrics {
@@ -47,6 +52,9 @@ struct UpkeepMetrics {
     verify_corrupt: IntCounter,
     verify_repaired: IntCounter,
     verify_unreadable: IntCounter,
+    compaction_paused: IntGauge,
+    compaction_running: IntGauge,
+    compaction_last_pass: IntGauge,
     scrub_paused: IntGauge,
     scrub_running: IntGauge,
     scrub_position: Gauge,
@@ -92,6 +100,9 @@ impl UpkeepMetrics {
             verify_corrupt: m.counter("dhtfs_verify_corrupt_blocks_total", "Blocks verification found corrupt.")?,
             verify_repaired: m.counter("dhtfs_verify_repaired_blocks_total", "Corrupt blocks replaced by a good copy.")?,
             verify_unreadable: m.counter("dhtfs_verify_unreadable_blocks_total", "Blocks verification could not read (I/O error) and skipped.")?,
+            compaction_paused: m.gauge("dhtfs_compaction_paused", "1 while an operator has compaction paused (PauseCompaction), else 0.")?,
+            compaction_running: m.gauge("dhtfs_compaction_running", "1 while a compaction pass measures or rewrites segments, else 0.")?,
+            compaction_last_pass: m.gauge("dhtfs_compaction_last_pass_completed_timestamp_seconds", "When the last compaction pass ended, unix seconds (0: none yet; kept across restarts).")?,
             scrub_paused: m.gauge("dhtfs_scrub_paused", "1 while an operator has the scrub paused (PauseScrub), else 0.")?,
             scrub_running: m.gauge("dhtfs_scrub_running", "1 while a scrub pass is reading, else 0.")?,
             scrub_position: m.float_gauge("dhtfs_scrub_position_ratio", "Where the scrub pass under way stands in the keyspace, 0..1 (0 between passes).")?,
@@ -215,5 +226,16 @@ impl UpkeepMetrics {
         self.scrub_last_duration
             .set(last.duration_ms as f64 / 1000.0);
         self.scrub_interval.set((status.interval_ms / 1000) as i64);
+    }
+
+    fn refresh_compaction(&self, compaction: &CompactionControl) {
+        let status = compaction.status();
+        self.compaction_paused
+            .set(i64::from(status.state == CompactionState::Paused));
+        self.compaction_running
+            .set(i64::from(status.state == CompactionState::Running));
+        let last = status.last.unwrap_or_default();
+        self.compaction_last_pass
+            .set((last.finished_unix_ms / 1000) as i64);
     }
 }

@@ -2,6 +2,8 @@
 //! admin API on demand, and by [`run`] on the node's schedule.
 
 mod compact;
+mod compact_status;
+mod control;
 mod handoff;
 mod metrics;
 mod repair;
@@ -14,7 +16,12 @@ mod snapshot;
 mod sweep;
 mod verify;
 
-pub use compact::{compaction_pass, run_compaction, worth_compacting};
+pub use compact::{compaction_pass, run_compaction, worth_compacting, PassProgress};
+pub use compact_status::{
+    CompactionControl, CompactionCounts, CompactionPass, CompactionSaved, CompactionState,
+    CompactionStatus, COMPACTION_JOB,
+};
+pub use control::{Control, IsOff, Shown};
 pub use handoff::{hand_off, run_handoff, HandoffReport};
 pub use metrics::register_metrics;
 pub use repair::{repair_keys, repair_once, run_repair, Backoff, RepairReport};
@@ -22,8 +29,7 @@ pub use republish::{republish_keys, republish_once, RepublishReport};
 pub use schedule::{run, Schedule};
 pub use scrub::{run_scrub, ScrubSettings};
 pub use scrub_status::{
-    CompletedPass, PassCounts, ScrubControl, ScrubIsOff, ScrubProgress, ScrubState, ScrubStatus,
-    SCRUB_JOB,
+    CompletedPass, PassCounts, ScrubControl, ScrubProgress, ScrubState, ScrubStatus, SCRUB_JOB,
 };
 pub use shed::{run_shed, shed_once, ShedReport};
 pub use snapshot::save_snapshot;

@@ -17,7 +17,7 @@ use super::scrub::{run_scrub, ScrubSettings};
 use super::shed::run_shed;
 use super::snapshot::run_snapshots;
 use super::sweep::run_sweep;
-use super::ScrubControl;
+use super::{CompactionControl, ScrubControl};
 use crate::node::Node;
 use crate::store::pressure::Marks;
 use crate::store::Store;
@@ -48,13 +48,14 @@ pub struct Schedule {
     pub shed: Marks,
 }
 
-/// Runs the jobs until `stop` turns true; the scrub shows its state and
-/// takes pause and resume through `scrub`.
+/// Runs the jobs until `stop` turns true; the scrub and compaction show
+/// their state and take pause and resume through `scrub` and `compaction`.
 pub async fn run(
     node: Node,
     store: Store,
     schedule: Schedule,
     scrub: ScrubControl,
+    compaction: CompactionControl,
     stop: watch::Receiver<bool>,
 ) {
     let snapshots = run_snapshots(
@@ -106,7 +107,7 @@ pub async fn run(
         let (every, rate) = (schedule.compaction, schedule.compaction_bytes_per_sec);
         async move {
             if let Some(every) = every {
-                run_compaction(node, store, every, rate, stop).await;
+                run_compaction(node, store, every, rate, compaction, stop).await;
             }
         }
     };

@@ -1,15 +1,13 @@
 //! What the scrub worker keeps and shows: the progress value it saves in the
 //! store (so a restart resumes where it stopped, paused or not), and the
-//! shared handle through which the admin API and the metrics read its state
-//! and pause or resume it. The worker is the only writer of the saved value;
-//! a pause asked through the handle reaches it at once and is saved by it.
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+//! shared handle (`control.rs`) through which the admin API and the metrics
+//! read its state and pause or resume it. The worker is the only writer of
+//! the saved value; a pause asked through the handle reaches it at once and
+//! is saved by it.
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
+use super::control::{Control, Shown};
 use crate::id::Id;
 
 /// The scrub's key in the store's upkeep tree.
@@ -120,105 +118,24 @@ pub fn keyspace_ratio(key: &Id) -> f64 {
     u64::from_be_bytes(top) as f64 / 18_446_744_073_709_551_616.0
 }
 
-/// Pause and resume do nothing while the scrub is off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the scrub is off (verify_interval_secs = 0)")]
-pub struct ScrubIsOff;
+impl Shown for ScrubStatus {
+    const OFF: &'static str = "the scrub is off (verify_interval_secs = 0)";
+
+    fn is_off(&self) -> bool {
+        self.state == ScrubState::Off
+    }
+
+    fn show_paused(&mut self) {
+        self.state = ScrubState::Paused;
+    }
+}
 
 /// A cheap-to-clone handle on the scrub worker.
-#[derive(Clone, Debug)]
-pub struct ScrubControl {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    status: Mutex<ScrubStatus>,
-    paused: watch::Sender<bool>,
-    /// An operator paused or resumed since the worker started, which wins
-    /// over the saved flag the worker restores.
-    commanded: AtomicBool,
-}
-
-impl Default for ScrubControl {
-    fn default() -> Self {
-        ScrubControl {
-            inner: Arc::new(Inner {
-                status: Mutex::new(ScrubStatus::default()),
-                paused: watch::channel(false).0,
-                commanded: AtomicBool::new(false),
-            }),
-        }
-    }
-}
-
-impl ScrubControl {
-    fn lock(&self) -> MutexGuard<'_, ScrubStatus> {
-        self.inner
-            .status
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The worker's state now.
-    pub fn status(&self) -> ScrubStatus {
-        let mut status = self.lock().clone();
-        if status.state != ScrubState::Off && self.is_paused() {
-            status.state = ScrubState::Paused;
-        }
-        status
-    }
-
-    /// Whether an operator paused it.
-    pub fn is_paused(&self) -> bool {
-        *self.inner.paused.borrow()
-    }
-
-    /// Pauses the worker after the block it is checking; kept across restarts.
-    pub fn pause(&self) -> Result<ScrubStatus, ScrubIsOff> {
-        self.command(true)
-    }
-
-    /// Lets a paused worker go on from where it stopped.
-    pub fn resume(&self) -> Result<ScrubStatus, ScrubIsOff> {
-        self.command(false)
-    }
-
-    fn command(&self, paused: bool) -> Result<ScrubStatus, ScrubIsOff> {
-        // Under the lock, so the worker's restore cannot slip in between.
-        let status = self.lock();
-        if status.state == ScrubState::Off {
-            return Err(ScrubIsOff);
-        }
-        self.inner.commanded.store(true, Ordering::Relaxed);
-        self.inner.paused.send_replace(paused);
-        drop(status);
-        Ok(self.status())
-    }
-
-    /// The worker's view of the pause flag, to wait on.
-    pub(super) fn watch_paused(&self) -> watch::Receiver<bool> {
-        self.inner.paused.subscribe()
-    }
-
-    /// The worker restores the saved flag, unless an operator already spoke;
-    /// the flag in force.
-    pub(super) fn restore_paused(&self, saved: bool) -> bool {
-        let _status = self.lock();
-        if !self.inner.commanded.load(Ordering::Relaxed) {
-            self.inner.paused.send_replace(saved);
-        }
-        self.is_paused()
-    }
-
-    /// The worker changes what it shows.
-    pub(super) fn update(&self, f: impl FnOnce(&mut ScrubStatus)) {
-        f(&mut self.lock());
-    }
-}
+pub type ScrubControl = Control<ScrubStatus>;
 
 #[cfg(test)]
 mod tests {
+    use super::super::control::IsOff;
     use super::*;
 
     #[test]
@@ -233,7 +150,7 @@ mod tests {
     #[test]
     fn an_operators_word_beats_the_saved_flag_and_off_refuses_it() {
         let c = ScrubControl::default();
-        assert_eq!(c.pause(), Err(ScrubIsOff));
+        assert_eq!(c.pause(), Err(IsOff(ScrubStatus::OFF)));
         c.update(|s| s.state = ScrubState::Idle);
         assert!(c.restore_paused(true));
         assert_eq!(c.status().state, ScrubState::Paused);
