@@ -153,6 +153,8 @@ pub struct Config {
     pub handoff: bool,
     /// A repair pass (each stripe of an erasure-coded chunk held here, if this node is its closest holder: look up its shards, rebuild the missing ones) starts this long after the previous one ended; 0 = never.
     pub repair_interval_secs: u64,
+    /// Bootstrap peers missing from the routing table, and peers it dropped for failing requests (the last 64), are pinged again this often, and a self-lookup follows when one answers, so the two halves of a mended network split find each other; 0 = never.
+    pub rejoin_interval_secs: u64,
     /// Replicas that K closer nodes hold are dropped once the quota is this full (percent), or free disk space is under twice the floor; 0 = never drop.
     pub shed_high_water_percent: u8,
     /// ... until usage is back at this percent of the quota (and free space at twice the floor).
@@ -226,6 +228,7 @@ impl Default for Config {
             compaction_rate_mib_per_sec: 32,
             handoff: true,
             repair_interval_secs: 3_600,
+            rejoin_interval_secs: 60,
             shed_high_water_percent: 90,
             shed_low_water_percent: 80,
         }
@@ -561,6 +564,13 @@ impl Config {
                 high: self.shed_high_water_percent,
                 low: self.shed_low_water_percent,
             },
+            rejoin: every(self.rejoin_interval_secs),
+            // Checked when the node starts (a bad one refuses the start).
+            bootstrap: self
+                .bootstrap
+                .iter()
+                .filter_map(|b| b.parse().ok())
+                .collect(),
         }
     }
 

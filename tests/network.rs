@@ -114,3 +114,42 @@ async fn twenty_nodes_route_store_and_survive_restart() {
     check_block(&net, &key, &data).await;
     net.stop_all().await;
 }
+
+/// Both halves of a mended split dropped each other: node 0 dropped nodes 1
+/// and 2 for failing, and they forgot node 0. A rejoin pings the entries it
+/// dropped and looks around, and all three know each other again; a second
+/// rejoin has nobody to ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_dropped_its_peers_finds_them_again() {
+    let mut net = TestNet::start_with(3, |c| c.rejoin_interval_secs = 0).await;
+    let ids: Vec<Id> = net.nodes.iter().map(|d| d.node.me().id).collect();
+    {
+        let mut table = net.nodes[0].node.table();
+        for id in &ids[1..] {
+            for now in 0..3 {
+                table.on_failure(id, now);
+            }
+            assert!(!table.contains(id));
+        }
+    }
+    for d in &net.nodes[1..] {
+        d.node.table().remove(&ids[0]);
+    }
+    let answered = net.nodes[0].node.rejoin(&[]).await;
+    assert_eq!(answered, 2, "both dropped peers answered");
+    for id in &ids[1..] {
+        assert!(
+            net.nodes[0].node.table().contains(id),
+            "node 0 knows {id} again"
+        );
+    }
+    for d in &net.nodes[1..] {
+        assert!(
+            d.node.table().contains(&ids[0]),
+            "{} knows node 0 again",
+            d.node.me().id
+        );
+    }
+    assert_eq!(net.nodes[0].node.rejoin(&[]).await, 0, "nobody left to ask");
+    net.stop_all().await;
+}

@@ -92,16 +92,33 @@ pub fn fsync_small_rate(dir: &Path, count: usize) -> f64 {
     rate
 }
 
+/// MiB/s of one transfer's put and get, and of a get into memory run first.
+pub struct Rates {
+    pub put: f64,
+    /// Into a file on the disk under test, made durable as `get` does.
+    pub get: f64,
+    /// Into tmpfs (/dev/shm), right after the put: the network and the
+    /// checks alone, without the disk's write of the output.
+    pub get_to_memory: Option<f64>,
+}
+
+/// The directory a get into memory writes to, where there is one.
+fn memory_dir() -> Option<&'static Path> {
+    let shm = Path::new("/dev/shm");
+    shm.is_dir().then_some(shm)
+}
+
 /// Put and get MiB/s of `file` (`mib` MiB) on a fresh 8-node network under
 /// `dir`, sealed under `seal` or plain, erasure-coded under `ec` or
-/// replicated.
+/// replicated; with `to_memory`, a get into memory first, right after the put.
 pub async fn transfer(
     dir: &Path,
     file: &Path,
     mib: usize,
     seal: Option<Secret>,
     ec: Option<Code>,
-) -> (f64, f64) {
+    to_memory: bool,
+) -> Rates {
     let nodes = start_net(dir, 8).await;
     let opts = PutOptions {
         bootstrap: vec![nodes[0].local_addr],
@@ -114,6 +131,20 @@ pub async fn transfer(
     let started = Instant::now();
     let report = put(&opts).await.expect("put");
     let put_rate = mib as f64 / started.elapsed().as_secs_f64();
+    let mut get_to_memory = None;
+    if let Some(shm) = memory_dir().filter(|_| to_memory) {
+        let out = shm.join(format!("dhtfs-bench-{}", std::process::id()));
+        let gopts = GetOptions {
+            bootstrap: vec![nodes[7].local_addr],
+            quiet: true,
+            ..GetOptions::new(report.file, out.clone())
+        };
+        let started = Instant::now();
+        let got = get(&gopts).await.expect("get into memory");
+        eprintln!("compare: into memory: {}", got.summary);
+        get_to_memory = Some(mib as f64 / started.elapsed().as_secs_f64());
+        let _ = std::fs::remove_file(&out);
+    }
     let out = dir.join("output");
     let gopts = GetOptions {
         bootstrap: vec![nodes[7].local_addr],
@@ -128,5 +159,9 @@ pub async fn transfer(
     assert_eq!(len, (mib << 20) as u64, "the whole file came back");
     let _ = std::fs::remove_file(&out);
     stop_net(nodes).await;
-    (put_rate, get_rate)
+    Rates {
+        put: put_rate,
+        get: get_rate,
+        get_to_memory,
+    }
 }

@@ -12,14 +12,55 @@ impl Node {
     /// a routing snapshot): pings them all, looks up our own id, then refreshes
     /// the buckets beyond our nearest neighbour. Returns how many answered.
     pub async fn join(&self, addrs: &[SocketAddr], known: &[Contact]) -> usize {
+        let all = addrs.iter().copied().chain(known.iter().map(|c| c.addr));
+        let answered = self.ping_all(all).await;
+        if answered > 0 {
+            self.look_around().await;
+        }
+        answered
+    }
+
+    /// Asks again the bootstrap peers `addrs` not in the table, and the
+    /// entries it dropped for failing that are not back (see
+    /// `RoutingTable::departed`); when one answers, looks around as a join
+    /// does. After a split of the network is mended, each side dropped the
+    /// other and nothing else would bring them together. Returns how many
+    /// answered.
+    pub async fn rejoin(&self, addrs: &[SocketAddr]) -> usize {
+        let me = self.inner.me.addr;
+        let asked: Vec<SocketAddr> = {
+            let mut table = self.table();
+            let departed = table.departed();
+            let missing = addrs.iter().copied().filter(|a| !table.has_addr(*a));
+            let mut asked: Vec<SocketAddr> = missing.collect();
+            for c in departed {
+                if !asked.contains(&c.addr) {
+                    asked.push(c.addr);
+                }
+            }
+            asked.retain(|a| *a != me);
+            asked
+        };
+        if asked.is_empty() {
+            return 0;
+        }
+        let answered = self.ping_all(asked.into_iter()).await;
+        if answered > 0 {
+            tracing::info!(
+                answered,
+                "peers lost or missing answered again; looking around"
+            );
+            self.look_around().await;
+        }
+        answered
+    }
+
+    /// Pings every address at once; how many answered.
+    async fn ping_all(&self, addrs: impl Iterator<Item = SocketAddr>) -> usize {
         let mut pings = JoinSet::new();
-        for &addr in addrs {
+        for addr in addrs {
             let node = self.clone();
             pings.spawn(async move { node.ping_addr(addr).await.is_ok() });
-        }
-        for contact in known.iter().copied() {
-            let node = self.clone();
-            pings.spawn(async move { node.ping_addr(contact.addr).await.is_ok() });
         }
         let mut answered = 0;
         while let Some(joined) = pings.join_next().await {
@@ -27,9 +68,12 @@ impl Node {
                 answered += 1;
             }
         }
-        if answered == 0 {
-            return 0;
-        }
+        answered
+    }
+
+    /// A joining node's look around: its own neighbourhood, then the
+    /// buckets beyond its nearest neighbour.
+    async fn look_around(&self) {
         let me = self.inner.me.id;
         if self.inner.cfg.is_holder {
             // The paper's self-lookup is for a bucket's worth of nodes, not
@@ -44,7 +88,6 @@ impl Node {
             self.lookup(me, crate::lookup::LookupKind::FindNode).await;
         }
         self.refresh_buckets(0).await;
-        answered
     }
 
     /// Looks up a random id in every bucket whose range saw no lookup for

@@ -19,10 +19,18 @@ pub struct RoutingTable {
     /// Entries that became verified, oldest first, until taken (handoff
     /// reads them); the oldest are dropped past [`NEWCOMERS_MAX`].
     newcomers: VecDeque<Contact>,
+    /// Verified entries dropped for failing requests, newest last: asked
+    /// again now and then, so that a network split in two finds itself
+    /// again once the link between the halves is back (each half dropped
+    /// the other, and nothing else would bring them back).
+    departed: VecDeque<Contact>,
 }
 
 /// Newly verified entries kept until taken.
 pub const NEWCOMERS_MAX: usize = 256;
+
+/// Dropped entries remembered to be asked again.
+pub const DEPARTED_MAX: usize = 64;
 
 impl RoutingTable {
     /// An empty table for node `local`; a `k` of 0 is taken as 1 so buckets can hold anyone.
@@ -34,6 +42,7 @@ impl RoutingTable {
             cfg,
             buckets: (0..ID_BITS).map(|_| Bucket::new(now)).collect(),
             newcomers: VecDeque::new(),
+            departed: VecDeque::new(),
         }
     }
 
@@ -188,9 +197,38 @@ impl RoutingTable {
     /// A request to `id` failed or timed out; true if that dropped it from the table.
     /// The time goes unused, as a failure says nothing about when `id` was last alive.
     pub fn on_failure(&mut self, id: &Id, _now: u64) -> bool {
+        let verified = self.get(id).filter(|e| e.verified).map(|e| e.contact);
         let cfg = &self.cfg;
-        bucket_of(&mut self.buckets, &self.local, id)
-            .is_some_and(|bucket| bucket.on_failure(id, cfg))
+        let dropped = bucket_of(&mut self.buckets, &self.local, id)
+            .is_some_and(|bucket| bucket.on_failure(id, cfg));
+        if let Some(contact) = verified.filter(|_| dropped) {
+            self.departed.retain(|c| c.addr != contact.addr);
+            if self.departed.len() >= DEPARTED_MAX {
+                self.departed.pop_front();
+            }
+            self.departed.push_back(contact);
+        }
+        dropped
+    }
+
+    /// Dropped entries (see [`DEPARTED_MAX`]) not back in the table, to ask
+    /// again; those back are forgotten.
+    pub fn departed(&mut self) -> Vec<Contact> {
+        let back: Vec<SocketAddr> = self
+            .departed
+            .iter()
+            .filter(|c| self.get(&c.id).is_some_and(|e| e.contact.addr == c.addr))
+            .map(|c| c.addr)
+            .collect();
+        self.departed.retain(|c| !back.contains(&c.addr));
+        self.departed.iter().copied().collect()
+    }
+
+    /// Whether some entry (waiting nodes aside) is at `addr`.
+    pub fn has_addr(&self, addr: SocketAddr) -> bool {
+        self.buckets
+            .iter()
+            .any(|b| b.entries().iter().any(|e| e.contact.addr == addr))
     }
 
     /// Forgets `id` (waiting nodes included); true if it was in the table.
@@ -679,6 +717,40 @@ mod tests {
         }
         assert_eq!(bucket_ids(&t, 80), vec![cs[2].id, cs[5].id]);
         assert!(!t.contains(&cs[3].id) && !t.contains(&cs[4].id));
+    }
+
+    #[test]
+    fn a_dropped_verified_entry_is_remembered_until_it_is_back() {
+        let mut t = table(2);
+        let cs = in_bucket(&t, 10, 2);
+        t.observe(cs[0], Heard::Pong, 1);
+        t.observe(cs[1], Heard::Pong, 2);
+        for now in 3..6 {
+            t.on_failure(&cs[0].id, now);
+        }
+        assert!(!t.contains(&cs[0].id));
+        assert!(!t.has_addr(cs[0].addr) && t.has_addr(cs[1].addr));
+        assert_eq!(t.departed(), vec![cs[0]]);
+        assert_eq!(t.departed(), vec![cs[0]], "kept while away");
+        t.observe(cs[0], Heard::Pong, 7);
+        assert!(t.departed().is_empty(), "forgotten once back");
+    }
+
+    #[test]
+    fn departed_entries_are_bounded() {
+        let mut t = table(DEPARTED_MAX + 8);
+        let cs = in_bucket(&t, 30, DEPARTED_MAX + 8);
+        for (now, c) in cs.iter().enumerate() {
+            t.observe(*c, Heard::Pong, now as u64);
+        }
+        for c in &cs {
+            for now in 100..103 {
+                t.on_failure(&c.id, now);
+            }
+        }
+        let departed = t.departed();
+        assert_eq!(departed.len(), DEPARTED_MAX);
+        assert_eq!(departed.last(), cs.last(), "the newest kept");
     }
 
     #[test]

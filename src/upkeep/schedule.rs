@@ -3,9 +3,11 @@
 //! republish sweep (`sweep.rs`, paced over its interval), the scrub
 //! (`scrub.rs`, paced by bytes), segment compaction (`compact.rs`, paced by
 //! bytes), handoff to newcomers (`handoff.rs`),
-//! repair of erasure-coded chunks (`repair.rs`) and shedding replicas when
-//! space is wanted (`shed.rs`).
+//! repair of erasure-coded chunks (`repair.rs`), shedding replicas when
+//! space is wanted (`shed.rs`), and asking lost and missing peers again
+//! (a mended split of the network finds itself again).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -46,6 +48,11 @@ pub struct Schedule {
     pub handoff: bool,
     /// When replicas others hold are dropped to win space back.
     pub shed: Marks,
+    /// Bootstrap peers missing from the table and entries dropped for
+    /// failing are asked again this often.
+    pub rejoin: Option<Duration>,
+    /// The bootstrap peers.
+    pub bootstrap: Vec<SocketAddr>,
 }
 
 /// Runs the jobs until `stop` turns true; the scrub and compaction show
@@ -112,6 +119,15 @@ pub async fn run(
         }
     };
     let shed = run_shed(node.clone(), store, schedule.shed, stop.clone());
+    let rejoin = {
+        let (node, stop) = (node.clone(), stop.clone());
+        let (every, bootstrap) = (schedule.rejoin, schedule.bootstrap);
+        async move {
+            if let Some(every) = every {
+                run_rejoin(node, every, bootstrap, stop).await;
+            }
+        }
+    };
     tokio::join!(
         snapshots,
         scrubber,
@@ -120,8 +136,26 @@ pub async fn run(
         handoff,
         repair,
         shed,
+        rejoin,
         run_refresh(node, stop)
     );
+}
+
+/// Asks lost and missing peers again every `every` (see `Node::rejoin`).
+async fn run_rejoin(
+    node: Node,
+    every: Duration,
+    bootstrap: Vec<SocketAddr>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let clock = node.clock().clone();
+    loop {
+        tokio::select! {
+            _ = clock.sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        node.rejoin(&bootstrap).await;
+    }
 }
 
 /// Refreshes the buckets that saw no lookup for the configured age, checking

@@ -235,6 +235,42 @@ impl TestNetns {
         );
     }
 
+    /// Moves hosts `side` to a second bridge, joined to the first by a veth
+    /// trunk: nothing changes until [`partition`](Self::partition) sets the
+    /// trunk down.
+    pub fn split(&self, side: &[usize]) {
+        let b = self.bridge.as_str();
+        run("ip", &["-n", b, "link", "add", "br1", "type", "bridge"]);
+        run("ip", &["-n", b, "link", "set", "br1", "up"]);
+        run(
+            "ip",
+            &[
+                "-n", b, "link", "add", "trunk0", "type", "veth", "peer", "name", "trunk1",
+            ],
+        );
+        run("ip", &["-n", b, "link", "set", "trunk0", "master", "br0"]);
+        run("ip", &["-n", b, "link", "set", "trunk1", "master", "br1"]);
+        run("ip", &["-n", b, "link", "set", "trunk0", "up"]);
+        run("ip", &["-n", b, "link", "set", "trunk1", "up"]);
+        for &i in side {
+            run(
+                "ip",
+                &["-n", b, "link", "set", &format!("h{i}"), "master", "br1"],
+            );
+        }
+    }
+
+    /// Partitions the network [`split`](Self::split) made: the trunk goes
+    /// down, so no packet crosses between the two sides.
+    pub fn partition(&self) {
+        run("ip", &["-n", &self.bridge, "link", "set", "trunk0", "down"]);
+    }
+
+    /// Heals a [`partition`](Self::partition): the trunk comes back up.
+    pub fn mend(&self) {
+        run("ip", &["-n", &self.bridge, "link", "set", "trunk0", "up"]);
+    }
+
     /// The namespaces this harness made.
     pub fn names(&self) -> Vec<String> {
         std::iter::once(self.bridge.clone())
