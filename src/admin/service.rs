@@ -272,10 +272,12 @@ impl Admin for AdminService {
         req: Request<pb::FindNodeRequest>,
     ) -> Result<Response<pb::FindNodeResponse>, Status> {
         let id = status::parse_id("id", &req.into_inner().id)?;
+        let started = std::time::Instant::now();
         let result = self.node.lookup(id, LookupKind::FindNode).await;
         Ok(Response::new(pb::FindNodeResponse {
             nodes: self.peers(&result.closest),
             hops: result.hops,
+            seconds: started.elapsed().as_secs_f64(),
         }))
     }
 
@@ -290,14 +292,17 @@ impl Admin for AdminService {
                 closest: Vec::new(),
                 hops: 0,
                 found: true,
+                seconds: 0.0,
             }));
         }
+        let started = std::time::Instant::now();
         let result = self.node.lookup(key, LookupKind::FindValue).await;
         Ok(Response::new(pb::FindValueResponse {
             found: !result.holders.is_empty(),
             holders: self.peers(&result.holders),
             closest: self.peers(&result.closest),
             hops: result.hops,
+            seconds: started.elapsed().as_secs_f64(),
         }))
     }
 

@@ -11,7 +11,7 @@
 //! Needs root, `ip` (iproute2), `nft` (nftables) and `tc`; fails loudly,
 //! naming what is missing, where namespaces cannot be made.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Command, Stdio};
 
 /// Namespace names start with this, then the owning test process's pid.
@@ -37,10 +37,13 @@ impl Shape {
 /// One host: its namespace and its addresses.
 #[derive(Clone, Debug)]
 pub struct Host {
+    /// Empty on a [`TestNetns::loopback`] network.
     pub ns: String,
     pub v4: Ipv4Addr,
     /// In a ULA /48: subnet S is `fd00:d47f:0:S::/64`.
     pub v6: Ipv6Addr,
+    /// The port its node listens on.
+    pub port: u16,
 }
 
 impl Host {
@@ -50,6 +53,11 @@ impl Host {
             true => self.v6.into(),
             false => self.v4.into(),
         }
+    }
+
+    /// Its node's address.
+    pub fn addr(&self, v6: bool) -> SocketAddr {
+        SocketAddr::new(self.ip(v6), self.port)
     }
 }
 
@@ -137,6 +145,7 @@ impl TestNetns {
                     ns: ns.clone(),
                     v4,
                     v6,
+                    port: 7400,
                 });
                 run("ip", &["netns", "add", &ns]);
                 let port = format!("h{i}");
@@ -178,6 +187,28 @@ impl TestNetns {
         net
     }
 
+    /// `n` hosts that are no namespaces: every one on 127.0.0.1 (and ::1),
+    /// on ports from `base_port`; nothing shaped. To measure beside a
+    /// shaped network with the same code.
+    pub fn loopback(n: usize, base_port: u16) -> TestNetns {
+        TestNetns {
+            bridge: String::new(),
+            hosts: (0..n)
+                .map(|i| Host {
+                    ns: String::new(),
+                    v4: Ipv4Addr::LOCALHOST,
+                    v6: Ipv6Addr::LOCALHOST,
+                    port: base_port + i as u16,
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether this is a [`loopback`](Self::loopback) network.
+    pub fn is_loopback(&self) -> bool {
+        self.bridge.is_empty()
+    }
+
     fn shape(&self, ns: &str, shape: Shape) {
         if shape.loss_percent > 0 {
             let nft = |args: &[&str]| {
@@ -213,8 +244,12 @@ impl TestNetns {
 
     /// `program` with `args`, to run in host `i`'s namespace.
     pub fn command(&self, i: usize, program: &str) -> Command {
+        let ns = &self.hosts[i].ns;
+        if ns.is_empty() {
+            return Command::new(program);
+        }
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.hosts[i].ns, program]);
+        cmd.args(["netns", "exec", ns, program]);
         cmd
     }
 
@@ -275,6 +310,7 @@ impl TestNetns {
     pub fn names(&self) -> Vec<String> {
         std::iter::once(self.bridge.clone())
             .chain(self.hosts.iter().map(|h| h.ns.clone()))
+            .filter(|n| !n.is_empty())
             .collect()
     }
 }
