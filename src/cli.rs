@@ -57,7 +57,7 @@ pub struct NodeArgs {
     /// The IP to tell peers [default: the listen IP, or the one that routes to the first bootstrap peer].
     #[arg(long, value_name = "IP")]
     pub advertise_ip: Option<std::net::IpAddr>,
-    /// Start even when most block files the index lists are missing (an unmounted disk?), dropping their entries.
+    /// Start even when most block files or segment files the index lists are missing (an unmounted disk?), dropping their entries.
     #[arg(long)]
     pub accept_data_loss: bool,
 }

@@ -80,7 +80,7 @@ pub struct Config {
     pub min_free_bytes: u64,
     /// ...or less than this percentage of it, whichever is larger (both 0: no floor).
     pub min_free_percent: u8,
-    /// Start even when most block files are missing (an unmounted disk?), dropping their index entries.
+    /// Start even when most block files or segment files are missing (an unmounted disk?), dropping their index entries.
     pub accept_data_loss: bool,
     /// Serve the admin API on a non-loopback address without a token (never wise).
     pub allow_remote_admin_without_token: bool,

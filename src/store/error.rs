@@ -95,9 +95,10 @@ pub enum StoreError {
     )]
     DiskFull { path: PathBuf },
 
-    /// Most block files the index lists are missing: likely an unmounted disk.
+    /// Most block files (or blocks' segment files) the index lists are
+    /// missing: likely an unmounted disk.
     #[error(
-        "{missing} of the {listed} block files the index lists are missing from \
+        "{missing} of the {listed} blocks the index lists are missing from \
          {blocks} (is the disk holding it unmounted?): mount it and restart, or \
          start with --accept-data-loss to drop their index entries"
     )]

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use super::charge::charge;
 use super::files::{self, BLOCKS_DIR, DB_DIR, TMP_DIR};
 use super::index::{IndexEntry, Location, Trees};
-use super::segments::Recovered;
+use super::segments::{Recovered, SEGMENTS_DIR};
 use super::unmounted::{self, FileCensus};
 use super::{AuditReport, RepairReport, StoreError};
 use crate::id::{Id, ID_LEN};
@@ -56,7 +56,8 @@ pub(crate) fn scan(
             blocks_dir_exists,
             ..walk.census
         };
-        unmounted::check(dir, census, accept_loss)?;
+        unmounted::check(&dir.join(BLOCKS_DIR), census, accept_loss)?;
+        unmounted::check(&dir.join(SEGMENTS_DIR), walk.segment_census, accept_loss)?;
     }
     let IndexWalk {
         bad,
@@ -191,6 +192,9 @@ struct IndexWalk {
     charged: u64,
     /// File entries, and how many of their files are missing altogether.
     census: FileCensus,
+    /// Segment entries, and how many point into a segment file that is
+    /// missing altogether.
+    segment_census: FileCensus,
 }
 
 /// Walks the index, checking each entry's bytes are there and the right size.
@@ -203,6 +207,11 @@ fn check_index(dir: &Path, trees: &Trees, segments: &Recovered) -> Result<IndexW
         bytes: 0,
         charged: 0,
         census: FileCensus {
+            blocks_dir_exists: true,
+            listed: 0,
+            missing: 0,
+        },
+        segment_census: FileCensus {
             blocks_dir_exists: true,
             listed: 0,
             missing: 0,
@@ -220,9 +229,18 @@ fn check_index(dir: &Path, trees: &Trees, segments: &Recovered) -> Result<IndexW
             continue;
         };
         let presence = bytes_present(dir, trees, segments, &id, &entry)?;
-        if entry.location == Location::File {
-            walk.census.listed += 1;
-            walk.census.missing += u64::from(presence == Presence::Missing);
+        match entry.location {
+            Location::File => {
+                walk.census.listed += 1;
+                walk.census.missing += u64::from(presence == Presence::Missing);
+            }
+            // A whole segment file gone, not a torn tail (which a crash
+            // leaves): no crash removes a segment an entry points into.
+            Location::Segment(place) => {
+                walk.segment_census.listed += 1;
+                walk.segment_census.missing += u64::from(!segments.lens.contains_key(&place.seg));
+            }
+            Location::Inline => {}
         }
         if presence == Presence::Good {
             walk.blocks += 1;

@@ -452,6 +452,62 @@ fn an_unmounted_blocks_dir_is_refused_and_the_index_kept() {
 }
 
 #[test]
+fn an_unmounted_segments_dir_is_refused_and_the_index_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = open(dir);
+    for seed in 0..20 {
+        let data = block(4096, 2500 + seed);
+        store.put_verified(&Id::of_block(&data), &data).unwrap();
+    }
+    drop(store);
+    let segments = dir.join(super::segments::SEGMENTS_DIR);
+    let away = dir.join("segments.away");
+
+    // An empty mount point where the disk should be.
+    fs::rename(&segments, &away).unwrap();
+    fs::create_dir(&segments).unwrap();
+    let err = Store::open(dir, StoreConfig::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::BlocksMissing {
+                listed: 20,
+                missing: 20,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("--accept-data-loss") && text.contains(&segments.display().to_string()),
+        "{text}"
+    );
+    assert_eq!(raw_index_len(dir), 20, "a refused open keeps every entry");
+
+    // The disk is back (the refused open left an empty segment file in the
+    // mount point, as a mounted disk would hide it): everything is there.
+    fs::remove_dir_all(&segments).unwrap();
+    fs::rename(&away, &segments).unwrap();
+    let (store, report) =
+        super::tests::when_unlocked(|| Store::open(dir, StoreConfig::default())).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(store.block_count(), 20);
+    drop(store);
+
+    // Gone for good, and the operator says so: the entries are dropped.
+    fs::remove_dir_all(&segments).unwrap();
+    let accept = StoreConfig {
+        accept_data_loss: true,
+        ..StoreConfig::default()
+    };
+    let (store, report) = super::tests::when_unlocked(|| Store::open(dir, accept.clone())).unwrap();
+    assert_eq!(report.index_entries_dropped, 20);
+    assert_eq!(store.block_count(), 0);
+}
+
+#[test]
 fn a_few_missing_files_among_many_are_still_repaired() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -4,7 +4,9 @@
 //! start empty and the data would be as good as lost even once the disk is
 //! back. A crash never removes a block file whose index entry exists (the file
 //! is durable before its entry is written), so missing files mean the disk or
-//! an operator; a few are repaired as before, but many are refused.
+//! an operator; a few are repaired as before, but many are refused. The same
+//! holds for `segments/`: no crash removes a segment file an entry points
+//! into (compaction removes one only once no entry does).
 
 use std::path::Path;
 
@@ -42,8 +44,9 @@ impl FileCensus {
     }
 }
 
-/// Refuses to open when the census looks like an unmounted disk, unless the
-/// operator accepted the loss.
+/// Refuses to open when the census of the files under `dir` (`blocks/`, or
+/// `segments/`) looks like an unmounted disk, unless the operator accepted
+/// the loss.
 pub(crate) fn check(dir: &Path, census: FileCensus, accept_loss: bool) -> Result<(), StoreError> {
     if !census.looks_unmounted() {
         return Ok(());
@@ -58,7 +61,7 @@ pub(crate) fn check(dir: &Path, census: FileCensus, accept_loss: bool) -> Result
         return Ok(());
     }
     Err(StoreError::BlocksMissing {
-        blocks: dir.join(super::files::BLOCKS_DIR),
+        blocks: dir.to_path_buf(),
         listed: census.listed,
         missing: census.missing,
     })
@@ -89,7 +92,7 @@ mod tests {
         assert!(census(false, 1, 1).looks_unmounted());
         assert!(census(true, 16, 9).looks_unmounted());
         assert!(census(true, 1000, 1000).looks_unmounted());
-        let dir = Path::new("/data");
+        let dir = Path::new("/data/blocks");
         let err = check(dir, census(true, 20, 20), false).unwrap_err();
         let text = err.to_string();
         for needle in ["/data/blocks", "20", "--accept-data-loss", "mount"] {
