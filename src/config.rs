@@ -72,7 +72,7 @@ pub struct Config {
     pub pull_timeout_ms: u64,
     /// Largest block stored (the chunk size).
     pub max_block_size: u64,
-    /// Blocks up to this size live inside sled; larger ones in files.
+    /// Blocks up to this size are appended to segment files (one fsync per group commit); larger ones are files of their own (three fsyncs each). At most max_block_size.
     pub inline_max: u64,
     /// Most bytes of blocks stored, each block charged its bookkeeping too; 0 means no limit.
     pub quota_bytes: u64,
@@ -189,7 +189,7 @@ impl Default for Config {
             store_timeout_ms: 30_000,
             pull_timeout_ms: 20_000,
             max_block_size: 1 << 20,
-            inline_max: 64 << 10,
+            inline_max: 1 << 20,
             quota_bytes: 0,
             min_free_bytes: 1 << 30,
             min_free_percent: 5,

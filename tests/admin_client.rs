@@ -217,16 +217,7 @@ async fn every_admin_method_answers() {
         .unwrap()
         .into_inner();
     assert_eq!((checked.checked, checked.corrupt), (6, 0));
-    let dir = net.nodes[0].data_dir();
-    let hex = key.to_hex();
-    let path = dir
-        .join("blocks")
-        .join(&hex[0..2])
-        .join(&hex[2..4])
-        .join(&hex);
-    let mut rotten = std::fs::read(&path).unwrap();
-    rotten[1000] ^= 0xff;
-    std::fs::write(&path, &rotten).unwrap();
+    common::rot_on_disk(&net.nodes[0].store, &key, 1000);
     let err = a
         .get_block(pb::GetBlockRequest { key: key.to_hex() })
         .await

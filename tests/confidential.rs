@@ -404,10 +404,7 @@ async fn a_flipped_bit_is_refused_by_its_hash_and_a_forged_manifest_by_its_tag()
     let chunk = report.chunks[0].0;
     let mut flipped = 0;
     for d in &net.nodes[1..] {
-        let path = common::block_file(&d.data_dir(), &chunk);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[1000] ^= 0x10;
-        std::fs::write(&path, &bytes).unwrap();
+        common::rot_on_disk(&d.store, &chunk, 1000);
         flipped += 1;
     }
     assert_eq!(flipped, 4);

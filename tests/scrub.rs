@@ -13,7 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{block_file, test_config, TestNet};
+use common::{test_config, TestNet};
 use dhtfs::config::Config;
 use dhtfs::daemon::Daemon;
 use dhtfs::id::Id;
@@ -24,7 +24,7 @@ use dhtfs::upkeep::{ScrubControl, ScrubState, ScrubStatus};
 const BLOCKS: u64 = 40;
 const BLOCK_SIZE: usize = 256 << 10;
 
-/// Block `i` of 256 KiB (a file under blocks/, being over inline_max).
+/// Block `i` of 256 KiB (in a segment file, being under inline_max).
 fn block(i: u32) -> Vec<u8> {
     let mut data = vec![0u8; BLOCK_SIZE];
     for (n, b) in data.iter_mut().enumerate() {
@@ -221,18 +221,19 @@ async fn a_copy_rotten_on_disk_is_found_refetched_and_replaced() {
     b.store.put_verified(&key, &data).unwrap();
     let good = block(8);
     a.store.put_verified(&Id::of_block(&good), &good).unwrap();
-    let path = block_file(&a.data_dir(), &key);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[1000] ^= 0xff;
-    std::fs::write(&path, &bytes).unwrap();
+    common::rot_on_disk(&a.store, &key, 1000);
 
     a.scrub.resume().unwrap();
     let status = wait_for(&a.scrub, 300, "a repair", |s| s.total.repaired >= 1).await;
     // Found at least once (twice if a first fetch failed), repaired once.
     assert!(status.total.corrupt >= 1, "{status:?}");
     assert_eq!(status.total.unreadable, 0, "{status:?}");
-    let on_disk = std::fs::read(block_file(&a.data_dir(), &key)).unwrap();
-    assert_eq!(Id::of_block(&on_disk), key, "the file hashes right again");
+    let on_disk = common::bytes_on_disk(&a.store, &key, data.len());
+    assert_eq!(
+        Id::of_block(&on_disk),
+        key,
+        "the bytes on disk hash right again"
+    );
     assert_eq!(a.store.get(&key).unwrap().as_deref(), Some(&data[..]));
     assert_eq!(
         a.store.record(&key).unwrap().map(|r| r.origin),

@@ -11,7 +11,8 @@ use dhtfs::id::Id;
 use dhtfs::stats::Stats;
 use dhtfs::upkeep::verify_once;
 
-/// Over inline_max (64 KiB), so it is a file under blocks/.
+/// 100 KiB: a file under blocks/ on a node whose inline_max is 64 KiB (as
+/// every node's was before segments took every block), else in a segment.
 fn file_block(seed: u8) -> Vec<u8> {
     (0..100 * 1024u32)
         .map(|i| (i as u8).wrapping_mul(seed) ^ seed)
@@ -27,7 +28,9 @@ fn rot(path: &Path) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_blocks_are_skipped_and_a_corrupt_lone_copy_is_kept() {
-    let net = TestNet::start(1).await;
+    // Block files, whose unreadable kind (a directory in the file's place)
+    // a test can make.
+    let net = TestNet::start_with(1, |c| c.inline_max = 64 << 10).await;
     let node = &net.nodes[0];
     let dir = node.data_dir();
     let blocks: Vec<Vec<u8>> = (1..=3).map(file_block).collect();
@@ -75,7 +78,8 @@ async fn a_corrupt_copy_is_replaced_by_a_good_one_from_a_holder() {
         .put_as(&key, &data, dhtfs::store::Origin::Pinned)
         .unwrap();
     b.store.put_verified(&key, &data).unwrap();
-    rot(&block_file(&a.data_dir(), &key));
+    // In a segment record: rotten where it lies.
+    common::rot_on_disk(&a.store, &key, 1000);
 
     let report = verify_once(&a.node, &a.store, true).await.unwrap();
     assert_eq!(

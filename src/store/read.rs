@@ -1,6 +1,8 @@
 //! Reading blocks: their bytes (checked on every read), whether one is held,
 //! its meta, a listing in key order, and the index entry all of them start from.
 
+use std::path::PathBuf;
+
 use super::files;
 use super::index::{IndexEntry, Location};
 use super::{BlockMeta, Store, StoreError};
@@ -120,6 +122,21 @@ impl Store {
         };
         let record = self.record_or_default(key, &entry)?;
         Ok(Some(BlockMeta::new(entry, record)))
+    }
+
+    /// Where block `key`'s bytes lie on disk: a file and the offset of the
+    /// first byte in it (a block file from 0, a segment record's data after
+    /// its header); `None` for a block not held, or held inside sled.
+    pub fn bytes_on_disk(&self, key: &Id) -> Result<Option<(PathBuf, u64)>, StoreError> {
+        let Some(entry) = self.entry(key)? else {
+            return Ok(None);
+        };
+        let dir = &self.inner.dir;
+        Ok(match entry.location {
+            Location::Inline => None,
+            Location::Segment(place) => Some((super::segments::path_of(dir, place.seg), place.at)),
+            Location::File => Some((files::block_path(dir, key), 0)),
+        })
     }
 
     /// Up to `limit` blocks in key order, starting strictly after `after`.

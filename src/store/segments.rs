@@ -135,6 +135,11 @@ fn name(id: u32) -> String {
     format!("{id:08x}.seg")
 }
 
+/// The file of segment `id` in data dir `data_dir`.
+pub(crate) fn path_of(data_dir: &Path, id: u32) -> PathBuf {
+    data_dir.join(SEGMENTS_DIR).join(name(id))
+}
+
 fn parse_name(name: &str) -> Option<u32> {
     let hex = name.strip_suffix(".seg")?;
     if hex.len() != 8 || hex.bytes().any(|c| c.is_ascii_uppercase()) {

@@ -36,6 +36,9 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
+            // A node's default (`Config::inline_max`) is 1 MiB, every block:
+            // the store's own stays at 64 KiB, the layout of every data dir
+            // written before, so that its tests keep covering block files.
             inline_max: 64 * 1024,
             cache_bytes: 64 * 1024 * 1024,
             max_block_size: 1024 * 1024,

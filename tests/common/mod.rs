@@ -127,7 +127,36 @@ impl TestNet {
     }
 }
 
-/// Where a node with data dir `dir` keeps block `key` (one over inline_max) on disk.
+/// Flips byte `at` of block `key`'s bytes where `store` keeps them on disk
+/// (a segment record or a block file), as rot would.
+pub fn rot_on_disk(store: &dhtfs::store::Store, key: &Id, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let (path, start) = store.bytes_on_disk(key).unwrap().expect("a block on disk");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, start + at).unwrap();
+    byte[0] ^= 0xff;
+    file.write_all_at(&byte, start + at).unwrap();
+}
+
+/// The `len` bytes `store` keeps on disk for block `key`, read raw (no check).
+pub fn bytes_on_disk(store: &dhtfs::store::Store, key: &Id, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let (path, start) = store.bytes_on_disk(key).unwrap().expect("a block on disk");
+    let mut bytes = vec![0u8; len];
+    std::fs::File::open(&path)
+        .unwrap()
+        .read_exact_at(&mut bytes, start)
+        .unwrap();
+    bytes
+}
+
+/// Where a node with data dir `dir` keeps block `key` as a file of its own
+/// (a block over inline_max) on disk.
 pub fn block_file(dir: &std::path::Path, key: &Id) -> PathBuf {
     let hex = key.to_hex();
     dir.join("blocks")
