@@ -2,6 +2,7 @@
 //! bound everything (datagram size, line length, connections, idle time).
 
 pub mod bind;
+pub mod connect;
 pub mod per_ip;
 pub mod tcp_client;
 pub mod tcp_server;

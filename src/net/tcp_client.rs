@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::connect::{connect_hedged, ConnectTimer};
 use crate::id::Id;
 use crate::node::FetchError;
 use crate::stats::Stats;
@@ -52,17 +53,16 @@ fn recv_buffer_granted() -> bool {
     })
 }
 
-/// A new connection to `to`, with the receive buffer set and Nagle off.
-async fn connect(to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = match to {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    if recv_buffer_granted() {
-        // Best effort: a kernel that refuses leaves its default.
-        let _ = socket.set_recv_buffer_size(RECV_BUFFER);
-    }
-    let conn = socket.connect(to).await?;
+/// A new connection to `to` (a second connect beside a slow first, see
+/// `connect.rs`), with the receive buffer set and Nagle off.
+async fn connect(to: SocketAddr, timer: &Mutex<ConnectTimer>) -> std::io::Result<TcpStream> {
+    let conn = connect_hedged(to, timer, |socket| {
+        if recv_buffer_granted() {
+            // Best effort: a kernel that refuses leaves its default.
+            let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+        }
+    })
+    .await?;
     let _ = conn.set_nodelay(true);
     Ok(conn)
 }
@@ -76,6 +76,7 @@ pub struct TcpClient {
     timeout: Duration,
     start: Duration,
     stats: Arc<Stats>,
+    connects: Arc<Mutex<ConnectTimer>>,
 }
 
 impl TcpClient {
@@ -87,6 +88,7 @@ impl TcpClient {
             timeout,
             start: timeout.min(START_DEADLINE),
             stats,
+            connects: Arc::default(),
         }
     }
 
@@ -114,7 +116,7 @@ impl TcpClient {
                 other => return other,
             }
         }
-        let conn = tokio::time::timeout(self.start, connect(from))
+        let conn = tokio::time::timeout(self.start, connect(from, &self.connects))
             .await
             .map_err(|_| FetchError::Timeout)?
             .map_err(|e| FetchError::Io(e.to_string()))?;
