@@ -5,33 +5,20 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
+use common::segments::{segment_files, MostlyDead};
 use common::test_config;
 use dhtfs::config::Config;
 use dhtfs::daemon::Daemon;
 use dhtfs::id::Id;
 use dhtfs::stats::Stats;
-use dhtfs::store::{Origin, Store, StoreConfig};
 use dhtfs::upkeep::{CompactionControl, CompactionState, CompactionStatus};
 
-const BLOCKS: usize = 4096;
-const LEN: usize = 4096;
-
-fn data(i: usize) -> Vec<u8> {
-    common::data::random_bytes(LEN, 700_000 + i as u64)
-}
-
-fn kept(i: usize) -> bool {
-    i.is_multiple_of(4)
-}
-
-fn segment_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("segments"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
+const SET: MostlyDead = MostlyDead {
+    blocks: 4096,
+    seed: 700_000,
+};
 
 /// Polls the status every 50 ms until `done` holds, for at most `secs`.
 async fn wait_for(
@@ -69,22 +56,8 @@ async fn restart(cfg: &Config) -> Daemon {
 async fn a_pause_holds_across_a_restart_and_a_resume_finishes_the_pass() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("n");
-    {
-        // 1 MiB segments: 16 MiB of blocks make 16, three quarters dead.
-        let cfg = StoreConfig {
-            segment_bytes: 1 << 20,
-            ..StoreConfig::default()
-        };
-        let (store, _) = Store::open(&dir, cfg).unwrap();
-        for i in 0..BLOCKS {
-            let d = data(i);
-            store.put_as(&Id::of_block(&d), &d, Origin::Pinned).unwrap();
-        }
-        for i in (0..BLOCKS).filter(|i| !kept(*i)) {
-            assert!(store.delete(&Id::of_block(&data(i))).unwrap());
-        }
-        store.close().unwrap();
-    }
+    // 1 MiB segments: 16 MiB of blocks make 16, three quarters dead.
+    SET.write(&dir);
     let before = segment_files(&dir);
     // At 1 MiB/s, each segment's 256 KiB of live blocks takes 0.25 s.
     let cfg = Config {
@@ -149,8 +122,8 @@ async fn a_pause_holds_across_a_restart_and_a_resume_finishes_the_pass() {
     );
     assert!(last.counts.segments_removed >= 1);
     assert!(after < files, "{files} -> {after}");
-    for i in (0..BLOCKS).filter(|i| kept(*i)) {
-        let d = data(i);
+    for i in SET.kept_ones() {
+        let d = SET.data(i);
         let got = node.store.get(&Id::of_block(&d)).unwrap();
         assert_eq!(got.as_deref(), Some(&d[..]), "block {i}");
     }

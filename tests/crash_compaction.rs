@@ -6,51 +6,26 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::process::{node_command, Proc};
+use common::segments::{segment_files, MostlyDead};
 use dhtfs::id::Id;
-use dhtfs::store::{Origin, Store, StoreConfig};
+use dhtfs::store::{Store, StoreConfig};
 
 const BLOCKS: usize = 4000;
-const LEN: usize = 4096;
-
-fn data(i: usize) -> Vec<u8> {
-    common::data::random_bytes(LEN, 900_000 + i as u64)
-}
-
-fn kept(i: usize) -> bool {
-    i.is_multiple_of(4)
-}
-
-fn segment_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("segments"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
+const SET: MostlyDead = MostlyDead {
+    blocks: BLOCKS,
+    seed: 900_000,
+};
 
 #[test]
 fn every_live_block_survives_sigkill_during_compaction() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("node");
-    {
-        // 1 MiB segments, so 16 MiB of blocks make many sealed ones.
-        let cfg = StoreConfig {
-            segment_bytes: 1 << 20,
-            ..StoreConfig::default()
-        };
-        let (store, _) = Store::open(&dir, cfg).unwrap();
-        for i in 0..BLOCKS {
-            let d = data(i);
-            store.put_as(&Id::of_block(&d), &d, Origin::Pinned).unwrap();
-        }
-        for i in (0..BLOCKS).filter(|i| !kept(*i)) {
-            assert!(store.delete(&Id::of_block(&data(i))).unwrap());
-        }
-        store.close().unwrap();
-    }
+    // 1 MiB segments, so 16 MiB of blocks make many sealed ones.
+    SET.write(&dir);
     let before = segment_files(&dir);
     let conf = tmp.path().join("node.toml");
     std::fs::write(
@@ -93,8 +68,8 @@ fn every_live_block_survives_sigkill_during_compaction() {
 
     let (store, _) = common::retry_while_locked(|| Store::open(&dir, StoreConfig::default()));
     assert_eq!(store.block_count(), (BLOCKS / 4) as u64);
-    for i in (0..BLOCKS).filter(|i| kept(*i)) {
-        let d = data(i);
+    for i in SET.kept_ones() {
+        let d = SET.data(i);
         assert_eq!(store.get(&Id::of_block(&d)).unwrap(), Some(d), "block {i}");
     }
     let uses = store.segment_use().unwrap();

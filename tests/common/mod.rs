@@ -4,6 +4,7 @@
 //! child processes), `http` (raw GETs), `metrics` (reading samples), `fetch`
 //! (the raw TCP block fetch), `wire` (playing a peer by hand), `hostile`
 //! (attackers), `put` (putting a file), `data` (random bytes and blocks),
+//! `segments` (a data dir of mostly dead segment files),
 //! `admin` (the admin API), `curl` (the real curl), `netns` (hosts in
 //! network namespaces with real addresses, loss and capped links).
 #![allow(dead_code)]
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod netns;
 pub mod process;
 pub mod put;
+pub mod segments;
 pub mod wire;
 
 use std::path::PathBuf;
