@@ -293,6 +293,46 @@ async fn liars_closest_to_a_key_do_not_hide_its_holder() {
     net.stop_all().await;
 }
 
+/// A holder that breaks off once (busy, restarting) is asked again once a
+/// round found nobody else: before, it stayed among the peers tried, and
+/// with it the only holder, the block could not be fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_broke_off_once_is_asked_again() {
+    let mut net = TestNet::start_with(5, |c| {
+        c.republish_interval_secs = 0;
+        c.handoff = false;
+    })
+    .await;
+    let data = vec![6u8; 4096];
+    let key = Id::of_block(&data);
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let near = common::hostile::near(&key, 200);
+    let holder = common::hostile::start_breaks_once(
+        common::hostile::hostile_ip(2),
+        near,
+        &net.contacts(),
+        data.clone(),
+        asked.clone(),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let got = net.nodes[1]
+        .node
+        .fetch_verified(key, 4096, &Transfer::new())
+        .await
+        .expect("the second ask of the only holder");
+    assert_eq!(got.data, data);
+    let asked = asked.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "files: the only holder broke off once; asked {asked} times, {:?}",
+        got.tally
+    );
+    assert_eq!(asked, 2, "asked once more after it broke off");
+    assert!(got.tally.retries >= 1, "{:?}", got.tally);
+    holder.abort();
+    net.stop_all().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_get_resumes_and_a_missing_root_fails_cleanly() {
     let mut net = TestNet::start(10).await;

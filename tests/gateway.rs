@@ -251,6 +251,8 @@ async fn a_chunk_gone_from_every_node_cuts_the_response_short() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lying_holders_on_127_0_0_2_never_reach_the_client() {
+    // Warnings (why a chunk could not be fetched) show if it fails.
+    common::show_warnings();
     let mut net = TestNet::start(5).await;
     let tmp = tempfile::tempdir().unwrap();
     // 60 chunks of 4 KiB, one replica each: the gateway's node holds few of

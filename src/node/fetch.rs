@@ -99,8 +99,10 @@ impl Node {
     /// already tried: a peer that says it holds every key and then stalls
     /// must not end every lookup at itself. Lookups neither ask nor believe
     /// the transfer's liars, nor its slow peers until a lookup found nobody
-    /// new. Rounds repeat while they unmask liars, with a short backoff
-    /// otherwise.
+    /// new. Rounds repeat while they unmask liars (a liar a fetch sharing
+    /// the transfer caught a moment before counts), with a short backoff
+    /// otherwise; after a round that found nothing, peers that timed out or
+    /// broke off are asked again, as a busy honest holder may.
     pub async fn fetch_verified(
         &self,
         key: Id,
@@ -115,6 +117,9 @@ impl Node {
         let mut last = (String::from("no node holds it"), false);
         // Peers asked for this block (running, or failed to deliver it).
         let mut tried: HashSet<SocketAddr> = HashSet::new();
+        // Peers that timed out or broke off: asked again after a round
+        // that found nobody else (a busy honest holder is not a liar).
+        let mut broke: HashSet<SocketAddr> = HashSet::new();
         let mut queue: VecDeque<SocketAddr> = VecDeque::new();
         let mut running = FuturesUnordered::new();
         // Asks running, with when each started (ms).
@@ -146,6 +151,9 @@ impl Node {
                     let backoff = Duration::from_millis(200 * u64::from(failed_rounds));
                     clock.sleep(backoff).await;
                     believe_slow = true;
+                    for peer in broke.drain() {
+                        tried.remove(&peer);
+                    }
                 }
                 caught = false;
                 rounds += 1;
@@ -187,12 +195,18 @@ impl Node {
                             tally.rejected += 1;
                             Stats::inc(&self.inner.stats.fetch_rejected);
                             tracing::warn!(peer = %peer, key = %key, "peer sent bytes that do not match the key; avoiding it");
-                            caught |= lock(&transfer.marks).liar(peer);
+                            // Caught by this fetch, even if a fetch sharing the
+                            // transfer caught it a moment before.
+                            lock(&transfer.marks).liar(peer);
+                            caught = true;
                             last = (format!("{peer} sent bad bytes"), false);
                         }
                         Err(FetchError::Absent) => {}
                         Err(e) => {
                             tally.retries += 1;
+                            if matches!(e, FetchError::Timeout | FetchError::Io(_)) {
+                                broke.insert(peer);
+                            }
                             if e == FetchError::Timeout {
                                 self.mark_slow(transfer, peer, key);
                             }
@@ -203,7 +217,15 @@ impl Node {
                 Some(found) = async { lookup.as_mut()?.await.into() }, if lookup.is_some() => {
                     lookup = None;
                     let candidates = found.holders.iter().chain(&found.closest).map(|c| c.addr);
-                    let fresh = lock(&transfer.marks).order(candidates, Some(me));
+                    let marks = lock(&transfer.marks);
+                    // The lookup neither asked nor believed the liars known
+                    // when it began: any among its answers were caught since,
+                    // by a fetch sharing this transfer. That is a liar this
+                    // round met, not a round that found nothing (CI saw
+                    // three such rounds end a gateway chunk's fetch).
+                    caught |= candidates.clone().any(|c| marks.is_liar(&c));
+                    let fresh = marks.order(candidates, Some(me));
+                    drop(marks);
                     let queued = queue.len();
                     for peer in fresh {
                         if !tried.contains(&peer) && !queue.contains(&peer) {

@@ -70,8 +70,22 @@ pub async fn start_silent_holder(ip: IpAddr, contacts: &[Contact]) -> tokio::tas
     start_holder(ip, Id::random(), contacts, Serve::Silent, Arc::default()).await
 }
 
+/// A peer on `ip` with id `id` that introduces itself to `contacts`, says
+/// it holds every key, and answers any key asked of it with `block`, except
+/// the first ask, which it breaks off halfway through the block (a busy or
+/// restarting honest holder); `asked` counts the keys asked of it.
+pub async fn start_breaks_once(
+    ip: IpAddr,
+    id: Id,
+    contacts: &[Contact],
+    block: Vec<u8>,
+    asked: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
+    start_holder(ip, id, contacts, Serve::BreaksOnce(Arc::new(block)), asked).await
+}
+
 /// What a hostile holder sends for a key asked of it.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Serve {
     /// This many wrong bytes, at once.
     Junk(usize),
@@ -79,6 +93,8 @@ enum Serve {
     Trickle,
     /// Nothing, until the reader gives up.
     Silent,
+    /// Half this block's frame the first time, then the whole of it.
+    BreaksOnce(Arc<Vec<u8>>),
 }
 
 async fn start_holder(
@@ -100,14 +116,19 @@ async fn start_holder(
             tokio::select! {
                 accepted = tcp.accept() => {
                     let Ok((mut conn, _)) = accepted else { continue };
-                    let asked = asked.clone();
+                    let (asked, serve) = (asked.clone(), serve.clone());
                     tokio::spawn(async move {
                         let mut line = [0u8; 65];
                         while conn.read_exact(&mut line).await.is_ok() {
-                            asked.fetch_add(1, Ordering::Relaxed);
-                            let ok = match serve {
+                            let before = asked.fetch_add(1, Ordering::Relaxed);
+                            let ok = match &serve {
                                 Serve::Junk(len) => {
-                                    conn.write_all(&block_frame(&vec![0x5a; len])).await.is_ok()
+                                    conn.write_all(&block_frame(&vec![0x5a; *len])).await.is_ok()
+                                }
+                                Serve::BreaksOnce(block) => {
+                                    let frame = block_frame(block);
+                                    let cut = if before == 0 { frame.len() / 2 } else { frame.len() };
+                                    conn.write_all(&frame[..cut]).await.is_ok() && cut == frame.len()
                                 }
                                 Serve::Trickle => trickle(&mut conn).await,
                                 Serve::Silent => {

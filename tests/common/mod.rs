@@ -6,7 +6,8 @@
 //! (attackers), `put` (putting a file), `data` (random bytes and blocks),
 //! `segments` (a data dir of mostly dead segment files),
 //! `admin` (the admin API), `curl` (the real curl), `netns` (hosts in
-//! network namespaces with real addresses, loss and capped links).
+//! network namespaces with real addresses, loss and capped links), and
+//! `show_warnings` (the nodes' log in a failed test's output).
 #![allow(dead_code)]
 
 pub mod admin;
@@ -29,6 +30,18 @@ use dhtfs::config::Config;
 use dhtfs::contact::Contact;
 use dhtfs::daemon::Daemon;
 use dhtfs::id::Id;
+
+/// Shows the nodes' warnings (or what `RUST_LOG` asks for) in the test's
+/// output, which the test harness prints only when the test fails: why a
+/// flaky test failed in CI is then in CI's log.
+pub fn show_warnings() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("dhtfs=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
 
 /// A config for a test node in `dir`: loopback, OS-picked port.
 pub fn test_config(dir: PathBuf) -> Config {
