@@ -18,9 +18,11 @@ mod m0001_initial;
 mod m0002_block_records;
 #[path = "../../migrations/0003_segments.rs"]
 mod m0003_segments;
+#[path = "../../migrations/0004_block_files.rs"]
+mod m0004_block_files;
 
 /// The schema version this build writes and the newest it can open.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// What a migration step gets to work with.
 pub(crate) struct Ctx<'a> {
@@ -30,6 +32,9 @@ pub(crate) struct Ctx<'a> {
     pub dir: &'a Path,
     /// The sled directory, for error messages.
     pub db_path: &'a Path,
+    /// Blocks up to this many bytes belong in segments (the store's
+    /// `inline_max`).
+    pub inline_max: u64,
 }
 
 /// One migration: after `run` succeeds the dir is at `version`.
@@ -55,6 +60,11 @@ const STEPS: &[Step] = &[
         version: 3,
         name: "segments",
         run: m0003_segments::run,
+    },
+    Step {
+        version: 4,
+        name: "block_files",
+        run: m0004_block_files::run,
     },
 ];
 
@@ -143,10 +153,21 @@ pub(crate) fn check_not_newer(
     Ok(found)
 }
 
-/// Brings the dir up to [`SCHEMA_VERSION`], returning it.
-pub(crate) fn run(db: &sled::Db, dir: &Path, db_path: &Path) -> Result<u32, StoreError> {
+/// Brings the dir up to [`SCHEMA_VERSION`], returning it; blocks of up to
+/// `inline_max` bytes move into segments.
+pub(crate) fn run(
+    db: &sled::Db,
+    dir: &Path,
+    db_path: &Path,
+    inline_max: u64,
+) -> Result<u32, StoreError> {
     let found = check_not_newer(db, dir, db_path)?;
-    let ctx = Ctx { db, dir, db_path };
+    let ctx = Ctx {
+        db,
+        dir,
+        db_path,
+        inline_max,
+    };
     let meta = db
         .open_tree(META_TREE)
         .map_err(|e| StoreError::db(db_path, e))?;
@@ -192,12 +213,15 @@ mod tests {
         let db_path = dir.path().join("db");
         let db = sled::Config::new().path(&db_path).open().unwrap();
         assert_eq!(read_version(&db, &db_path).unwrap(), 0);
-        assert_eq!(run(&db, dir.path(), &db_path).unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            run(&db, dir.path(), &db_path, 1 << 20).unwrap(),
+            SCHEMA_VERSION
+        );
         assert_eq!(read_version(&db, &db_path).unwrap(), SCHEMA_VERSION);
         let meta = db.open_tree(META_TREE).unwrap();
         let id = meta.get(super::super::index::NODE_ID_KEY).unwrap().unwrap();
         assert_eq!(id.len(), 32);
-        run(&db, dir.path(), &db_path).unwrap();
+        run(&db, dir.path(), &db_path, 1 << 20).unwrap();
         let again = meta.get(super::super::index::NODE_ID_KEY).unwrap().unwrap();
         assert_eq!(id, again, "node id must not change on a second run");
     }

@@ -56,7 +56,7 @@ impl Store {
     pub fn open(dir: &Path, cfg: StoreConfig) -> Result<(Store, RepairReport), StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let (db, db_path) = open_db(dir, cfg.cache_bytes.min(START_CACHE))?;
-        let schema_version = migrate::run(&db, dir, &db_path)?;
+        let schema_version = migrate::run(&db, dir, &db_path, cfg.inline_max as u64)?;
         let trees = Trees::open(&db, &db_path)?;
         let node_id = read_node_id(&trees.meta, &db_path)?;
         let synced = read_synced(&trees.meta, &db_path)?;

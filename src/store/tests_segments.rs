@@ -1,6 +1,7 @@
-//! Migration 3 (small blocks from the `inline` tree into segments), from a
-//! data dir laid out as the code before segments wrote it, whole and
-//! resumed after a crash part-way.
+//! Migrations 3 (small blocks from the `inline` tree into segments) and 4
+//! (block files into segments), each from a data dir laid out as the code
+//! before it wrote it, whole and resumed after a crash part-way; and
+//! compaction.
 
 use super::index::{IndexEntry, Location, Trees, SCHEMA_VERSION_KEY};
 use super::tests::{block, open, when_unlocked, with_raw_trees};
@@ -71,7 +72,7 @@ fn migration_3_moves_inline_blocks_into_segments_and_leaves_rot_and_orphans() {
     });
 
     let store = open(tmp.path());
-    assert_eq!(store.schema_version(), 3);
+    assert_eq!(store.schema_version(), SCHEMA_VERSION);
     for data in &small {
         let key = Id::of_block(data);
         assert_eq!(store.get(&key).unwrap().as_deref(), Some(&data[..]));
@@ -127,7 +128,7 @@ fn migration_3_resumes_after_a_crash_part_way() {
     });
 
     let store = open(tmp.path());
-    assert_eq!(store.schema_version(), 3);
+    assert_eq!(store.schema_version(), SCHEMA_VERSION);
     assert_eq!(store.block_count(), small.len() as u64);
     for data in &small {
         assert_eq!(
@@ -137,6 +138,117 @@ fn migration_3_resumes_after_a_crash_part_way() {
     }
     drop(store);
     assert_eq!(locations(tmp.path(), &small), (0, small.len(), 0));
+    assert!(super::tests::audit_of(tmp.path()).is_clean());
+}
+
+/// A data dir as version 3 left it with `inline_max` 1 KiB: `blocks` as
+/// files under `blocks/`; set back to version 3.
+fn as_version_3_with_files(dir: &std::path::Path, blocks: &[Vec<u8>]) {
+    let cfg = StoreConfig {
+        inline_max: 1024,
+        ..StoreConfig::default()
+    };
+    let store = when_unlocked(|| Store::open(dir, cfg.clone())).unwrap().0;
+    for data in blocks {
+        store
+            .put_as(&Id::of_block(data), data, Origin::Pinned)
+            .unwrap();
+    }
+    drop(store);
+    with_raw_trees(dir, |trees| {
+        trees
+            .meta
+            .insert(SCHEMA_VERSION_KEY, &3u32.to_be_bytes()[..])
+            .unwrap();
+    });
+    assert_eq!(locations(dir, blocks), (0, 0, blocks.len()));
+}
+
+/// Opens `dir` with `inline_max` bytes (running the migrations).
+fn open_inline_max(dir: &std::path::Path, inline_max: usize) -> Result<Store, StoreError> {
+    let cfg = StoreConfig {
+        inline_max,
+        ..StoreConfig::default()
+    };
+    when_unlocked(|| Store::open(dir, cfg.clone())).map(|(s, _)| s)
+}
+
+/// 60 blocks of 100-300 KiB: 12 MiB, so more than one batch.
+fn file_blocks() -> Vec<Vec<u8>> {
+    (0..60)
+        .map(|i| block(100 * 1024 + (i % 3) * 100 * 1024, 80_000 + i as u64))
+        .collect()
+}
+
+#[test]
+fn migration_4_moves_block_files_into_segments_and_leaves_rot_and_larger_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocks = file_blocks();
+    let large = block(900 * 1024, 81);
+    let rotten = block(50 * 1024, 82);
+    let mut all = blocks.clone();
+    all.extend([large.clone(), rotten.clone()]);
+    as_version_3_with_files(tmp.path(), &all);
+    let rotten_key = Id::of_block(&rotten);
+    let rotten_path = super::files::block_path(tmp.path(), &rotten_key);
+    std::fs::write(&rotten_path, block(50 * 1024, 83)).unwrap();
+
+    let store = open_inline_max(tmp.path(), 512 * 1024).unwrap();
+    assert_eq!(store.schema_version(), SCHEMA_VERSION);
+    for data in blocks.iter().chain([&large]) {
+        let key = Id::of_block(data);
+        assert_eq!(store.get(&key).unwrap().as_deref(), Some(&data[..]));
+        assert_eq!(store.meta(&key).unwrap().unwrap().origin, Origin::Pinned);
+    }
+    assert!(store.get(&rotten_key).is_err(), "rot is still refused");
+    drop(store);
+    assert_eq!(locations(tmp.path(), &blocks), (0, blocks.len(), 0));
+    assert_eq!(
+        locations(tmp.path(), &[large.clone(), rotten.clone()]),
+        (0, 0, 2),
+        "over inline_max, or rotten: still files"
+    );
+    for data in &blocks {
+        let path = super::files::block_path(tmp.path(), &Id::of_block(data));
+        assert!(!path.exists(), "{} was removed", path.display());
+    }
+    assert!(rotten_path.exists(), "rot stays for scrub");
+}
+
+#[test]
+fn migration_4_resumes_after_a_crash_part_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocks = file_blocks();
+    as_version_3_with_files(tmp.path(), &blocks);
+
+    migrate::crash_hook::mid_step(4);
+    assert!(
+        open_inline_max(tmp.path(), 1 << 20).is_err(),
+        "the injected crash stops the open"
+    );
+    let (_, segment, file) = locations(tmp.path(), &blocks);
+    assert!(
+        segment > 0 && file > 0,
+        "part-way: {segment} in segments, {file} files"
+    );
+    with_raw_trees(tmp.path(), |trees| {
+        assert_eq!(
+            trees.meta.get(SCHEMA_VERSION_KEY).unwrap().as_deref(),
+            Some(&3u32.to_be_bytes()[..])
+        );
+    });
+
+    let store = open_inline_max(tmp.path(), 1 << 20).unwrap();
+    assert_eq!(store.schema_version(), SCHEMA_VERSION);
+    assert_eq!(store.block_count(), blocks.len() as u64);
+    for data in &blocks {
+        assert_eq!(
+            store.get(&Id::of_block(data)).unwrap().as_deref(),
+            Some(&data[..])
+        );
+    }
+    drop(store);
+    assert_eq!(locations(tmp.path(), &blocks), (0, blocks.len(), 0));
     assert!(super::tests::audit_of(tmp.path()).is_clean());
 }
 
