@@ -2,6 +2,7 @@
 //! and shapes the answer.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
@@ -12,7 +13,7 @@ use crate::contact::Contact;
 use crate::lookup::LookupKind;
 use crate::node::Node;
 use crate::stats::Stats;
-use crate::store::{Origin, Store, SCHEMA_VERSION};
+use crate::store::{BatchWriter, Origin, Store, Submitted, SCHEMA_VERSION};
 use crate::upkeep::{self, CompactionControl, ScrubControl};
 
 /// Blocks per ListBlocks page by default and at most.
@@ -49,6 +50,8 @@ pub struct AdminService {
     admin: SocketAddr,
     metrics: SocketAddr,
     started_ms: u64,
+    /// PutBlocks are written in batches by one thread (`batch_writer.rs`).
+    writer: Arc<BatchWriter>,
 }
 
 impl AdminService {
@@ -65,6 +68,7 @@ impl AdminService {
         let started_ms = node.clock().now_ms();
         AdminService {
             node,
+            writer: Arc::new(BatchWriter::new(store.clone())),
             store,
             scrub,
             compaction,
@@ -365,9 +369,27 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::PutBlockResponse>, Status> {
         let data = req.into_inner().data;
         let key = crate::id::Id::of_block(&data);
-        // Put here by hand: this node chose to keep it.
-        self.blocking(move |s| s.put_as(&key, &data, Origin::Pinned))
-            .await?;
+        // Put here by hand: this node chose to keep it. Queued for the
+        // batch writer, which writes whatever queued under one flush.
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let done = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        match self.writer.submit(key, data, (Origin::Pinned, 0), done) {
+            Submitted::Queued => {}
+            Submitted::Drain => {
+                let writer = self.writer.clone();
+                tokio::task::spawn_blocking(move || writer.drain());
+            }
+            Submitted::Full => {
+                return Err(Status::resource_exhausted(
+                    "too many PutBlocks are waiting to be written: retry shortly",
+                ))
+            }
+        }
+        rx.await
+            .map_err(|_| Status::internal("the block writer stopped before this put was written"))?
+            .map_err(status::store)?;
         let report = self.node.replicate(key).await;
         Ok(Response::new(pb::PutBlockResponse {
             key: key.to_hex(),

@@ -45,11 +45,13 @@
 //! block file and takes its index entry back, so nothing half-stored remains.
 //!
 //! Where the [`Store`] methods live: `open.rs` (open, audit), `write.rs` (put,
-//! delete), `read.rs` (get, contains, meta, list), `space.rs` (counts, quota,
+//! a batch of puts under one flush, delete), `read.rs` (get, contains, meta, list), `space.rs` (counts, quota,
 //! room checks), `durability.rs` (flush, close), `bookkeeping.rs` (records,
 //! pins, upkeep progress), `snapshot.rs` (routing snapshot) and
-//! `block_store.rs` (what the engine sees).
+//! `block_store.rs` (what the engine sees); `batch_writer.rs` queues puts
+//! from many callers for one thread to write in batches.
 
+pub mod batch_writer;
 mod block_store;
 mod bookkeeping;
 mod charge;
@@ -98,6 +100,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::id::Id;
 
+pub use batch_writer::{BatchWriter, Submitted};
 pub use compact::{Compacted, SegmentUse};
 pub use error::StoreError;
 pub use free_space::{disk_space, DiskSpace};
@@ -105,6 +108,7 @@ pub use migrate::SCHEMA_VERSION;
 pub use pins::PinInfo;
 pub use records::{copies_of, BlockRecord, Origin, Refresh};
 pub use types::{AuditReport, BlockMeta, BlockStore, PutOutcome, RepairReport, StoreConfig};
+pub use write::PutItem;
 
 use free_space::DiskFloor;
 use group_commit::GroupCommit;

@@ -6,9 +6,38 @@ use std::sync::atomic::Ordering;
 
 use super::charge::charge;
 use super::files;
+use super::in_flight::Marked;
 use super::index::{IndexEntry, Location};
+use super::space::Reservation;
 use super::{lock, now_secs, BlockRecord, Origin, PutOutcome, Store, StoreError, LOCK_STRIPES};
 use crate::id::Id;
+
+/// One block for [`Store::put_many`]: its key, bytes, origin and the copies
+/// the network should keep (0: its K).
+#[derive(Clone, Copy, Debug)]
+pub struct PutItem<'a> {
+    pub key: Id,
+    pub data: &'a [u8],
+    pub origin: Origin,
+    pub copies: u8,
+}
+
+/// A put written but not yet durable: what its flush settles.
+struct Staged<'a> {
+    key: Id,
+    /// Its block file, when not in a segment.
+    file: Option<std::path::PathBuf>,
+    size: u64,
+    cost: u64,
+    /// Its space and its place among the keys in flight, held to the flush.
+    _reservation: Reservation<'a>,
+    _in_flight: Marked<'a>,
+}
+
+/// The lock stripe of `key`.
+fn stripe_of(key: &Id) -> usize {
+    usize::from(key.0[0]) % LOCK_STRIPES
+}
 
 impl Store {
     /// Stores `data` under `key` as a replica (another node's store_value):
@@ -39,34 +68,97 @@ impl Store {
         origin: Origin,
         copies: u8,
     ) -> Result<PutOutcome, StoreError> {
+        let item = PutItem {
+            key: *key,
+            data,
+            origin,
+            copies,
+        };
+        self.put_many(std::slice::from_ref(&item))
+            .pop()
+            .unwrap_or_else(|| {
+                Err(StoreError::corrupt(
+                    &self.inner.db_path,
+                    "put lost its result",
+                ))
+            })
+    }
+
+    /// Puts every item as [`Store::put_with`] does, under one flush: each
+    /// result, in order, means what a lone put's would (`Stored` and
+    /// `AlreadyHad` only once durable). A batch writer hands a run of
+    /// PutBlocks here together, so they cost one flush and no thread each.
+    pub fn put_many(&self, items: &[PutItem<'_>]) -> Vec<Result<PutOutcome, StoreError>> {
         let inner = &*self.inner;
+        // Every key's lock, held through the flush, taken in one order so
+        // that two batches cannot wait on each other (a lone put holds one).
+        let mut stripes: Vec<usize> = items.iter().map(|i| stripe_of(&i.key)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _key_locks: Vec<_> = stripes.iter().map(|&s| lock(&inner.locks[s])).collect();
+        let mut staged: Vec<Staged<'_>> = Vec::new();
+        let mut results: Vec<Result<PutOutcome, StoreError>> = items
+            .iter()
+            .map(|item| self.stage(item, &mut staged))
+            .collect();
+        if staged.is_empty() {
+            return results;
+        }
+        if let Err(e) = self.sync() {
+            for s in &staged {
+                self.take_back(&s.key, s.file.as_deref());
+            }
+            // A key staged here and asked for again in the batch is no more
+            // durable than its first put.
+            for (i, item) in items.iter().enumerate() {
+                if results[i].is_ok() && staged.iter().any(|s| s.key == item.key) {
+                    results[i] = Err(StoreError::db(&inner.db_path, e.clone()));
+                }
+            }
+            return results;
+        }
+        for s in &staged {
+            inner.blocks.fetch_add(1, Ordering::SeqCst);
+            inner.bytes.fetch_add(s.size, Ordering::SeqCst);
+            inner.charged.fetch_add(s.cost, Ordering::SeqCst);
+        }
+        results
+    }
+
+    /// Checks `item` and, unless its block is already held, writes its
+    /// bytes and index entry, not yet durable, adding it to `staged`.
+    /// Called under the item's key lock.
+    fn stage<'a>(
+        &'a self,
+        item: &PutItem<'_>,
+        staged: &mut Vec<Staged<'a>>,
+    ) -> Result<PutOutcome, StoreError> {
+        let inner = &*self.inner;
+        let (key, data) = (&item.key, item.data);
         let size = data.len() as u64;
         self.check_size(size)?;
         let actual = Id::of_block(data);
         if actual != *key {
             return Err(StoreError::HashMismatch { key: *key, actual });
         }
-        // Held through the flush: a second put of this key waits here, and
-        // sees the entry (AlreadyHad) only once it is durable.
-        let _key_lock = lock(&inner.locks[usize::from(key.0[0]) % LOCK_STRIPES]);
         if let Some(entry) = self.entry(key)? {
-            self.refresh_record(key, &entry, origin, Some(copies))?;
+            self.refresh_record(key, &entry, item.origin, Some(item.copies))?;
             return Ok(PutOutcome::AlreadyHad);
         }
         let small = data.len() <= inner.cfg.inline_max;
         let cost = charge(size, small);
-        let _reservation = self.reserve(cost)?;
+        let reservation = self.reserve(cost)?;
         inner.floor.check(cost, true)?;
-        let _in_flight = inner.in_flight.mark(*key);
+        let in_flight = inner.in_flight.mark(*key);
         self.reopen_if_closed()?;
         let now = now_secs();
         let record = BlockRecord {
-            copies,
-            ..BlockRecord::new(origin, now)
+            copies: item.copies,
+            ..BlockRecord::new(item.origin, now)
         }
         .encode();
         let file = if small {
-            // Appended, then indexed; both durable at the flush below.
+            // Appended, then indexed; both durable at the flush.
             let place = inner.segments.append(key, data)?;
             let entry = IndexEntry {
                 size,
@@ -93,13 +185,14 @@ impl Store {
             }
             Some(path)
         };
-        if let Err(e) = self.sync() {
-            self.take_back(key, file.as_deref());
-            return Err(StoreError::db(&inner.db_path, e));
-        }
-        inner.blocks.fetch_add(1, Ordering::SeqCst);
-        inner.bytes.fetch_add(size, Ordering::SeqCst);
-        inner.charged.fetch_add(cost, Ordering::SeqCst);
+        staged.push(Staged {
+            key: *key,
+            file,
+            size,
+            cost,
+            _reservation: reservation,
+            _in_flight: in_flight,
+        });
         Ok(PutOutcome::Stored)
     }
 
@@ -192,7 +285,7 @@ impl Store {
     fn delete_if(&self, key: &Id, may: impl Fn(&BlockRecord) -> bool) -> Result<bool, StoreError> {
         use sled::transaction::{TransactionError, Transactional};
         let inner = &*self.inner;
-        let _key_lock = lock(&inner.locks[usize::from(key.0[0]) % LOCK_STRIPES]);
+        let _key_lock = lock(&inner.locks[stripe_of(key)]);
         let Some(entry) = self.entry(key)? else {
             return Ok(false);
         };
