@@ -144,6 +144,7 @@ fn get_file(
     if !get.status.success() {
         return Err(get.stderr);
     }
+    eprintln!("get: {}", get.stderr.lines().last().unwrap_or(""));
     let bytes = std::fs::read(&out).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&out);
     Ok(bytes)
