@@ -76,15 +76,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<(), StoreError> {
             }
             continue;
         }
-        let point = segments.sync()?;
-        let mut entries = sled::Batch::default();
-        for (key, entry, _) in &batch {
-            entries.insert(key.clone(), entry.encode());
-        }
-        meta.insert(SEGMENTS_SYNCED_KEY, &point.encode()[..])
-            .map_err(db_err)?;
-        index.apply_batch(entries).map_err(db_err)?;
-        ctx.db.flush().map_err(db_err)?;
+        super::commit_to_segments(ctx, &segments, batch.iter().map(|(k, e, _)| (k, e)))?;
         let mut values = sled::Batch::default();
         for (key, _, _) in &batch {
             values.remove(key.clone());

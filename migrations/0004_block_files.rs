@@ -84,15 +84,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<(), StoreError> {
             }
             continue;
         }
-        let point = segments.sync()?;
-        let mut entries = sled::Batch::default();
-        for (key, entry) in &batch {
-            entries.insert(key.clone(), entry.encode());
-        }
-        meta.insert(SEGMENTS_SYNCED_KEY, &point.encode()[..])
-            .map_err(db_err)?;
-        index.apply_batch(entries).map_err(db_err)?;
-        ctx.db.flush().map_err(db_err)?;
+        super::commit_to_segments(ctx, &segments, batch.iter().map(|(k, e)| (k, e)))?;
         for (key, _) in &batch {
             if let Ok(raw) = <[u8; 32]>::try_from(key.as_ref()) {
                 let path = block_path(ctx.dir, &Id(raw));

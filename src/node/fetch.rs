@@ -221,8 +221,9 @@ impl Node {
                     // The lookup neither asked nor believed the liars known
                     // when it began: any among its answers were caught since,
                     // by a fetch sharing this transfer. That is a liar this
-                    // round met, not a round that found nothing (CI saw
-                    // three such rounds end a gateway chunk's fetch).
+                    // round met, not a round that found nothing: three such
+                    // rounds could end a chunk's fetch in a gateway's
+                    // read-ahead with its holder alive.
                     caught |= candidates.clone().any(|c| marks.is_liar(&c));
                     let fresh = marks.order(candidates, Some(me));
                     drop(marks);

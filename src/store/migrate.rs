@@ -37,6 +37,30 @@ pub(crate) struct Ctx<'a> {
     pub inline_max: u64,
 }
 
+/// Makes a batch of a migration's segment appends the blocks' home: the
+/// segments fsynced, then every `(key, entry)` of `entries` written and the
+/// segments' durable point recorded, in one flush. Only after it returns
+/// may the batch's old copies go.
+pub(crate) fn commit_to_segments<'a>(
+    ctx: &Ctx,
+    segments: &super::segments::Segments,
+    entries: impl IntoIterator<Item = (&'a sled::IVec, &'a super::index::IndexEntry)>,
+) -> Result<(), StoreError> {
+    let db_err = |e| StoreError::db(ctx.db_path, e);
+    let meta = ctx.db.open_tree(META_TREE).map_err(db_err)?;
+    let index = ctx.db.open_tree(super::index::INDEX_TREE).map_err(db_err)?;
+    let point = segments.sync()?;
+    let mut batch = sled::Batch::default();
+    for (key, entry) in entries {
+        batch.insert(key.clone(), entry.encode());
+    }
+    meta.insert(super::index::SEGMENTS_SYNCED_KEY, &point.encode()[..])
+        .map_err(db_err)?;
+    index.apply_batch(batch).map_err(db_err)?;
+    ctx.db.flush().map_err(db_err)?;
+    Ok(())
+}
+
 /// One migration: after `run` succeeds the dir is at `version`.
 struct Step {
     version: u32,
