@@ -158,6 +158,21 @@ fn kill_until_migrated(
     }
 }
 
+/// Opens the migrated `dir` and reads back every one of its `total`
+/// blocks (block `i` is `data(i)`, pinned), then closes it.
+fn all_read_back(dir: &Path, total: usize, data: fn(usize) -> Vec<u8>) {
+    let (store, _) = common::retry_while_locked(|| Store::open(dir, StoreConfig::default()));
+    assert_eq!(store.schema_version(), dhtfs::store::SCHEMA_VERSION);
+    assert_eq!(store.block_count(), total as u64);
+    for i in 0..total {
+        let bytes = data(i);
+        let key = Id::of_block(&bytes);
+        assert_eq!(store.get(&key).unwrap(), Some(bytes), "block {i}");
+        assert_eq!(store.meta(&key).unwrap().unwrap().origin, Origin::Pinned);
+    }
+    store.close().unwrap();
+}
+
 #[test]
 fn every_block_survives_sigkill_during_migration_3() {
     let tmp = tempfile::tempdir().unwrap();
@@ -165,17 +180,7 @@ fn every_block_survives_sigkill_during_migration_3() {
     old_dir(&dir);
     let (kills, mid_way) = kill_until_migrated(&dir, BLOCKS, inline_left, old_dir);
 
-    let (store, _) = common::retry_while_locked(|| Store::open(&dir, StoreConfig::default()));
-    assert_eq!(store.schema_version(), dhtfs::store::SCHEMA_VERSION);
-    assert_eq!(store.block_count(), BLOCKS as u64);
-    for i in 0..BLOCKS {
-        let bytes = data(i);
-        let key = Id::of_block(&bytes);
-        assert_eq!(store.get(&key).unwrap(), Some(bytes), "block {i}");
-        assert_eq!(store.meta(&key).unwrap().unwrap().origin, Origin::Pinned);
-    }
-    store.close().unwrap();
-    drop(store);
+    all_read_back(&dir, BLOCKS, data);
     let audit = common::retry_while_locked(|| Store::audit(&dir));
     assert!(audit.is_clean(), "{audit:?}");
     eprintln!("{kills} kills, {mid_way} part-way through; {BLOCKS} blocks read back whole");
@@ -188,17 +193,7 @@ fn every_block_survives_sigkill_during_migration_4() {
     old_dir_with_files(&dir);
     let (kills, mid_way) = kill_until_migrated(&dir, FILE_BLOCKS, files_left, old_dir_with_files);
 
-    let (store, _) = common::retry_while_locked(|| Store::open(&dir, StoreConfig::default()));
-    assert_eq!(store.schema_version(), dhtfs::store::SCHEMA_VERSION);
-    assert_eq!(store.block_count(), FILE_BLOCKS as u64);
-    for i in 0..FILE_BLOCKS {
-        let bytes = file_data(i);
-        let key = Id::of_block(&bytes);
-        assert_eq!(store.get(&key).unwrap(), Some(bytes), "block {i}");
-        assert_eq!(store.meta(&key).unwrap().unwrap().origin, Origin::Pinned);
-    }
-    store.close().unwrap();
-    drop(store);
+    all_read_back(&dir, FILE_BLOCKS, file_data);
     assert_eq!(files_left(&dir), 0, "every block file moved");
     let audit = common::retry_while_locked(|| Store::audit(&dir));
     assert!(audit.is_clean(), "{audit:?}");
