@@ -2,7 +2,6 @@
 //! and shapes the answer.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
@@ -13,7 +12,7 @@ use crate::contact::Contact;
 use crate::lookup::LookupKind;
 use crate::node::Node;
 use crate::stats::Stats;
-use crate::store::{BatchWriter, Origin, Store, Submitted, SCHEMA_VERSION};
+use crate::store::{Origin, Store, SCHEMA_VERSION};
 use crate::upkeep::{self, CompactionControl, ScrubControl};
 
 /// Blocks per ListBlocks page by default and at most.
@@ -50,8 +49,6 @@ pub struct AdminService {
     admin: SocketAddr,
     metrics: SocketAddr,
     started_ms: u64,
-    /// PutBlocks are written in batches by one thread (`batch_writer.rs`).
-    writer: Arc<BatchWriter>,
 }
 
 impl AdminService {
@@ -68,7 +65,6 @@ impl AdminService {
         let started_ms = node.clock().now_ms();
         AdminService {
             node,
-            writer: Arc::new(BatchWriter::new(store.clone())),
             store,
             scrub,
             compaction,
@@ -370,25 +366,11 @@ impl Admin for AdminService {
         let data = req.into_inner().data;
         let key = crate::id::Id::of_block(&data);
         // Put here by hand: this node chose to keep it. Queued for the
-        // batch writer, which writes whatever queued under one flush.
-        let (tx, rx) = futures::channel::oneshot::channel();
-        let done = Box::new(move |r| {
-            let _ = tx.send(r);
-        });
-        match self.writer.submit(key, data, (Origin::Pinned, 0), done) {
-            Submitted::Queued => {}
-            Submitted::Drain => {
-                let writer = self.writer.clone();
-                tokio::task::spawn_blocking(move || writer.drain());
-            }
-            Submitted::Full => {
-                return Err(Status::resource_exhausted(
-                    "too many PutBlocks are waiting to be written: retry shortly",
-                ))
-            }
-        }
-        rx.await
-            .map_err(|_| Status::internal("the block writer stopped before this put was written"))?
+        // store's batch writer, which writes whatever queued under one flush.
+        // Refused as resource_exhausted, "retry shortly", when too many wait.
+        self.store
+            .put_queued(key, data, Origin::Pinned, 0)
+            .await
             .map_err(status::store)?;
         let report = self.node.replicate(key).await;
         Ok(Response::new(pb::PutBlockResponse {

@@ -25,7 +25,8 @@ pub fn parse_file(value: &str) -> Result<crate::files::FileRef, Status> {
 pub fn store(e: StoreError) -> Status {
     let text = e.to_string();
     match e {
-        StoreError::TooLarge { .. }
+        StoreError::Busy
+        | StoreError::TooLarge { .. }
         | StoreError::QuotaExceeded { .. }
         | StoreError::LowDisk { .. }
         | StoreError::DiskFull { .. } => Status::resource_exhausted(text),

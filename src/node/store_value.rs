@@ -93,29 +93,29 @@ impl Node {
         };
         // put_verified checks the hash: the one sha256 pass on this path.
         let len = data.len();
-        let blocks = self.inner.blocks.clone();
-        let put = if blocks.puts_may_block() {
-            tokio::task::spawn_blocking(move || blocks.put_copies(&key, &data, copies)).await
-        } else {
-            // An in-memory store (the simulation's) puts inline: a thread hop
-            // would make a single-threaded run depend on thread timing.
-            Ok(blocks.put_copies(&key, &data, copies))
-        };
+        // Queued for the store's writer (batched with other puts under one
+        // flush); an in-memory store (the simulation's) puts inline, so a
+        // single-threaded run does not depend on thread timing.
+        let put = self.inner.blocks.put_copies_queued(key, data, copies).await;
         match put {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(StoreError::HashMismatch { .. })) => {
+            Ok(outcome) => Ok(outcome),
+            Err(StoreError::HashMismatch { .. }) => {
                 Stats::inc(&stats.stores_bad_hash);
                 Err(format!(
                     "the {len} bytes pulled from {from} do not hash to {key}"
                 ))
             }
-            Ok(Err(e @ (StoreError::TooLarge { .. } | StoreError::QuotaExceeded { .. }))) => {
+            Err(StoreError::Busy) => {
+                Stats::inc(&stats.stores_refused);
+                Err("busy: too many blocks are waiting to be written, retry later".into())
+            }
+            Err(e @ (StoreError::TooLarge { .. } | StoreError::QuotaExceeded { .. })) => {
                 Stats::inc(&stats.stores_refused);
                 Err(e.to_string())
             }
             // The disk filled between the early check and the write: refused,
             // and said without the local path a DiskFull names.
-            Ok(Err(e @ (StoreError::LowDisk { .. } | StoreError::DiskFull { .. }))) => {
+            Err(e @ (StoreError::LowDisk { .. } | StoreError::DiskFull { .. })) => {
                 Stats::inc(&stats.stores_refused);
                 tracing::warn!(key = %key, error = %e, "store refused: disk full or below the free-space floor");
                 Err(format!(
@@ -123,14 +123,8 @@ impl Node {
                 ))
             }
             // The details (paths on this machine) are for our log, not for peers.
-            Ok(Err(e)) => {
-                tracing::error!(key = %key, error = %e, "cannot store a pulled block");
-                Err(format!(
-                    "this node could not store block {key}: local storage error"
-                ))
-            }
             Err(e) => {
-                tracing::error!(key = %key, error = %e, "store task failed");
+                tracing::error!(key = %key, error = %e, "cannot store a pulled block");
                 Err(format!(
                     "this node could not store block {key}: local storage error"
                 ))

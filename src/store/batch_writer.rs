@@ -11,9 +11,14 @@
 //! task that waits for it; the thread that drains the queue runs only
 //! while there is something in it, so nothing of it outlives the work.
 //!
+//! Every put that arrives over the network goes through it: a client's
+//! PutBlock (admin API) and a peer's store_value (after the pull), so both
+//! share the same batches and flushes. The store owns the one writer.
+//!
 //! Bounded: at most [`MAX_QUEUED_BYTES`] of blocks wait; more are refused,
 //! for the caller to say "busy".
 
+use std::future::Future;
 use std::mem;
 use std::sync::Mutex;
 
@@ -59,19 +64,12 @@ pub enum Submitted {
 }
 
 /// Puts queued for one writer thread at a time.
+#[derive(Default)]
 pub struct BatchWriter {
-    store: Store,
     queue: Mutex<Queue>,
 }
 
 impl BatchWriter {
-    pub fn new(store: Store) -> BatchWriter {
-        BatchWriter {
-            store,
-            queue: Mutex::default(),
-        }
-    }
-
     /// Queues a put of `data` under `key` (see [`Store::put_with`]);
     /// `done` is told its result. Unless refused, `done` is called exactly
     /// once, by the thread draining the queue.
@@ -101,9 +99,9 @@ impl BatchWriter {
         }
     }
 
-    /// Writes queued puts, a batch under one flush at a time, until none
-    /// is left. Blocks: run it where blocking is allowed.
-    pub fn drain(&self) {
+    /// Writes queued puts into `store`, a batch under one flush at a time,
+    /// until none is left. Blocks: run it where blocking is allowed.
+    pub fn drain(&self, store: &Store) {
         // Should a put panic, the queue is left to the next submit to drain
         // rather than to nobody.
         struct Reset<'a>(&'a Mutex<Queue>);
@@ -136,11 +134,51 @@ impl BatchWriter {
                     copies: b.copies,
                 })
                 .collect();
-            let results = self.store.put_many(&items);
+            let results = store.put_many(&items);
             drop(items);
             for (queued, result) in batch.into_iter().zip(results) {
                 (queued.done)(result);
             }
+        }
+    }
+}
+
+impl Store {
+    /// Queues a put of `data` under `key` for the store's batch writer (see
+    /// [`Store::put_with`]); the future resolves once the batch holding it
+    /// is durable, with no thread of its own waiting meanwhile. The first
+    /// put into an idle writer starts the thread that drains it (the
+    /// runtime's blocking pool when there is one). Refused at once with
+    /// [`StoreError::Busy`] when too many bytes wait.
+    pub fn put_queued(
+        &self,
+        key: Id,
+        data: Vec<u8>,
+        origin: Origin,
+        copies: u8,
+    ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send + 'static {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let done: Done = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        let refused = match self.inner.writer.submit(key, data, (origin, copies), done) {
+            Submitted::Queued => false,
+            Submitted::Drain => {
+                let store = self.clone();
+                let drain = move || store.inner.writer.drain(&store);
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => drop(rt.spawn_blocking(drain)),
+                    Err(_) => drop(std::thread::spawn(drain)),
+                }
+                false
+            }
+            Submitted::Full => true,
+        };
+        async move {
+            if refused {
+                return Err(StoreError::Busy);
+            }
+            rx.await.unwrap_or(Err(StoreError::Busy))
         }
     }
 }
@@ -163,7 +201,8 @@ mod tests {
     #[test]
     fn queued_puts_are_written_in_batches_and_each_is_answered_once_durable() {
         let tmp = tempfile::tempdir().unwrap();
-        let writer = BatchWriter::new(store(tmp.path()));
+        let store = store(tmp.path());
+        let writer = BatchWriter::default();
         let (tx, rx) = mpsc::channel();
         let blocks: Vec<Vec<u8>> = (0..300u32).map(|i| i.to_be_bytes().repeat(1000)).collect();
         let mut drains = 0;
@@ -194,7 +233,7 @@ mod tests {
             Box::new(move |r| tx3.send((usize::MAX - 1, r)).unwrap()),
         );
         assert_eq!(drains, 1, "one drain for everything queued before it ran");
-        writer.drain();
+        writer.drain(&store);
         drop(tx);
         let answers: Vec<_> = rx.iter().collect();
         assert_eq!(answers.len(), 302, "every put answered once");
@@ -207,7 +246,7 @@ mod tests {
                 _ => assert_eq!(r.unwrap(), PutOutcome::Stored),
             }
         }
-        assert_eq!(writer.store.block_count(), 300);
+        assert_eq!(store.block_count(), 300);
         let again = writer.submit(
             Id::of_block(&blocks[1]),
             blocks[1].clone(),
@@ -215,9 +254,7 @@ mod tests {
             Box::new(|r| assert_eq!(r.unwrap(), PutOutcome::AlreadyHad)),
         );
         assert_eq!(again, Submitted::Drain, "the drain ended with the queue");
-        writer.drain();
-        let store = writer.store.clone();
-        drop(writer);
+        writer.drain(&store);
         drop(store);
         let reopened = store_reopen(tmp.path());
         for data in &blocks {
@@ -240,8 +277,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_refuses_and_an_empty_one_takes_any_block() {
-        let tmp = tempfile::tempdir().unwrap();
-        let writer = BatchWriter::new(store(tmp.path()));
+        let writer = BatchWriter::default();
         let big = vec![7u8; MAX_QUEUED_BYTES - 10];
         let ok = writer.submit(
             Id::of_block(&big),
@@ -258,5 +294,33 @@ mod tests {
             Box::new(|_| panic!("a refused put is not answered")),
         );
         assert_eq!(refused, Submitted::Full);
+    }
+
+    #[test]
+    fn put_queued_answers_once_written_inside_a_runtime_and_outside_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = store(tmp.path());
+        let a = b"queued in a runtime".to_vec();
+        let b = b"queued with no runtime".to_vec();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let put = store.put_queued(Id::of_block(&a), a.clone(), Origin::Replica, 3);
+        assert_eq!(rt.block_on(put).unwrap(), PutOutcome::Stored);
+        drop(rt);
+        let put = store.put_queued(Id::of_block(&b), b.clone(), Origin::Replica, 3);
+        assert_eq!(
+            futures::executor::block_on(put).unwrap(),
+            PutOutcome::Stored
+        );
+        let bad = store.put_queued(Id::of_block(b"x"), b"y".to_vec(), Origin::Replica, 3);
+        assert!(matches!(
+            futures::executor::block_on(bad),
+            Err(StoreError::HashMismatch { .. })
+        ));
+        drop(store);
+        let reopened = store_reopen(tmp.path());
+        assert_eq!(reopened.get(&Id::of_block(&a)).unwrap(), Some(a));
+        assert_eq!(reopened.get(&Id::of_block(&b)).unwrap(), Some(b));
     }
 }

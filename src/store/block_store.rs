@@ -1,5 +1,6 @@
 //! What the protocol engine sees of the store: [`BlockStore`] for [`Store`].
 
+use super::types::PendingPut;
 use super::{BlockStore, Origin, PutOutcome, Refresh, Store, StoreError};
 use crate::id::Id;
 
@@ -23,6 +24,12 @@ impl BlockStore for Store {
 
     fn put_copies(&self, key: &Id, data: &[u8], copies: u8) -> Result<PutOutcome, StoreError> {
         Store::put_with(self, key, data, Origin::Replica, copies)
+    }
+
+    /// Through the batch writer a client's PutBlocks share: no thread
+    /// of the blocking pool waits on each pulled block.
+    fn put_copies_queued(&self, key: Id, data: Vec<u8>, copies: u8) -> PendingPut {
+        Box::pin(self.put_queued(key, data, Origin::Replica, copies))
     }
 
     fn drop_replica(&self, key: &Id) -> Result<bool, StoreError> {

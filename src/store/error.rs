@@ -29,6 +29,10 @@ pub enum StoreError {
         supported: u32,
     },
 
+    /// Too many puts wait for the writer already.
+    #[error("too many puts are waiting to be written: retry shortly")]
+    Busy,
+
     /// A file system call failed.
     #[error(
         "I/O error on {path}: {source} (check that the disk is not full and that \

@@ -153,6 +153,8 @@ struct Inner {
     segment_reclaimable: AtomicU64,
     /// Set by [`Store::close`], whose summary a later put or delete takes back.
     closed: AtomicBool,
+    /// Puts from the network, written in batches ([`Store::put_queued`]).
+    writer: BatchWriter,
 }
 
 impl fmt::Debug for Store {

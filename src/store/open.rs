@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
+use super::batch_writer::BatchWriter;
 use super::files::{self, DB_DIR};
 use super::free_space::DiskFloor;
 use super::group_commit::GroupCommit;
@@ -143,6 +144,7 @@ impl Store {
             compaction_moved: AtomicU64::new(0),
             segment_reclaimable: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            writer: BatchWriter::default(),
         };
         let store = Store {
             inner: Arc::new(inner),

@@ -152,6 +152,10 @@ impl BlockMeta {
 
 /// What the protocol engine needs from block storage (also implemented later by an
 /// in-memory store for simulation).
+/// A put handed to a store's writer, resolved once it is durable.
+pub type PendingPut =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<PutOutcome, StoreError>> + Send>>;
+
 pub trait BlockStore: Send + Sync + 'static {
     /// True if the block is held.
     fn contains(&self, key: &Id) -> bool;
@@ -170,6 +174,13 @@ pub trait BlockStore: Send + Sync + 'static {
     fn put_copies(&self, key: &Id, data: &[u8], copies: u8) -> Result<PutOutcome, StoreError> {
         let _ = copies;
         self.put_verified(key, data)
+    }
+    /// [`put_copies`](Self::put_copies) of bytes the caller gives up,
+    /// awaited rather than blocked on: a store whose puts block on I/O
+    /// hands them to a writer of its own and must override this; the
+    /// default puts at once, on the caller's thread.
+    fn put_copies_queued(&self, key: Id, data: Vec<u8>, copies: u8) -> PendingPut {
+        Box::pin(std::future::ready(self.put_copies(&key, &data, copies)))
     }
     /// Whether a block of `size` bytes would be accepted now.
     fn check_room(&self, size: u64) -> Result<(), StoreError>;
