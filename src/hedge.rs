@@ -16,6 +16,11 @@ use std::hash::Hash;
 const WINDOW: usize = 32;
 /// A fetch is far behind at this many times the usual time for its size.
 const FACTOR: u64 = 4;
+/// In a transfer's end game (nothing left to start, so the links have room)
+/// a fetch is hedged once it runs past the usual time for its size: one
+/// stalled fetch (a lost segment's retransmission timeout, a holder gone
+/// quiet) would otherwise be all the transfer waits for.
+const ENDGAME_FACTOR: u64 = 1;
 /// Bytes that stand for a fetch's fixed cost (connection, request, first
 /// byte), so that a small block's time predicts a large one's and back.
 const FIXED_BYTES: u64 = 64 << 10;
@@ -54,6 +59,15 @@ impl HedgeTimer {
     /// After how many ms a fetch of `size` bytes is far behind, with
     /// `floor_ms` the least (twice the network's soft timeout, say).
     pub fn hedge_after_ms(&self, size: u64, floor_ms: u64) -> u64 {
+        self.after_ms(size, floor_ms, FACTOR)
+    }
+
+    /// [`hedge_after_ms`](Self::hedge_after_ms) in the transfer's end game.
+    pub fn endgame_after_ms(&self, size: u64, floor_ms: u64) -> u64 {
+        self.after_ms(size, floor_ms, ENDGAME_FACTOR)
+    }
+
+    fn after_ms(&self, size: u64, floor_ms: u64, factor: u64) -> u64 {
         let expected_us = if self.pace.is_empty() {
             floor_ms * 1000 + size.saturating_mul(1_000_000) / FIRST_RATE
         } else {
@@ -62,7 +76,7 @@ impl HedgeTimer {
             let median = p[p.len() / 2];
             median.saturating_mul(size + FIXED_BYTES) / 1_000_000
         };
-        let ms = (FACTOR * expected_us).div_ceil(1000);
+        let ms = (factor * expected_us).div_ceil(1000);
         ms.max(floor_ms).clamp(MIN_MS, MAX_MS)
     }
 }
@@ -177,6 +191,21 @@ mod tests {
         // A 64 KiB block: 4 x 100 ms x (64 + 64) / (1024 + 64) KiB.
         assert_eq!(t.hedge_after_ms(64 << 10, 1), 48);
         assert_eq!(t.hedge_after_ms(1 << 20, 900), 900, "never under the floor");
+    }
+
+    #[test]
+    fn the_end_game_hedges_at_the_usual_time_not_four_times_it() {
+        let mut t = HedgeTimer::new();
+        for _ in 0..WINDOW {
+            t.record(1 << 20, 100_000);
+        }
+        assert_eq!(t.hedge_after_ms(1 << 20, 1), 400);
+        assert_eq!(t.endgame_after_ms(1 << 20, 1), 100);
+        // The floor and the bounds hold in the end game too.
+        assert_eq!(t.endgame_after_ms(1 << 20, 250), 250);
+        assert_eq!(t.endgame_after_ms(0, 1), MIN_MS);
+        // Before any fetch: the floor plus 1 MiB at the first rate, once.
+        assert_eq!(HedgeTimer::new().endgame_after_ms(1 << 20, 30), 155);
     }
 
     #[test]

@@ -234,6 +234,8 @@ async fn fetch_all(
     let mut running = JoinSet::new();
     let mut queue = todo.into_iter();
     let mut fetched = 0;
+    // Whether every chunk's fetch has started.
+    let mut drained = false;
     let sync = opts.sync;
     // A striped chunk is k and some spare fetches of its shards at once:
     // fewer chunks in flight keep the fetches near a replicated get's
@@ -244,7 +246,10 @@ async fn fetch_all(
     };
     loop {
         while running.len() < window.max(1) {
-            let Some(want) = queue.next() else { break };
+            let Some(want) = queue.next() else {
+                drained = true;
+                break;
+            };
             let fetcher = Fetcher {
                 node: session.node.clone(),
                 transfer: transfer.clone(),
@@ -286,6 +291,11 @@ async fn fetch_all(
                     Err(e) => Err((want.index, key, e.to_string())),
                 }
             });
+        }
+        // The last few chunks in flight: the links have room for hedges,
+        // and one stalled chunk is all the get would wait on.
+        if drained && running.len() <= (window / 4).max(1) {
+            transfer.enter_endgame();
         }
         match running.join_next().await {
             Some(Ok(Ok(()))) => {

@@ -37,6 +37,9 @@ const ASK_MAX_MS: u64 = 30_000;
 pub struct Transfer {
     marks: Mutex<PeerMarks<SocketAddr>>,
     timer: Mutex<HedgeTimer>,
+    /// Set once the transfer has nothing left to start: from then on its
+    /// fetches hedge at the usual time, not far behind it.
+    endgame: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for Transfer {
@@ -51,7 +54,16 @@ impl Transfer {
         Transfer {
             marks: Mutex::new(PeerMarks::new(MAX_MARKED)),
             timer: Mutex::new(HedgeTimer::new()),
+            endgame: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Every fetch of the transfer has started: the links have room, so a
+    /// fetch running past the usual time is hedged at once (libtorrent's
+    /// end game), running ones included.
+    pub fn enter_endgame(&self) {
+        self.endgame
+            .send_if_modified(|on| !std::mem::replace(on, true));
     }
 }
 
@@ -111,7 +123,15 @@ impl Node {
     ) -> Result<Fetched, Unfetched> {
         let clock = self.inner.clock.clone();
         let floor_ms = 2 * self.soft_timeout().as_millis() as u64;
-        let hedge_ms = lock(&transfer.timer).hedge_after_ms(max, floor_ms);
+        // Far behind: a loser that ran this long is marked slow.
+        let slow_ms = lock(&transfer.timer).hedge_after_ms(max, floor_ms);
+        let mut endgame = transfer.endgame.subscribe();
+        let hedge_for = |ended: bool| match ended {
+            false => slow_ms,
+            true => lock(&transfer.timer).endgame_after_ms(max, floor_ms),
+        };
+        let mut ended = *endgame.borrow_and_update();
+        let mut hedge_ms = hedge_for(ended);
         let me = self.inner.me.addr;
         let mut tally = Tally::default();
         let mut last = (String::from("no node holds it"), false);
@@ -185,7 +205,7 @@ impl Node {
                             lock(&transfer.timer).record(data.len() as u64, took * 1000);
                             // Whoever is still running fell far behind this copy.
                             for (loser, since) in started {
-                                if now.saturating_sub(since) >= hedge_ms {
+                                if now.saturating_sub(since) >= slow_ms {
                                     self.mark_slow(transfer, loser, key);
                                 }
                             }
@@ -234,6 +254,10 @@ impl Node {
                         }
                     }
                     believe_slow |= queue.len() == queued;
+                }
+                Ok(()) = endgame.changed(), if !ended => {
+                    ended = true;
+                    hedge_ms = hedge_for(true);
                 }
                 _ = clock.sleep(Duration::from_millis(hedge_in)), if can_hedge => {
                     newest = clock.now_ms();
