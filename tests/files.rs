@@ -244,6 +244,56 @@ async fn a_trickler_asked_first_is_hedged_past_then_avoided() {
     net.stop_all().await;
 }
 
+/// A get's end game reaches fetches already running: a trickler is asked
+/// first for a block of up to 16 MiB, whose hedge waits four times the
+/// first-rate estimate (over 8 s on loopback) until the transfer enters
+/// its end game mid-fetch, from when it waits once that estimate (about
+/// 2 s); the hedge's lookup finds the honest holder, asked at once. The
+/// fetch must end well before the far-behind delay (it timed out at 6 s
+/// without the end game).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_game_hedges_a_running_fetch_sooner() {
+    let mut net = TestNet::start_with(6, |c| {
+        c.republish_interval_secs = 0;
+        c.handoff = false;
+    })
+    .await;
+    let data = vec![9u8; 300_000];
+    let key = Id::of_block(&data);
+    let holder = (2..6)
+        .max_by_key(|&i| net.nodes[i].node.me().id.distance(&key))
+        .unwrap();
+    net.nodes[holder].store.put_verified(&key, &data).unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let ip = common::hostile::hostile_ip(3);
+    let near = common::hostile::near(&key, 200);
+    let trickler = common::hostile::start_trickler(ip, near, &net.contacts(), asked.clone()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let fetcher = net.nodes[1].node.clone();
+    let transfer = Arc::new(Transfer::new());
+    let fetch = {
+        let transfer = transfer.clone();
+        tokio::spawn(async move { fetcher.fetch_verified(key, 16 << 20, &transfer).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        asked.load(Ordering::Relaxed),
+        1,
+        "the trickler was asked first"
+    );
+    transfer.enter_endgame();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(6), fetch)
+        .await
+        .expect("hedged in the end game, before the 8 s far-behind delay")
+        .unwrap()
+        .expect("the honest holder's copy");
+    assert_eq!(got.data, data);
+    assert_eq!(got.from, net.nodes[holder].local_addr);
+    assert!(got.tally.hedged >= 1, "{:?}", got.tally);
+    trickler.abort();
+    net.stop_all().await;
+}
+
 /// Eight liars closer to a key than any honest node fill the fetcher's k
 /// closest contacts for it: each lookup ends at one of them. Once all are
 /// caught, the next lookup must start from the honest nodes behind them

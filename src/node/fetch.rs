@@ -109,7 +109,8 @@ impl Node {
     /// newest falls far behind. With no candidate left to hedge to, a new
     /// lookup runs beside the asks, neither asking nor believing the peers
     /// already tried: a peer that says it holds every key and then stalls
-    /// must not end every lookup at itself. Lookups neither ask nor believe
+    /// must not end every lookup at itself; its first new candidate is
+    /// asked as soon as it is found. Lookups neither ask nor believe
     /// the transfer's liars, nor its slow peers until a lookup found nobody
     /// new. Rounds repeat while they unmask liars (a liar a fetch sharing
     /// the transfer caught a moment before counts), with a short backoff
@@ -145,6 +146,10 @@ impl Node {
         // Asks running, with when each started (ms).
         let mut started: Vec<(SocketAddr, u64)> = Vec::new();
         let mut lookup: Option<BoxFuture<LookupResult>> = None;
+        // Whether the lookup running was a hedge (nobody was left to hedge
+        // to): its first new candidate is then asked as soon as it is found,
+        // not a whole hedge delay later.
+        let mut hedge_lookup = false;
         // When the newest ask or lookup started: the hedge clock.
         let mut newest = clock.now_ms();
         // Lookups run; rounds that ended with nothing and no liar caught;
@@ -155,6 +160,18 @@ impl Node {
         // hedges' lookups would skip a slow but honest holder until the
         // rounds ran out (CI saw a get fail so).
         let mut believe_slow = false;
+        // Asks `peer` beside the asks running.
+        macro_rules! hedge_to {
+            ($peer:expr) => {{
+                let peer = $peer;
+                tally.hedged += 1;
+                Stats::inc(&self.inner.stats.fetch_hedged);
+                tried.insert(peer);
+                running.push(self.ask(peer, key, max));
+                newest = clock.now_ms();
+                started.push((peer, newest));
+            }};
+        }
         loop {
             if lookup.is_none() && queue.is_empty() && running.is_empty() {
                 if rounds > 0 && !caught {
@@ -178,6 +195,7 @@ impl Node {
                 caught = false;
                 rounds += 1;
                 lookup = Some(self.holder_lookup(key, transfer, &tried, !believe_slow));
+                hedge_lookup = false;
                 newest = clock.now_ms();
             }
             if running.is_empty() {
@@ -254,6 +272,14 @@ impl Node {
                         }
                     }
                     believe_slow |= queue.len() == queued;
+                    if std::mem::take(&mut hedge_lookup)
+                        && !running.is_empty()
+                        && running.len() < MAX_IN_FLIGHT
+                    {
+                        if let Some(peer) = queue.pop_front() {
+                            hedge_to!(peer);
+                        }
+                    }
                 }
                 Ok(()) = endgame.changed(), if !ended => {
                     ended = true;
@@ -262,16 +288,11 @@ impl Node {
                 _ = clock.sleep(Duration::from_millis(hedge_in)), if can_hedge => {
                     newest = clock.now_ms();
                     match queue.pop_front() {
-                        Some(peer) => {
-                            tally.hedged += 1;
-                            Stats::inc(&self.inner.stats.fetch_hedged);
-                            tried.insert(peer);
-                            running.push(self.ask(peer, key, max));
-                            started.push((peer, newest));
-                        }
+                        Some(peer) => hedge_to!(peer),
                         None => {
                             rounds += 1;
                             lookup = Some(self.holder_lookup(key, transfer, &tried, !believe_slow));
+                            hedge_lookup = true;
                         }
                     }
                 }
