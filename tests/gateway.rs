@@ -378,6 +378,47 @@ async fn a_holder_that_never_delivers_gets_a_504_and_the_gateway_stays_healthy()
     net.stop_all().await;
 }
 
+/// Eight requests at once for a file whose manifest is not cached share
+/// one resolve: here one that a silent holder makes wait out the resolve
+/// timeout, so every request is still waiting when the last one arrives.
+/// Each gets the 504; the failed file is not kept, so the next request
+/// starts a resolve of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_one_file_at_once_share_one_resolve() {
+    let mut net = TestNet::start_with(5, |c| c.gateway_resolve_timeout_ms = 1500).await;
+    let silent =
+        common::hostile::start_silent_holder(common::hostile::hostile_ip(2), &net.contacts()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let gateway = net.nodes[3].gateway_addr.unwrap();
+    let nobody = Id::random();
+    let url = file_url(gateway, &nobody);
+    let started = std::time::Instant::now();
+    let got = futures::future::join_all((0..8).map(|_| fetch(&url, &[]))).await;
+    let took = started.elapsed().as_secs_f64();
+    for g in &got {
+        let body = String::from_utf8_lossy(&g.body);
+        assert_eq!(g.status, 504, "{body}");
+        assert_eq!(
+            body,
+            format!("the manifest of {nobody} was not resolved within 1500 ms: retry later\n")
+        );
+    }
+    let metrics = net.nodes[3].metrics_addr;
+    let resolves = metric(metrics, "dhtfs_gateway_manifest_resolves_total").await;
+    let misses = metric(metrics, "dhtfs_gateway_manifest_cache_misses_total").await;
+    println!("gateway: 8 requests at once, {misses} misses, {resolves} resolves, {took:.2} s");
+    assert_eq!(misses, 8.0);
+    assert_eq!(resolves, 1.0, "the eight misses shared one resolve");
+    assert_eq!(fetch(&url, &[]).await.status, 504);
+    assert_eq!(
+        metric(metrics, "dhtfs_gateway_manifest_resolves_total").await,
+        2.0,
+        "a failed resolve is not kept"
+    );
+    silent.abort();
+    net.stop_all().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeking_in_a_file_resolves_its_manifest_once() {
     let mut net = TestNet::start(5).await;

@@ -9,7 +9,7 @@ use crate::files::{FilesError, Unfetched};
 use crate::id::Id;
 
 /// A request the gateway could not answer with content.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("'{0}' is not a key: a key is 64 hex digits, as `dhtfs put` prints it")]
     BadKey(String),

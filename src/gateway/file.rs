@@ -2,7 +2,6 @@
 //! names, or a sealed file opened by its capability, streamed in order,
 //! whole or one range of it.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -15,7 +14,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
-use super::error::shown;
 use super::names::{content_disposition, content_type};
 use super::range::{content_range, parse_range, unsatisfied_range, Wanted};
 use super::{cache_headers, etag, not_modified, unchanged, Gateway, GatewayError};
@@ -61,21 +59,8 @@ async fn serve_file(
     // opened.
     let file = match gw.cached(&file_ref) {
         Some(file) => file,
-        None => {
-            let resolved = tokio::time::timeout(gw.resolve_timeout, fetcher.resolve(file_ref))
-                .await
-                .map_err(|_| {
-                    GatewayError::TimedOut(format!(
-                        "the manifest of {root} was not resolved within {}: retry later",
-                        shown(gw.resolve_timeout)
-                    ))
-                })?
-                .map_err(|e| GatewayError::unresolved(root, e));
-            gw.metrics.take_rejected(&fetcher.counters);
-            let file = Arc::new(resolved?);
-            gw.keep(file_ref, file.clone());
-            file
-        }
+        // Shared with the requests for the same file meanwhile.
+        None => gw.resolve(file_ref).await?,
     };
     let size = file.size;
 

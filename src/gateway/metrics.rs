@@ -26,6 +26,7 @@ pub struct GatewayMetrics {
     refused: IntCounterVec,
     manifest_hits: IntCounter,
     manifest_misses: IntCounter,
+    resolves: IntCounter,
     manifest_bytes: IntGauge,
     manifest_entries: IntGauge,
 }
@@ -57,6 +58,7 @@ impl GatewayMetrics {
             refused: counter_vec(r, "dhtfs_gateway_connections_refused_total", "Gateway connections closed at accept, by reason (cap: all connections; per_ip: one IP's).", &["reason"])?,
             manifest_hits: counter(r, "dhtfs_gateway_manifest_cache_hits_total", "Gateway file requests whose resolved manifest was cached (no manifest lookup).")?,
             manifest_misses: counter(r, "dhtfs_gateway_manifest_cache_misses_total", "Gateway file requests whose manifest had to be resolved from the network.")?,
+            resolves: counter(r, "dhtfs_gateway_manifest_resolves_total", "Manifest resolves the gateway started; concurrent misses for one file share one.")?,
             manifest_bytes: gauge("dhtfs_gateway_manifest_cache_bytes", "Bytes charged for the resolved manifests the gateway caches (at most gateway_manifest_cache_bytes).")?,
             manifest_entries: gauge("dhtfs_gateway_manifest_cache_entries", "Resolved manifests the gateway caches.")?,
         };
@@ -104,6 +106,10 @@ impl GatewayMetrics {
     }
 
     /// The manifest cache now holds `entries` charged `bytes`.
+    pub fn resolve_started(&self) {
+        self.resolves.inc();
+    }
+
     pub fn manifest_cache_held(&self, bytes: u64, entries: usize) {
         self.manifest_bytes.set(bytes as i64);
         self.manifest_entries.set(entries as i64);

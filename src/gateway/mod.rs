@@ -20,6 +20,7 @@ pub mod manifest_cache;
 pub mod metrics;
 pub mod names;
 pub mod range;
+mod resolving;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -72,6 +73,8 @@ struct Gateway {
     read_ahead: usize,
     resolve_timeout: Duration,
     manifests: Arc<Mutex<ManifestCache>>,
+    /// Resolves under way, shared by the requests for their file.
+    resolving: resolving::InFlight,
 }
 
 impl Gateway {
@@ -172,6 +175,7 @@ pub async fn serve(
         read_ahead: cfg.read_ahead.max(1),
         resolve_timeout: cfg.resolve_timeout,
         manifests: Arc::new(Mutex::new(ManifestCache::new(cfg.manifest_cache_bytes))),
+        resolving: Arc::default(),
     };
     let app = Router::new()
         .route("/file/{root}", get(file::get_file))
