@@ -143,6 +143,8 @@ pub struct Stats {
     pub republish_handed_over: AtomicU64,
     pub republish_position_ppm: AtomicU64,
     pub republish_last_pass_unix: AtomicU64,
+    /// The republish sweep's interval in seconds (0: republishing is off).
+    pub republish_interval_secs: AtomicU64,
     /// Newcomers handed blocks, store_value requests sent to them, failed.
     pub handoff_newcomers: AtomicU64,
     pub handoff_stores: AtomicU64,

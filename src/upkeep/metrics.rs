@@ -63,6 +63,7 @@ struct UpkeepMetrics {
     scrub_last_pass: IntGauge,
     scrub_last_duration: Gauge,
     scrub_interval: IntGauge,
+    republish_interval: IntGauge,
     compaction_passes: IntCounter,
     compaction_bytes_moved: IntCounter,
     compaction_segments_removed: IntCounter,
@@ -84,7 +85,8 @@ impl UpkeepMetrics {
             republish_lookup_requests: m.counter("dhtfs_republish_lookup_requests_total", "DHT requests sent by republishing's region lookups.")?,
             republish_behind: m.gauge("dhtfs_republish_behind_blocks", "Blocks not refreshed (republished by anyone) for twice the republish interval.")?,
             republish_position: m.float_gauge("dhtfs_republish_position_ratio", "Where the republish sweep is in the keyspace, 0 to 1.")?,
-            republish_last_pass: m.gauge("dhtfs_republish_last_pass_completed_timestamp_seconds", "When the republish sweep last completed a pass (unix seconds; 0 before the first).")?,
+            republish_last_pass: m.gauge("dhtfs_republish_last_pass_completed_timestamp_seconds", "When the republish sweep last completed a pass (unix seconds; 0 before the first; kept across restarts).")?,
+            republish_interval: m.gauge("dhtfs_republish_interval_seconds", "A republish pass starts this long after the previous one started (republish_interval_secs); 0 while republishing is off.")?,
             handoff_newcomers: m.counter("dhtfs_handoff_newcomers_total", "Nodes that newly proved their id, checked for blocks they are now among the K closest of.")?,
             handoff_stores: m.counter_vec("dhtfs_handoff_stores_total", "store_value requests handing blocks to newcomers, by outcome (saved|failed).", &["outcome"])?,
             replicas_dropped: m.counter("dhtfs_replicas_dropped_total", "Replicas dropped to win space back, each held by K closer nodes.")?,
@@ -150,6 +152,8 @@ impl UpkeepMetrics {
             .set(Stats::get(&s.republish_position_ppm) as f64 / 1e6);
         self.republish_last_pass
             .set(Stats::get(&s.republish_last_pass_unix) as i64);
+        self.republish_interval
+            .set(Stats::get(&s.republish_interval_secs) as i64);
 
         sync(&self.handoff_newcomers, Stats::get(&s.handoff_newcomers));
         let handed = Stats::get(&s.handoff_stores);

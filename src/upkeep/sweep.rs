@@ -76,6 +76,15 @@ pub async fn run_sweep(
         pass_started_unix_ms: clock.unix_ms(),
         ..SweepProgress::default()
     });
+    let stats = node.stats();
+    Stats::set(&stats.republish_interval_secs, interval.as_secs());
+    // Kept across restarts: the alert on a stale sweep reads it.
+    if progress.last_pass_completed_unix_ms > 0 {
+        Stats::set(
+            &stats.republish_last_pass_unix,
+            progress.last_pass_completed_unix_ms / 1000,
+        );
+    }
     let mut behind_at = 0;
     loop {
         match sweep_pass(
