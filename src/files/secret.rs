@@ -60,10 +60,13 @@ pub fn load_or_create(path: Option<&Path>) -> Result<(Secret, PathBuf, bool), Se
             if mode & 0o077 != 0 {
                 return Err(SecretError::Exposed { path, mode });
             }
-            let text = std::fs::read_to_string(&path).map_err(|source| SecretError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let text =
+                zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(|source| {
+                    SecretError::Read {
+                        path: path.clone(),
+                        source,
+                    }
+                })?);
             let secret =
                 parse(&text).ok_or_else(|| SecretError::Malformed { path: path.clone() })?;
             Ok((secret, path, false))
@@ -77,8 +80,9 @@ pub fn load_or_create(path: Option<&Path>) -> Result<(Secret, PathBuf, bool), Se
 }
 
 fn parse(text: &str) -> Option<Secret> {
-    let bytes = hex::decode(text.trim()).ok()?;
-    Some(Secret(bytes.try_into().ok()?))
+    let bytes = zeroize::Zeroizing::new(hex::decode(text.trim()).ok()?);
+    let key: [u8; 32] = bytes.as_slice().try_into().ok()?;
+    Some(Secret(key))
 }
 
 /// Makes a new secret at `path`: its directory with mode 0700, the file
