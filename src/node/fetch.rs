@@ -109,10 +109,10 @@ impl Node {
     /// newest falls far behind. With no candidate left to hedge to, a new
     /// lookup runs beside the asks, neither asking nor believing the peers
     /// already tried: a peer that says it holds every key and then stalls
-    /// must not end every lookup at itself; its first new candidate is
-    /// asked as soon as it is found. Lookups neither ask nor believe
-    /// the transfer's liars, nor its slow peers until a lookup found nobody
-    /// new. Rounds repeat while they unmask liars (a liar a fetch sharing
+    /// must not end every lookup at itself; in the transfer's end game its
+    /// first new candidate is asked as soon as it is found. Lookups neither
+    /// ask nor believe the transfer's liars, nor its slow peers until a
+    /// lookup found nobody new. Rounds repeat while they unmask liars (a liar a fetch sharing
     /// the transfer caught a moment before counts), with a short backoff
     /// otherwise; after a round that found nothing, peers that timed out or
     /// broke off are asked again, as a busy honest holder may.
@@ -147,8 +147,10 @@ impl Node {
         let mut started: Vec<(SocketAddr, u64)> = Vec::new();
         let mut lookup: Option<BoxFuture<LookupResult>> = None;
         // Whether the lookup running was a hedge (nobody was left to hedge
-        // to): its first new candidate is then asked as soon as it is found,
-        // not a whole hedge delay later.
+        // to): in the end game its first new candidate is then asked as
+        // soon as it is found, not a whole hedge delay later. Not before:
+        // on capped links that doubled a get's hedges (66 of 64 chunks,
+        // against 33-38 without) for no gain.
         let mut hedge_lookup = false;
         // When the newest ask or lookup started: the hedge clock.
         let mut newest = clock.now_ms();
@@ -273,6 +275,7 @@ impl Node {
                     }
                     believe_slow |= queue.len() == queued;
                     if std::mem::take(&mut hedge_lookup)
+                        && ended
                         && !running.is_empty()
                         && running.len() < MAX_IN_FLIGHT
                     {
