@@ -177,18 +177,47 @@ async fn a_holder_that_trickles_bytes_is_hedged_past_and_avoided() {
     net.stop_all().await;
 }
 
+/// Six nodes with no republish nor handoff (the one holder stays the only
+/// honest one), `blocks` put on the node farthest from the first block's
+/// key, and a trickler on 127.0.0.`hostile` closer to that key than anyone.
+/// The fetcher is node 1: its first lookup's first asks go to the trickler
+/// and honest nodes that do not hold the block. Returns the network, the
+/// holder's index, the trickler's count of asks, and the trickler.
+async fn one_holder_behind_a_trickler(
+    blocks: &[(Id, Vec<u8>)],
+    hostile: u8,
+) -> (
+    TestNet,
+    usize,
+    Arc<AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    let net = TestNet::start_with(6, |c| {
+        c.republish_interval_secs = 0;
+        c.handoff = false;
+    })
+    .await;
+    let first = blocks[0].0;
+    let holder = (2..6)
+        .max_by_key(|&i| net.nodes[i].node.me().id.distance(&first))
+        .unwrap();
+    for (key, data) in blocks {
+        net.nodes[holder].store.put_verified(key, data).unwrap();
+    }
+    let asked = Arc::new(AtomicUsize::new(0));
+    let ip = common::hostile::hostile_ip(hostile);
+    let near = common::hostile::near(&first, 200);
+    let trickler = common::hostile::start_trickler(ip, near, &net.contacts(), asked.clone()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    (net, holder, asked, trickler)
+}
+
 /// The engine's one fetch path, block by block: a trickler closer to the
 /// key than anyone ends the first lookup at itself and is asked first; the
 /// fetch hedges, looks past it, takes the honest copy, marks it slow, and
 /// the transfer's next fetch neither asks it nor believes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickler_asked_first_is_hedged_past_then_avoided() {
-    // No republish nor handoff: the one holder stays the only honest one.
-    let mut net = TestNet::start_with(6, |c| {
-        c.republish_interval_secs = 0;
-        c.handoff = false;
-    })
-    .await;
     let blocks: Vec<(Id, Vec<u8>)> = (1..=2u8)
         .map(|i| {
             let data = vec![i; 300_000];
@@ -196,20 +225,7 @@ async fn a_trickler_asked_first_is_hedged_past_then_avoided() {
         })
         .collect();
     let first = blocks[0].0;
-    // The fetcher is node 1; the one holder of both blocks is the node
-    // farthest from the first key, so the first lookup's first asks go to
-    // the trickler and honest nodes that do not hold it.
-    let holder = (2..6)
-        .max_by_key(|&i| net.nodes[i].node.me().id.distance(&first))
-        .unwrap();
-    for (key, data) in &blocks {
-        net.nodes[holder].store.put_verified(key, data).unwrap();
-    }
-    let asked = Arc::new(AtomicUsize::new(0));
-    let ip = common::hostile::hostile_ip(2);
-    let near = common::hostile::near(&first, 200);
-    let trickler = common::hostile::start_trickler(ip, near, &net.contacts(), asked.clone()).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (mut net, holder, asked, trickler) = one_holder_behind_a_trickler(&blocks, 2).await;
     let fetcher = &net.nodes[1].node;
     let transfer = Transfer::new();
     let got = fetcher
@@ -253,22 +269,10 @@ async fn a_trickler_asked_first_is_hedged_past_then_avoided() {
 /// without the end game).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_end_game_hedges_a_running_fetch_sooner() {
-    let mut net = TestNet::start_with(6, |c| {
-        c.republish_interval_secs = 0;
-        c.handoff = false;
-    })
-    .await;
     let data = vec![9u8; 300_000];
     let key = Id::of_block(&data);
-    let holder = (2..6)
-        .max_by_key(|&i| net.nodes[i].node.me().id.distance(&key))
-        .unwrap();
-    net.nodes[holder].store.put_verified(&key, &data).unwrap();
-    let asked = Arc::new(AtomicUsize::new(0));
-    let ip = common::hostile::hostile_ip(3);
-    let near = common::hostile::near(&key, 200);
-    let trickler = common::hostile::start_trickler(ip, near, &net.contacts(), asked.clone()).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (mut net, holder, asked, trickler) =
+        one_holder_behind_a_trickler(&[(key, data.clone())], 3).await;
     let fetcher = net.nodes[1].node.clone();
     let transfer = Arc::new(Transfer::new());
     let fetch = {
