@@ -105,11 +105,12 @@ impl GatewayMetrics {
         }
     }
 
-    /// The manifest cache now holds `entries` charged `bytes`.
+    /// A manifest resolve started (one per file at a time).
     pub fn resolve_started(&self) {
         self.resolves.inc();
     }
 
+    /// The manifest cache now holds `entries` charged `bytes`.
     pub fn manifest_cache_held(&self, bytes: u64, entries: usize) {
         self.manifest_bytes.set(bytes as i64);
         self.manifest_entries.set(entries as i64);

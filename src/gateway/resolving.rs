@@ -28,17 +28,14 @@ impl Gateway {
     /// The file `file_ref` names, resolved from the network: by the resolve
     /// already under way for it, or by one started here.
     pub(super) async fn resolve(&self, file_ref: FileRef) -> Result<Arc<Resolved>, GatewayError> {
-        let resolving = {
-            let mut map = self.resolving.lock().unwrap_or_else(|p| p.into_inner());
-            match map.get(&file_ref) {
-                Some(running) => running.clone(),
-                None => {
-                    let started = self.start_resolve(file_ref);
-                    map.insert(file_ref, started.clone());
-                    started
-                }
-            }
-        };
+        // Started under the lock: the task's own removal waits for the insert.
+        let resolving = self
+            .resolving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(file_ref)
+            .or_insert_with(|| self.start_resolve(file_ref))
+            .clone();
         resolving.await
     }
 
