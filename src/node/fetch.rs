@@ -112,9 +112,9 @@ impl Node {
     /// must not end every lookup at itself; in the transfer's end game its
     /// first new candidate is asked as soon as it is found. Lookups neither
     /// ask nor believe the transfer's liars, nor its slow peers until a
-    /// lookup found nobody new. Rounds repeat while they unmask liars (a liar a fetch sharing
-    /// the transfer caught a moment before counts), with a short backoff
-    /// otherwise; after a round that found nothing, peers that timed out or
+    /// lookup found nobody new. Rounds repeat while they unmask liars (a
+    /// liar a fetch sharing the transfer caught a moment before counts),
+    /// with a short backoff otherwise; after a round that found nothing, peers that timed out or
     /// broke off are asked again, as a busy honest holder may.
     pub async fn fetch_verified(
         &self,
