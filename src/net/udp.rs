@@ -8,6 +8,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::TcpClient;
+use crate::addr::{canonical_addr, Reach};
 use crate::id::Id;
 use crate::node::{BoxFuture, FetchError, Node, Transport};
 use crate::stats::Stats;
@@ -21,21 +22,28 @@ pub struct NetTransport {
     socket: Arc<UdpSocket>,
     client: TcpClient,
     stats: Arc<Stats>,
+    /// Which families the socket sends to (both when dual-stack).
+    reach: Reach,
 }
 
 impl NetTransport {
     /// A transport sending from `socket`.
     pub fn new(socket: Arc<UdpSocket>, client: TcpClient, stats: Arc<Stats>) -> NetTransport {
+        // A socket that cannot say where it is bound reaches what it can;
+        // a send it cannot make fails and is counted.
+        let reach = socket.local_addr().map_or(Reach::Both, Reach::of);
         NetTransport {
             socket,
             client,
             stats,
+            reach,
         }
     }
 }
 
 impl Transport for NetTransport {
     fn send_datagram(&self, to: SocketAddr, bytes: &[u8]) {
+        let to = self.reach.destination(to);
         match self.socket.try_send_to(bytes, to) {
             Ok(_) => {}
             // tokio learns that a socket is writable only once it has
@@ -58,6 +66,10 @@ impl Transport for NetTransport {
         }
     }
 
+    fn reaches(&self, to: SocketAddr) -> bool {
+        self.reach.allows(to)
+    }
+
     fn fetch_block(
         &self,
         from: SocketAddr,
@@ -76,7 +88,9 @@ pub async fn run_udp(socket: Arc<UdpSocket>, node: Node, mut shutdown: watch::Re
     loop {
         tokio::select! {
             received = socket.recv_from(&mut buf) => match received {
-                Ok((n, from)) => node.handle_datagram(from, &buf[..n]),
+                // A dual-stack socket names an IPv4 peer by its mapped
+                // address; the engine knows it by its IPv4 one.
+                Ok((n, from)) => node.handle_datagram(canonical_addr(from), &buf[..n]),
                 // ICMP errors from earlier sends surface here on some systems;
                 // they say nothing about this socket's health.
                 Err(e) => tracing::debug!(error = %e, "udp receive error"),

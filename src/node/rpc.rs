@@ -251,7 +251,15 @@ impl Node {
         let value = self
             .request_contact(to, RequestBody::FindNode(target), timeout, turn)
             .await?;
-        Ok(decode_nodes(&value)?)
+        Ok(self.reachable(decode_nodes(&value)?))
+    }
+
+    /// `nodes` less those this node's socket cannot send to (an IPv6
+    /// contact named to an IPv4-only node): asking them would only time out.
+    fn reachable(&self, mut nodes: Vec<Contact>) -> Vec<Contact> {
+        let transport = &self.inner.transport;
+        nodes.retain(|c| transport.reaches(c.addr));
+        nodes
     }
 
     /// Asks `to` whether it holds `key`, or which nodes are closer.
@@ -275,7 +283,10 @@ impl Node {
         let value = self
             .request_contact(to, RequestBody::FindValue(key), timeout, turn)
             .await?;
-        Ok(decode_find_value(&value)?)
+        Ok(match decode_find_value(&value)? {
+            FindValueResult::Closer(nodes) => FindValueResult::Closer(self.reachable(nodes)),
+            holder => holder,
+        })
     }
 
     /// Asks `to` to pull `key` from us and store it; Ok only on "saved".

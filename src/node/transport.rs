@@ -30,6 +30,12 @@ pub enum FetchError {
 pub trait Transport: Send + Sync + 'static {
     /// Sends one datagram; delivery is best effort, as UDP is.
     fn send_datagram(&self, to: SocketAddr, bytes: &[u8]);
+    /// Whether datagrams can reach `to` at all (a socket of one address
+    /// family cannot send to the other): contacts it cannot are not asked.
+    fn reaches(&self, to: SocketAddr) -> bool {
+        let _ = to;
+        true
+    }
     /// Fetches the block `key` from the node at `from` over the block protocol,
     /// refusing one longer than `max_len`. Does not check the hash.
     fn fetch_block(

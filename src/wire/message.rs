@@ -312,7 +312,11 @@ fn decode_node_field(v: &Value, field: &'static str) -> Result<Contact, WireErro
         Some(p) if (1..=65535).contains(&p) => p as u16,
         _ => return Err(bad(field, "needs port as an integer 1..65535")),
     };
-    Ok(Contact::new(id, SocketAddr::new(ip, port)))
+    // A mapped IPv4 address names the IPv4 host: one host, one address.
+    Ok(Contact::new(
+        id,
+        SocketAddr::new(crate::addr::canonical(ip), port),
+    ))
 }
 
 /// Decodes a result that should be one node object (ping_node, and find_value
