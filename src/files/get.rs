@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
+use super::direct::{Output, Wrote};
 use super::fetch::{block_len, fetch_block, open_chunk, resolve, Fetcher, MAX_BLOCK};
 use super::file_ref::FileRef;
 use super::progress::{Counters, Progress};
@@ -162,12 +163,15 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
                 .map(|(w, block)| (w.entry, w.offsets[0], *block))
                 .collect(),
         );
-        tokio::task::spawn_blocking(move || open_part(&part, size, chunk_size, &wants_view))
-            .await
-            .map_err(|e| FilesError::Io {
-                path: opts.out.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })??
+        tokio::task::spawn_blocking(move || {
+            open_part(&part, size, chunk_size, &wants_view)
+                .map(|(file, done)| (Output::new(file, &part), done))
+        })
+        .await
+        .map_err(|e| FilesError::Io {
+            path: opts.out.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })??
     };
     let file = Arc::new(file);
     let reused = done.len();
@@ -200,7 +204,7 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
     )
     .await?;
     let (part2, out, sync) = (part.clone(), opts.out.clone(), opts.sync);
-    tokio::task::spawn_blocking(move || finish(&file, &part2, &out, sync))
+    tokio::task::spawn_blocking(move || finish(&file.buffered, &part2, &out, sync))
         .await
         .map_err(|e| FilesError::Io {
             path: opts.out.clone(),
@@ -226,7 +230,7 @@ async fn fetch_all(
     session: &Session,
     opts: &GetOptions,
     (todo, chunk_size, stripes): (Vec<Want>, u64, bool),
-    file: &Arc<File>,
+    file: &Arc<Output>,
     counters: &Arc<Counters>,
     transfer: &Arc<Transfer>,
     part: &Path,
@@ -234,7 +238,6 @@ async fn fetch_all(
     let mut running = JoinSet::new();
     let mut queue = todo.into_iter();
     let mut fetched = 0;
-    let writing = Arc::new(std::sync::Mutex::new(()));
     // Whether every chunk's fetch has started.
     let mut drained = false;
     let sync = opts.sync;
@@ -256,7 +259,7 @@ async fn fetch_all(
                 transfer: transfer.clone(),
                 counters: counters.clone(),
             };
-            let (file, counters, writing) = (file.clone(), counters.clone(), writing.clone());
+            let (file, counters) = (file.clone(), counters.clone());
             running.spawn(async move {
                 let key = want.entry.0;
                 let data = fetcher.chunk(&want.entry, chunk_size, stripes).await;
@@ -269,17 +272,12 @@ async fn fetch_all(
                 let written = tokio::task::spawn_blocking(move || {
                     // Opened (a sealed chunk) off the runtime, beside the write.
                     let data = open_chunk(&entry, chunk_size, data).map_err(Err)?;
-                    // One write into the file at a time: the kernel takes
-                    // the file's lock for each, and writers waiting for it
-                    // spin (13% of a get's CPU right after a put, profiled)
-                    // where waiting here sleeps.
-                    let _one = writing.lock().unwrap_or_else(|p| p.into_inner());
                     offsets
                         .iter()
                         .try_for_each(|&o| {
-                            file.write_all_at(&data, o)?;
-                            if sync {
-                                start_writeback(&file, o, data.len() as u64);
+                            // A direct write is on the disk already.
+                            if file.write_at(&data, o)? == Wrote::Buffered && sync {
+                                start_writeback(&file.buffered, o, data.len() as u64);
                             }
                             Ok::<(), std::io::Error>(())
                         })
@@ -309,14 +307,14 @@ async fn fetch_all(
                 if opts.stop_after.is_some_and(|n| fetched >= n) {
                     running.abort_all();
                     while running.join_next().await.is_some() {}
-                    let _ = file.sync_all();
+                    let _ = file.buffered.sync_all();
                     return Err(FilesError::Interrupted(fetched));
                 }
             }
             Some(Ok(Err((index, key, why)))) => {
                 running.abort_all();
                 while running.join_next().await.is_some() {}
-                let _ = file.sync_all();
+                let _ = file.buffered.sync_all();
                 tracing::debug!(part = %part.display(), "keeping the part file to resume from");
                 return Err(FilesError::ChunkNotFound {
                     index,

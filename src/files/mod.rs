@@ -2,6 +2,7 @@
 //! its root key; `dhtfs get` fetches it back anywhere, in parallel and out of
 //! order, verified, resumable. Both run as a short-lived client node.
 
+mod direct;
 mod fetch;
 mod file_ref;
 mod get;
