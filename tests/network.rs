@@ -203,3 +203,35 @@ async fn an_ipv4_node_leaves_the_ipv6_contacts_it_hears_of_alone() {
         d.shutdown().await;
     }
 }
+
+/// A fetch whose lookups go unanswered (its peers stopped, still in its
+/// table) says that the network may be the cause, as a timeout, instead of
+/// "no node holds it"; one whose lookups were all answered still says that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_that_hears_from_nobody_blames_the_network_not_the_block() {
+    let mut net = TestNet::start_with(4, |c| c.request_timeout_ms = 300).await;
+    let key = Id::of_block(b"held by nobody");
+    let transfer = dhtfs::node::Transfer::default();
+    let answered = net.nodes[0]
+        .node
+        .fetch_verified(key, 1 << 20, &transfer)
+        .await
+        .expect_err("nobody holds it");
+    assert_eq!(answered.why, "no node holds it");
+    assert!(!answered.timed_out);
+    for d in net.nodes.drain(1..) {
+        d.shutdown().await;
+    }
+    let transfer = dhtfs::node::Transfer::default();
+    let unanswered = net.nodes[0]
+        .node
+        .fetch_verified(key, 1 << 20, &transfer)
+        .await
+        .expect_err("nobody answers");
+    assert!(
+        unanswered.why.contains("went unanswered") && unanswered.timed_out,
+        "{}",
+        unanswered.why
+    );
+    net.stop_all().await;
+}

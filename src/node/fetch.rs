@@ -86,6 +86,25 @@ pub struct Fetched {
     pub tally: Tally,
 }
 
+/// What a fetch that met no holder says: nobody holds it when every
+/// request of its lookup was answered; when some went unanswered, that the
+/// network may be the cause (and a timeout, which callers report as one).
+const NO_HOLDER: &str = "no node holds it";
+
+fn no_holder_found(found: &LookupResult) -> (String, bool) {
+    match found.failed {
+        0 => (NO_HOLDER.into(), false),
+        failed => (
+            format!(
+                "no node said it holds it, and {failed} of the lookup's {} requests went \
+                 unanswered (a slow or lossy network, or peers gone)",
+                found.contacted
+            ),
+            true,
+        ),
+    }
+}
+
 /// Why no node supplied a block.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{why}")]
@@ -135,7 +154,10 @@ impl Node {
         let mut hedge_ms = hedge_for(ended);
         let me = self.inner.me.addr;
         let mut tally = Tally::default();
-        let mut last = (String::from("no node holds it"), false);
+        let mut last = (String::from(NO_HOLDER), false);
+        // Whether `last` is what a peer did (bad bytes, a timeout), which
+        // says more than what the last lookup found.
+        let mut peer_said = false;
         // Peers asked for this block (running, or failed to deliver it).
         let mut tried: HashSet<SocketAddr> = HashSet::new();
         // Peers that timed out or broke off: asked again after a round
@@ -240,6 +262,7 @@ impl Node {
                             lock(&transfer.marks).liar(peer);
                             caught = true;
                             last = (format!("{peer} sent bad bytes"), false);
+                            peer_said = true;
                         }
                         Err(FetchError::Absent) => {}
                         Err(e) => {
@@ -251,11 +274,15 @@ impl Node {
                                 self.mark_slow(transfer, peer, key);
                             }
                             last = (format!("{peer}: {e}"), true);
+                            peer_said = true;
                         }
                     }
                 }
                 Some(found) = async { lookup.as_mut()?.await.into() }, if lookup.is_some() => {
                     lookup = None;
+                    if found.holders.is_empty() && !peer_said {
+                        last = no_holder_found(&found);
+                    }
                     let candidates = found.holders.iter().chain(&found.closest).map(|c| c.addr);
                     let marks = lock(&transfer.marks);
                     // The lookup neither asked nor believed the liars known
