@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::addr::Reach;
 use crate::admin::{AdminService, BearerAuth};
 use crate::config::Config;
 use crate::contact::Contact;
@@ -34,6 +35,11 @@ pub enum StartError {
     NotADir(std::path::PathBuf),
     #[error("bootstrap address '{0}' is not IP:PORT")]
     BadBootstrap(String),
+    #[error("bootstrap address {bootstrap} is {family}, which a node listening on {listen} cannot reach: listen on [::]:{port} (IPv4 and IPv6 both), or bootstrap through an address of the listen address's family", family = if bootstrap.is_ipv6() { "IPv6" } else { "IPv4" }, port = listen.port())]
+    BootstrapFamily {
+        bootstrap: SocketAddr,
+        listen: SocketAddr,
+    },
     #[error("storage task failed: {0}")]
     Task(String),
 }
@@ -67,6 +73,15 @@ impl Daemon {
         cfg.validate()
             .map_err(|e| StartError::Task(e.to_string()))?;
         let bootstrap = parse_bootstrap(&cfg.bootstrap)?;
+        // A socket of one family cannot send to the other: say so now,
+        // rather than join nobody and time out.
+        let reach = Reach::of(cfg.listen);
+        if let Some(&bootstrap) = bootstrap.iter().find(|b| !reach.allows(**b)) {
+            return Err(StartError::BootstrapFamily {
+                bootstrap,
+                listen: cfg.listen,
+            });
+        }
         // Ports first: a taken port must not leave a fresh data dir behind.
         let (udp, tcp) = bind_pair(cfg.listen)?;
         let local_addr = udp.local_addr().map_err(|source| BindError {

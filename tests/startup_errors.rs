@@ -360,6 +360,31 @@ fn data_dir_with_a_corrupt_db_is_refused() {
 }
 
 #[test]
+fn a_bootstrap_of_the_other_family_names_the_dual_stack_listen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let out = run(
+        &[
+            "node",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--bootstrap",
+            "[::1]:7400",
+        ],
+        None,
+    );
+    let line = one_error_line("IPv6 bootstrap, IPv4 listen", &out);
+    assert_mentions(
+        "IPv6 bootstrap, IPv4 listen",
+        &line,
+        &["[::1]:7400", "[::]:"],
+    );
+    assert!(!dir.exists(), "a refused start leaves no data dir behind");
+}
+
+#[test]
 fn bad_listen_flag_fails_without_panic() {
     let out = run(&["node", "--listen", "notanaddress"], None);
     assert!(
