@@ -12,6 +12,7 @@ use crate::lookup::LookupConfig;
 use crate::net::TcpLimits;
 use crate::node::NodeConfig;
 use crate::routing::{IpLimits, RoutingConfig};
+use crate::spread::Spread;
 use crate::store::StoreConfig;
 
 /// Every setting of a node. Field names are the TOML keys.
@@ -131,6 +132,9 @@ pub struct Config {
     pub ip_limit_table: usize,
     /// Routing-table entries per /24 (IPv6 /64) in the whole table.
     pub prefix_limit_table: usize,
+    /// A lookup's K closest take at most this many of one /24 (IPv6 /64)
+    /// while other prefixes are near; 0 = plain XOR order.
+    pub prefix_limit_result: usize,
     /// Apply the per-IP and per-prefix limits to loopback and private addresses too.
     pub limit_local_addrs: bool,
     /// Buckets with no lookup for this long are refreshed.
@@ -217,6 +221,7 @@ impl Default for Config {
             prefix_limit_bucket: 2,
             ip_limit_table: 2,
             prefix_limit_table: 8,
+            prefix_limit_result: 1,
             limit_local_addrs: false,
             bucket_refresh_secs: 3_600,
             snapshot_interval_secs: 300,
@@ -503,6 +508,10 @@ impl Config {
                 alpha: self.alpha,
                 max_requests: self.lookup_max_requests,
                 deadline_ms: self.lookup_timeout_ms,
+                spread: Spread {
+                    per_prefix: self.prefix_limit_result,
+                    apply_to_local: self.limit_local_addrs,
+                },
             },
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             store_timeout: Duration::from_millis(self.store_timeout_ms),

@@ -4,7 +4,7 @@
 //! Layers, bottom to top (an import may point down, never up):
 //! - core, pure, no I/O or clocks (time is passed in): [`id`], [`contact`],
 //!   [`addr`], [`wire`], [`routing`], [`lookup`], [`region`], [`manifest`],
-//!   [`limits`], [`pacing`], [`rtt`], [`hedge`], [`seal`] (the crypto of
+//!   [`spread`], [`limits`], [`pacing`], [`rtt`], [`hedge`], [`seal`] (the crypto of
 //!   confidential files), [`erasure`] (a chunk's shards); and [`stats`], the plain
 //!   counters every layer above bumps
 //! - shells: [`net`] (UDP and TCP sockets), [`store`] (sled and block files)
@@ -43,6 +43,7 @@ pub mod rtt;
 pub mod seal;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod spread;
 pub mod stats;
 pub mod store;
 pub mod stripe;

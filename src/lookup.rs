@@ -12,6 +12,12 @@
 //! holding up the end, unless the lookup would otherwise end with fewer than
 //! k results; its answer is still taken until the caller gives up on it.
 //!
+//! Spread over prefixes ([`Spread`]): the k closest a lookup waits for and
+//! returns take at most `per_prefix` of one /24 (IPv6 /64) before every
+//! other prefix near the target has one, so a host holding a /24 near a key
+//! gets one of its k places while other prefixes are near. Off, the order
+//! is plain XOR distance.
+//!
 //! Every lookup is bounded: at most `max_requests` requests, and it ends at
 //! its deadline ([`Lookup::tick`]) with the best it has; [`LookupResult::bound`]
 //! says which bound ended it.
@@ -27,6 +33,7 @@ use std::net::SocketAddr;
 
 use crate::contact::Contact;
 use crate::id::{Distance, Id};
+use crate::spread::Spread;
 
 /// What a lookup is after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +55,8 @@ pub struct LookupConfig {
     pub max_requests: usize,
     /// A lookup ends this long after it started, with what it has (ms).
     pub deadline_ms: u64,
+    /// How the k closest spread over network prefixes.
+    pub spread: Spread,
 }
 
 impl Default for LookupConfig {
@@ -61,6 +70,7 @@ impl Default for LookupConfig {
             alpha: 3,
             max_requests: 300,
             deadline_ms: 10_000,
+            spread: Spread::OFF,
         }
     }
 }
@@ -119,6 +129,7 @@ pub struct Lookup {
     alpha: usize,
     max_requests: usize,
     deadline: u64,
+    spread: Spread,
     /// Failed peers stay so that hearing of them again does not revive them.
     candidates: BTreeMap<Distance, Candidate>,
     /// Which id holds each address among the candidates.
@@ -156,6 +167,7 @@ impl Lookup {
             alpha: cfg.alpha.max(1),
             max_requests: cfg.max_requests.max(1),
             deadline: now.saturating_add(cfg.deadline_ms),
+            spread: cfg.spread,
             candidates: BTreeMap::new(),
             addrs: HashMap::new(),
             holders: Vec::new(),
@@ -203,14 +215,13 @@ impl Lookup {
             .saturating_sub(self.in_flight)
             .min(self.max_requests.saturating_sub(self.contacted));
         let mut out = Vec::new();
-        let live = self
-            .candidates
-            .values_mut()
-            .filter(|c| c.state != State::Failed && c.state != State::Slow);
-        for candidate in live.take(self.k) {
+        for distance in self.window(is_live, self.k) {
             if out.len() >= budget {
                 break;
             }
+            let Some(candidate) = self.candidates.get_mut(&distance) else {
+                continue;
+            };
             if candidate.state == State::NotContacted {
                 candidate.state = State::Waiting;
                 out.push(candidate.contact);
@@ -315,12 +326,15 @@ impl Lookup {
 
     /// What the lookup found so far; final once [`is_finished`](Self::is_finished).
     pub fn result(&self) -> LookupResult {
-        let closest: Vec<&Candidate> = self
-            .candidates
-            .values()
-            .filter(|c| c.state == State::Succeeded)
-            .take(self.k)
-            .collect();
+        // Finished the Kademlia way, the window is the answer; ended
+        // early, the best of those that answered.
+        let window = self.window(is_live, self.k);
+        let answered = |d: &Distance| self.candidates[d].state == State::Succeeded;
+        let picked = match window.iter().all(answered) {
+            true => window,
+            false => self.window(|s| s == State::Succeeded, self.k),
+        };
+        let closest: Vec<&Candidate> = picked.iter().map(|d| &self.candidates[d]).collect();
         let hops = closest
             .iter()
             .copied()
@@ -397,18 +411,44 @@ impl Lookup {
     /// and are bounded by our own requests.
     fn prune(&mut self) {
         let cap = 4 * self.k + self.alpha;
-        let excess: Vec<Distance> = self
+        // The best ranked stay: a /24 naming many of its own near the
+        // target cannot crowd out the other prefixes.
+        let waiting: Vec<(Distance, SocketAddr)> = self
             .candidates
             .iter()
             .filter(|(_, c)| c.state == State::NotContacted)
+            .map(|(d, c)| (*d, c.contact.addr))
+            .collect();
+        let addrs: Vec<SocketAddr> = waiting.iter().map(|w| w.1).collect();
+        let excess: Vec<Distance> = self
+            .spread
+            .rank(&addrs)
+            .into_iter()
             .skip(cap)
-            .map(|(d, _)| *d)
+            .map(|i| waiting[i].0)
             .collect();
         for distance in &excess {
             if let Some(c) = self.candidates.remove(distance) {
                 self.addrs.remove(&c.contact.addr);
             }
         }
+    }
+
+    /// The `k` candidates in a state `keep` takes that the spread rule
+    /// picks, closest first, by their distance (their key).
+    fn window(&self, keep: impl Fn(State) -> bool, k: usize) -> Vec<Distance> {
+        let kept = self.candidates.iter().filter(|(_, c)| keep(c.state));
+        if self.spread.per_prefix == 0 {
+            // Plain XOR order: the first k, without ranking them all.
+            return kept.take(k).map(|(d, _)| *d).collect();
+        }
+        let kept: Vec<(Distance, SocketAddr)> = kept.map(|(d, c)| (*d, c.contact.addr)).collect();
+        let addrs: Vec<SocketAddr> = kept.iter().map(|c| c.1).collect();
+        self.spread
+            .pick(&addrs, k)
+            .into_iter()
+            .map(|i| kept[i].0)
+            .collect()
     }
 
     fn update_finished(&mut self) {
@@ -422,11 +462,9 @@ impl Lookup {
         // Slow peers count as failed here, unless without them the result
         // would be short: then they are waited for.
         let window: Vec<State> = self
-            .candidates
-            .values()
-            .filter(|c| c.state != State::Failed && c.state != State::Slow)
-            .take(self.k)
-            .map(|c| c.state)
+            .window(is_live, self.k)
+            .iter()
+            .map(|d| self.candidates[d].state)
             .collect();
         let answered = window.iter().all(|s| *s == State::Succeeded);
         let settled = answered && (window.len() >= self.k || self.slow == 0);
@@ -437,6 +475,11 @@ impl Lookup {
             self.end(Bound::Requests);
         }
     }
+}
+
+/// Asked, or to be asked: neither failed nor past its soft timeout.
+fn is_live(s: State) -> bool {
+    s != State::Failed && s != State::Slow
 }
 
 #[cfg(test)]

@@ -330,6 +330,7 @@ fn the_request_cap_ends_an_endless_lookup() {
         alpha: 3,
         max_requests: 10,
         deadline_ms: 1_000_000,
+        ..LookupConfig::default()
     };
     let mut l = Lookup::new(TARGET, LookupKind::FindNode, cfg, None, vec![at(60_000)], 0);
     // A liar answers every request with three fresh, ever closer ids.
@@ -358,6 +359,7 @@ fn the_deadline_ends_a_lookup_with_the_best_it_has() {
         alpha: 1,
         max_requests: 100,
         deadline_ms: 5_000,
+        ..LookupConfig::default()
     };
     let mut l = Lookup::new(
         TARGET,
@@ -386,4 +388,77 @@ fn the_deadline_ends_a_lookup_with_the_best_it_has() {
     l.next_peers();
     ok(&mut l, 1, &[]);
     assert_eq!(l.result().bound, None);
+}
+
+/// A contact at distance `n` from `TARGET` on public IP `ip`.
+fn on(n: u16, ip: [u8; 4]) -> Contact {
+    Contact::new(at(n).id, SocketAddr::from((ip, 7400)))
+}
+
+#[test]
+fn a_crowded_prefix_takes_one_place_while_others_are_near() {
+    // The four closest share 8.8.8.0/24; three more, farther, do not.
+    let crowd = (1..=4).map(|n| on(n, [8, 8, 8, n as u8]));
+    let others = [
+        on(10, [9, 9, 9, 1]),
+        on(11, [7, 7, 7, 1]),
+        on(12, [6, 6, 6, 1]),
+    ];
+    let seeds: Vec<Contact> = crowd.chain(others).collect();
+    let cfg = |per_prefix| LookupConfig {
+        k: 4,
+        alpha: 8,
+        spread: crate::spread::Spread {
+            per_prefix,
+            apply_to_local: false,
+        },
+        ..LookupConfig::default()
+    };
+    let run = |per_prefix| {
+        let mut l = Lookup::new(
+            TARGET,
+            LookupKind::FindNode,
+            cfg(per_prefix),
+            None,
+            seeds.clone(),
+            0,
+        );
+        let asked = l.next_peers();
+        for p in &asked {
+            l.on_success(&p.id, Vec::new());
+        }
+        assert!(l.is_finished());
+        (ns(&asked), ns(&l.result().closest))
+    };
+    // Spread: the crowd's closest, then the three other prefixes; the rest
+    // of the crowd is never asked.
+    assert_eq!(run(1), (vec![1, 10, 11, 12], vec![1, 10, 11, 12]));
+    // Off: plain XOR order, the crowd fills the result.
+    assert_eq!(run(0), (vec![1, 2, 3, 4], vec![1, 2, 3, 4]));
+}
+
+#[test]
+fn short_of_prefixes_the_next_of_each_fill_the_result() {
+    let seeds = vec![
+        on(1, [8, 8, 8, 1]),
+        on(2, [8, 8, 8, 2]),
+        on(3, [8, 8, 8, 3]),
+        on(4, [9, 9, 9, 1]),
+        on(5, [9, 9, 9, 2]),
+    ];
+    let cfg = LookupConfig {
+        k: 4,
+        alpha: 8,
+        spread: crate::spread::Spread {
+            per_prefix: 1,
+            apply_to_local: false,
+        },
+        ..LookupConfig::default()
+    };
+    let mut l = Lookup::new(TARGET, LookupKind::FindNode, cfg, None, seeds, 0);
+    for p in l.next_peers() {
+        l.on_success(&p.id, Vec::new());
+    }
+    // Two prefixes: each one's first, then each one's second.
+    assert_eq!(ns(&l.result().closest), [1, 2, 4, 5]);
 }

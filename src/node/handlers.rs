@@ -96,14 +96,25 @@ impl Node {
     }
 
     /// The K closest we know to `target`, closest first, leaving out the one
-    /// who asked. Only verified entries whose last request did not fail are
-    /// handed out: an unproven id may be made up, and a dead peer in an
-    /// answer costs the asker a timeout.
+    /// who asked; with the lookup's spread rule on, also the K it would pick
+    /// among the nodes we know near the target (at most 2K in all): where a
+    /// /24 crowds the target, the asker hears of the other prefixes too.
+    /// Only verified entries whose last request did not fail are handed
+    /// out: an unproven id may be made up, and a dead peer in an answer
+    /// costs the asker a timeout.
     fn closest_for(&self, target: &crate::id::Id, requester: &Contact) -> Vec<Contact> {
-        let k = self.inner.cfg.lookup.k;
-        let mut out = self.table().closest_good(target, k + 1);
-        out.retain(|c| c.id != requester.id && c.addr != requester.addr);
-        out.truncate(k);
+        let (k, spread) = (self.inner.cfg.lookup.k, self.inner.cfg.lookup.spread);
+        let mut known = self.table().closest_good(target, 4 * (k + 1));
+        known.retain(|c| c.id != requester.id && c.addr != requester.addr);
+        let mut out: Vec<Contact> = known.iter().take(k).copied().collect();
+        if spread.per_prefix > 0 {
+            for c in spread.closest_of(target, &known, k) {
+                if !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+            out.sort_by_key(|c| target.distance(&c.id));
+        }
         out
     }
 

@@ -50,10 +50,12 @@ impl Node {
     }
 
     /// A find_node lookup for the `width` nodes closest to `target` rather
-    /// than K: a republish sweep learns a whole keyspace region from one.
+    /// than K, in plain XOR order: a republish sweep learns a whole keyspace
+    /// region from one, which needs every node near the target (`region.rs`).
     pub async fn lookup_wide(&self, target: Id, width: usize) -> LookupResult {
         let mut cfg = self.inner.cfg.lookup.clone();
         cfg.k = width.max(cfg.k);
+        cfg.spread = crate::spread::Spread::OFF;
         self.lookup_with(target, LookupKind::FindNode, &HashSet::new(), cfg)
             .await
     }

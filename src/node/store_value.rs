@@ -136,19 +136,23 @@ impl Node {
 impl Node {
     /// Refuses a key this node is plainly not a holder of: one for which we
     /// know `k + store_slack` verified nodes closer than ourselves (the one
-    /// asking aside). The slack keeps an honest put, whose view of the
-    /// network differs a little from ours, from ever being refused.
+    /// asking aside), in XOR order (where a republish sweep places) and in
+    /// the order spread over prefixes (where a put's lookup places). The
+    /// slack keeps an honest put, whose view of the network differs a
+    /// little from ours, from ever being refused.
     fn check_responsible(&self, requester: &Contact, key: &Id) -> Result<(), String> {
         let cfg = &self.inner.cfg;
         let limit = cfg.lookup.k + cfg.store_slack;
-        let ours = self.inner.me.id.distance(key);
-        let closer = self
+        let me = self.inner.me;
+        let ours = me.id.distance(key);
+        let known: Vec<Contact> = self
             .table()
-            .closest_good(key, limit + 1)
+            .closest_good(key, 4 * (limit + 1))
             .into_iter()
-            .filter(|c| c.id != requester.id && c.id.distance(key) < ours)
-            .count();
-        if closer >= limit {
+            .filter(|c| c.id != requester.id)
+            .collect();
+        let closer = known.iter().filter(|c| c.id.distance(key) < ours).count();
+        if closer >= limit && !cfg.lookup.spread.picks(key, &known, me, limit) {
             return Err(format!(
                 "not responsible for block {key}: this node knows {closer} nodes closer to it"
             ));

@@ -136,6 +136,16 @@ async fn confirm(node: &Node, key: Id, k: usize) -> Verdict {
     if found.closest.iter().take(k).any(|c| c.id == me.id) || found.closest.len() < lookup_k {
         return Verdict::Responsible;
     }
+    // Picked by the rule that spreads a lookup's closest over prefixes:
+    // where a put places it.
+    if node
+        .config()
+        .lookup
+        .spread
+        .picks(&key, &found.closest, me, k)
+    {
+        return Verdict::Responsible;
+    }
     let ours = me.id.distance(&key);
     let closer: Vec<_> = found
         .closest
