@@ -90,11 +90,24 @@ fn put_and_get(
     v6: bool,
 ) -> (f64, f64, String) {
     let data = random_bytes(mib << 20, 41);
+    put_and_get_bytes(net, dir, ("f", &data), (from, v6), (to, v6))
+}
+
+/// Puts `data` as file `name` from host `from` (through the host after it,
+/// over IPv6 when `from_v6`) and gets it on host `to` (over IPv6 when
+/// `to_v6`): byte for byte; the put's and the get's seconds, and the root.
+fn put_and_get_bytes(
+    net: &TestNetns,
+    dir: &Path,
+    (name, data): (&str, &[u8]),
+    (from, from_v6): (usize, bool),
+    (to, to_v6): (usize, bool),
+) -> (f64, f64, String) {
     let started = Instant::now();
-    let root = put_file(net, dir, "f", &data, from, v6);
+    let root = put_file(net, dir, name, data, from, from_v6);
     let put_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let got = get_file(net, dir, &root, to, v6).expect("get across the namespaces");
+    let got = get_file(net, dir, &root, to, to_v6).expect("get across the namespaces");
     let get_s = started.elapsed().as_secs_f64();
     assert!(got == data, "other bytes");
     (put_s, get_s, root)
@@ -387,9 +400,11 @@ fn ipv4_and_ipv6_nodes_find_each_others_files() {
         );
         // Put over IPv4 (host 2 through host 3), got over IPv6 (host 5
         // through host 6); then the other way.
-        let (put_s, get_s, _) = put_and_get_across(net, dir, (2, false), (5, true));
+        let data = random_bytes(8 << 20, 2);
+        let (put_s, get_s, _) = put_and_get_bytes(net, dir, ("x2", &data), (2, false), (5, true));
         eprintln!("put over IPv4 in {put_s:.2} s, got over IPv6 in {get_s:.2} s");
-        let (put_s, get_s, _) = put_and_get_across(net, dir, (7, true), (0, false));
+        let data = random_bytes(8 << 20, 7);
+        let (put_s, get_s, _) = put_and_get_bytes(net, dir, ("x7", &data), (7, true), (0, false));
         eprintln!("put over IPv6 in {put_s:.2} s, got over IPv4 in {get_s:.2} s");
         let (exact, total, p50, p90) = lookups(net, &grpcurl, &nodes, 7, false);
         eprintln!("lookups: {exact} of {total} exact, median {p50:.2} ms, p90 {p90:.2} ms");
@@ -399,26 +414,6 @@ fn ipv4_and_ipv6_nodes_find_each_others_files() {
         );
         nodes
     });
-}
-
-/// Puts 8 MiB from host `from` over IPv6 when `from_v6`, and gets it on
-/// host `to` over IPv6 when `to_v6`: byte for byte; the put's and the get's
-/// seconds, and the root.
-fn put_and_get_across(
-    net: &TestNetns,
-    dir: &Path,
-    (from, from_v6): (usize, bool),
-    (to, to_v6): (usize, bool),
-) -> (f64, f64, String) {
-    let data = random_bytes(8 << 20, from as u64);
-    let started = Instant::now();
-    let root = put_file(net, dir, &format!("x{from}"), &data, from, from_v6);
-    let put_s = started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    let got = get_file(net, dir, &root, to, to_v6).expect("get from the other family");
-    let get_s = started.elapsed().as_secs_f64();
-    assert!(got == data, "other bytes");
-    (put_s, get_s, root)
 }
 
 /// A holder whose link dies in the middle of a get (its bridge port set
