@@ -211,10 +211,12 @@ async fn an_ipv4_node_leaves_the_ipv6_contacts_it_hears_of_alone() {
 async fn a_fetch_that_hears_from_nobody_blames_the_network_not_the_block() {
     let mut net = TestNet::start_with(4, |c| c.request_timeout_ms = 300).await;
     let key = Id::of_block(b"held by nobody");
-    let transfer = dhtfs::node::Transfer::default();
-    let answered = net.nodes[0]
-        .node
-        .fetch_verified(key, 1 << 20, &transfer)
+    // A fresh transfer each time: no peer marked slow by the one before.
+    let fetch = |node: dhtfs::node::Node| async move {
+        let transfer = dhtfs::node::Transfer::default();
+        node.fetch_verified(key, 1 << 20, &transfer).await
+    };
+    let answered = fetch(net.nodes[0].node.clone())
         .await
         .expect_err("nobody holds it");
     assert_eq!(answered.why, "no node holds it");
@@ -222,10 +224,7 @@ async fn a_fetch_that_hears_from_nobody_blames_the_network_not_the_block() {
     for d in net.nodes.drain(1..) {
         d.shutdown().await;
     }
-    let transfer = dhtfs::node::Transfer::default();
-    let unanswered = net.nodes[0]
-        .node
-        .fetch_verified(key, 1 << 20, &transfer)
+    let unanswered = fetch(net.nodes[0].node.clone())
         .await
         .expect_err("nobody answers");
     assert!(
