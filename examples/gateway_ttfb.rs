@@ -1,11 +1,19 @@
 //! The gateway's time to first byte and memory on a large file, measured (not
 //! a test: it prints figures). Eight nodes in this process hold a file
-//! (default 256 MiB, 1 MiB chunks, 2 replicas); a ninth node, the real
-//! `dhtfs` binary in its own process, joins after the put (holding nothing,
-//! so every chunk comes over the network) and serves it through its gateway. Printed: one chunk's fetch time (lookup, TCP fetch,
-//! verify; median of 16 chunks, fetched by an in-process node that does not
-//! hold them), the time to the response's head and to its first body byte, and the total, and the gateway
-//! process's RSS before and its peak (VmHWM) after.
+//! (default 256 MiB, 1 MiB chunks, 2 replicas) and an 8 MiB one; a ninth
+//! node, the real `dhtfs` binary in its own process, joins after the puts
+//! (holding nothing, so every chunk comes over the network) and serves them
+//! through its gateway: the small file first (the process's first request
+//! ever), then, once its pooled connections expired, the large one five
+//! times (the first on fresh connections).
+//!
+//! Printed: one chunk's fetch time (lookup, TCP fetch, verify; median of 16
+//! chunks, fetched by an in-process node that does not hold them, back to
+//! back and after an idle pause); for each request the time to the
+//! response's head, to its first body byte (from the root manifest's copy of
+//! the file's first 16 KiB, see `manifest.rs`) and to the first byte past it
+//! (the first chunk's), and the total; the gateway process's RSS before and
+//! its peak (VmHWM) after.
 //!
 //!     cargo build --release && cargo run --release --example gateway_ttfb [-- MIB]
 
@@ -19,12 +27,15 @@ use dhtfs::config::Config;
 use dhtfs::daemon::Daemon;
 use dhtfs::files::{put, Fetcher, PutOptions};
 use dhtfs::id::Id;
+use dhtfs::manifest::HEAD_MAX;
 use rand::{RngCore, SeedableRng};
 
 const NODES: usize = 8;
 const CHUNK: usize = 1 << 20;
 /// The pause before each idle fetch, and before the gateway's first request.
 const IDLE: Duration = Duration::from_secs(1);
+/// Past the block client's 10 s keep of an idle connection.
+const POOL_EXPIRY: Duration = Duration::from_secs(11);
 
 fn config(dir: &Path) -> Config {
     Config {
@@ -59,6 +70,8 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 struct Timed {
     head_ms: f64,
     first_ms: f64,
+    /// When the body passed the root's head: the first chunk's bytes.
+    chunk_ms: f64,
     total_s: f64,
     body: u64,
 }
@@ -76,7 +89,7 @@ async fn timed_get(addr: SocketAddr, path: &str) -> Timed {
     .expect("request");
     let mut buf = vec![0u8; 256 << 10];
     let mut head = Vec::new();
-    let (mut head_ms, mut first_ms, mut body) = (None, None, 0u64);
+    let (mut head_ms, mut first_ms, mut chunk_ms, mut body) = (None, None, None, 0u64);
     loop {
         let n = s.read(&mut buf).await.expect("read");
         if n == 0 {
@@ -96,10 +109,14 @@ async fn timed_get(addr: SocketAddr, path: &str) -> Timed {
             first_ms = Some(started.elapsed().as_secs_f64() * 1e3);
         }
         body += fresh.len() as u64;
+        if body > HEAD_MAX as u64 && chunk_ms.is_none() {
+            chunk_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+        }
     }
     Timed {
         head_ms: head_ms.unwrap_or(f64::NAN),
         first_ms: first_ms.unwrap_or(f64::NAN),
+        chunk_ms: chunk_ms.unwrap_or(f64::NAN),
         total_s: started.elapsed().as_secs_f64(),
         body,
     }
@@ -150,6 +167,21 @@ async fn main() {
         started.elapsed().as_secs_f64()
     );
     let keys: Vec<Id> = data.chunks(CHUNK).map(Id::of_block).collect();
+    // A second, small file: the gateway's very first request, so that the
+    // large file's first request meets a process that has served before.
+    let mut other = vec![0u8; 8 << 20];
+    rand::rngs::StdRng::seed_from_u64(8).fill_bytes(&mut other);
+    let other_file = tmp.path().join("other.bin");
+    std::fs::write(&other_file, &other).expect("write the other file");
+    let other_root = put(&PutOptions {
+        bootstrap: vec![nodes[0].local_addr],
+        quiet: true,
+        replicas: 2,
+        ..PutOptions::new(other_file)
+    })
+    .await
+    .expect("put the other file")
+    .root;
 
     // One chunk's fetch time, by a node that does not hold it.
     let fetcher_node = &nodes[NODES - 1];
@@ -236,17 +268,33 @@ async fn main() {
     tokio::time::sleep(IDLE).await;
     let (idle_rss, _) = rss_kib(child.id());
 
+    // The process's first request: a cold process (its code, allocator and
+    // routing table all met for the first time), on fresh connections.
+    let cold = timed_get(gateway, &format!("/file/{other_root}")).await;
+    assert_eq!(cold.body, other.len() as u64, "the whole other file");
+    println!(
+        "gateway's first request ever (another file, 8 MiB): first body byte after {:.2} ms ({:.2}x one chunk's fetch)",
+        cold.first_ms,
+        cold.first_ms / chunk_ms
+    );
+    // Its connections pooled for that file expire (the block client keeps
+    // an idle one 10 s): the large file's first request opens fresh ones,
+    // in a process that has served before, as a running gateway has.
+    tokio::time::sleep(POOL_EXPIRY).await;
+
     let path = format!("/file/{}", report.root);
-    let mut ttfbs = Vec::new();
+    let (mut ttfbs, mut past_head) = (Vec::new(), Vec::new());
     for run in 0..5 {
         let got = timed_get(gateway, &path).await;
         assert_eq!(got.body, data.len() as u64, "the whole file");
         let (rss, peak) = rss_kib(child.id());
         println!(
-            "gateway GET {run}: headers after {:.2} ms, first body byte after {:.2} ms ({:.2}x one chunk's fetch), {mib} MiB in {:.2} s ({:.0} MiB/s); gateway RSS {} MiB now, peak {} MiB (idle before: {} MiB)",
+            "gateway GET {run}: headers after {:.2} ms, first body byte after {:.2} ms ({:.2}x one chunk's fetch), first byte past the root's head (the first chunk's) after {:.2} ms ({:.2}x), {mib} MiB in {:.2} s ({:.0} MiB/s); gateway RSS {} MiB now, peak {} MiB (idle before: {} MiB)",
             got.head_ms,
             got.first_ms,
             got.first_ms / chunk_ms,
+            got.chunk_ms,
+            got.chunk_ms / chunk_ms,
             got.total_s,
             mib as f64 / got.total_s,
             rss / 1024,
@@ -254,13 +302,18 @@ async fn main() {
             idle_rss / 1024
         );
         ttfbs.push(got.first_ms);
+        past_head.push(got.chunk_ms);
     }
     let (first, median_ms) = (ttfbs[0], median(ttfbs));
     println!(
-        "summary: chunk fetch median {chunk_ms:.2} ms ({idle_chunk_ms:.2} after idle); gateway's first request: first body byte after {:.2} ms = {:.2}x ({:.2}x of the fetch after idle); median of 5 requests {:.2} ms = {:.2}x; gateway peak RSS {} MiB (idle {} MiB) for a {mib} MiB file",
+        "summary: chunk fetch median {chunk_ms:.2} ms ({idle_chunk_ms:.2} after idle); the process's first request ever: {:.2} ms = {:.2}x; the file's first request, on fresh connections: first body byte after {:.2} ms = {:.2}x ({:.2}x of the fetch after idle), first byte past the head after {:.2} ms = {:.2}x; median of 5 requests {:.2} ms = {:.2}x; gateway peak RSS {} MiB (idle {} MiB) for a {mib} MiB file",
+        cold.first_ms,
+        cold.first_ms / chunk_ms,
         first,
         first / chunk_ms,
         first / idle_chunk_ms,
+        past_head[0],
+        past_head[0] / chunk_ms,
         median_ms,
         median_ms / chunk_ms,
         rss_kib(child.id()).1 / 1024,

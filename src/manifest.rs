@@ -23,9 +23,19 @@
 //! of a file has the same layout. A reader of version 1 only refuses them
 //! with "upgrade dhtfs" rather than misreading a stripe as a chunk.
 //!
+//! A root manifest may carry the file's first bytes as `"head":"<base64>"`
+//! (at most [`HEAD_MAX`], and an eighth of the block), a copy of what its
+//! first chunk starts with: a reader can hand them out as soon as the root
+//! is verified, before the first chunk's lookup and transfer (a gateway's
+//! first byte), and a file no longer than its head needs no chunk fetched.
+//! Readers that predate it ignore the field; readers that use it check the
+//! first chunk against it.
+//!
 //! The original DHTFileStore's "hash file" (`<hex>$<size>|<hex>$<size>|...`)
 //! is read and written here too.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::id::Id;
@@ -48,6 +58,8 @@ pub const MAX_CHUNK_SIZE: u64 = 16 << 20;
 pub const MIN_CHUNK_SIZE: u64 = (4 << 10) - seal::TAG_LEN as u64;
 /// Largest file size accepted in a manifest (2^53, what JSON numbers hold exactly).
 pub const MAX_FILE_SIZE: u64 = 1 << 53;
+/// The longest head a root manifest carries (see the module's text).
+pub const HEAD_MAX: usize = 16 << 10;
 /// Room kept in each manifest block for everything but the entries.
 const HEADER_ROOM: usize = 1024;
 /// The most one entry `["<64 hex>",<u64>],` takes.
@@ -126,6 +138,16 @@ pub struct Manifest {
     /// Whether entries name stripes (an erasure-coded file) or chunk blocks.
     pub stripes: bool,
     pub body: Body,
+    /// The file's first bytes (a root's copy of its first chunk's start),
+    /// or none.
+    pub head: Vec<u8>,
+}
+
+/// The head a root manifest of blocks of at most `max_block` bytes carries:
+/// [`HEAD_MAX`], or an eighth of the block when that is less (base64 makes
+/// it a sixth), so the entries keep most of the root.
+pub fn head_len(max_block: usize) -> usize {
+    HEAD_MAX.min(max_block / 8)
 }
 
 fn is_false(b: &bool) -> bool {
@@ -146,6 +168,8 @@ struct Wire {
     chunks: Option<Vec<Entry>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parts: Option<Vec<Entry>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    head: Option<String>,
 }
 
 /// Why a manifest or a hash file is not acceptable.
@@ -195,6 +219,7 @@ impl Manifest {
             stripes: self.stripes,
             chunks,
             parts,
+            head: (!self.head.is_empty()).then(|| BASE64.encode(&self.head)),
         };
         serde_json::to_vec(&wire).unwrap_or_default()
     }
@@ -262,6 +287,24 @@ impl Manifest {
             }
             _ => return Err(not("it needs exactly one of chunks and parts".into())),
         };
+        let head = match &wire.head {
+            None => Vec::new(),
+            Some(text) => {
+                // Checked before decoding: a lying peer's head costs nothing.
+                if text.len() > HEAD_MAX.div_ceil(3) * 4 {
+                    return Err(bad(format!("its head is {} characters", text.len())));
+                }
+                BASE64
+                    .decode(text)
+                    .map_err(|e| bad(format!("its head is not base64: {e}")))?
+            }
+        };
+        if head.len() as u64 > wire.size.min(wire.chunk_size) {
+            return Err(bad(format!(
+                "its head of {} bytes is longer than its first chunk",
+                head.len()
+            )));
+        }
         let keyed = body_entries(&body).iter().filter(|e| e.2.is_some()).count();
         if keyed != 0 && keyed != body_entries(&body).len() {
             return Err(bad(format!(
@@ -275,6 +318,7 @@ impl Manifest {
             chunk_size: wire.chunk_size,
             stripes: wire.stripes,
             body,
+            head,
         };
         let total = manifest
             .entries()
@@ -310,7 +354,8 @@ pub struct Built {
 /// Builds the manifest of a file of `chunks` (in order) so that no manifest
 /// block exceeds `max_block` bytes. With `seal`, the chunks' entries carry
 /// their keys and every manifest block is sealed under that secret. With
-/// `stripes`, the entries name the chunks' stripes.
+/// `stripes`, the entries name the chunks' stripes. The root carries the
+/// first [`head_len`] bytes of `first`, the file's first chunk's bytes.
 pub fn build(
     name: Option<&str>,
     chunk_size: u64,
@@ -318,24 +363,29 @@ pub fn build(
     max_block: usize,
     seal: Option<&Secret>,
     stripes: bool,
+    first: &[u8],
 ) -> Built {
     let name = name.map(|n| n.chars().take(MAX_NAME).collect::<String>());
-    let name_room = name.as_ref().map_or(0, |n| n.len() * 6);
+    let size: u64 = chunks.iter().map(|e| e.1).sum();
+    // Never longer than the first chunk (nor than a part of it could be).
+    let head_max = head_len(max_block).min(chunk_size.min(size) as usize);
+    let head = first[..first.len().min(head_max)].to_vec();
+    let name_room = name.as_ref().map_or(0, |n| n.len() * 6) + head.len().div_ceil(3) * 4;
     let (entry_max, max_plain) = match seal {
         Some(_) => (SEALED_ENTRY_MAX, max_block.saturating_sub(seal::TAG_LEN)),
         None => (ENTRY_MAX, max_block),
     };
     let fanout = (max_plain.saturating_sub(HEADER_ROOM + name_room) / entry_max).max(2);
-    let size: u64 = chunks.iter().map(|e| e.1).sum();
     let mut blocks = Vec::new();
     // One manifest block: encoded, sealed if asked, named by its hash.
-    let mut make = |body: Body, size: u64, name: Option<String>| {
+    let mut make = |body: Body, size: u64, name: Option<String>, head: Vec<u8>| {
         let json = Manifest {
             name,
             size,
             chunk_size,
             stripes,
             body,
+            head,
         }
         .encode();
         let (bytes, key) = match seal {
@@ -350,7 +400,7 @@ pub fn build(
         Entry(id, size, key)
     };
     if chunks.len() <= fanout {
-        let root = make(Body::Chunks(chunks.to_vec()), size, name);
+        let root = make(Body::Chunks(chunks.to_vec()), size, name, head);
         return Built {
             root: root.0,
             root_key: root.2,
@@ -362,12 +412,12 @@ pub fn build(
         .chunks(fanout)
         .map(|group| {
             let covered = group.iter().map(|e| e.1).sum();
-            make(Body::Chunks(group.to_vec()), covered, None)
+            make(Body::Chunks(group.to_vec()), covered, None, Vec::new())
         })
         .collect();
     loop {
         if level.len() <= fanout {
-            let root = make(Body::Parts(level), size, name);
+            let root = make(Body::Parts(level), size, name, head);
             return Built {
                 root: root.0,
                 root_key: root.2,
@@ -378,7 +428,7 @@ pub fn build(
             .chunks(fanout)
             .map(|group| {
                 let covered = group.iter().map(|e| e.1).sum();
-                make(Body::Parts(group.to_vec()), covered, None)
+                make(Body::Parts(group.to_vec()), covered, None, Vec::new())
             })
             .collect();
     }
@@ -439,7 +489,7 @@ mod tests {
     #[test]
     fn small_file_is_one_block_with_its_name() {
         let c = chunks(3, 4096);
-        let built = build(Some("a.txt"), 4096, &c, 1 << 20, None, false);
+        let built = build(Some("a.txt"), 4096, &c, 1 << 20, None, false, &[]);
         assert_eq!(built.blocks.len(), 1);
         let m = Manifest::parse(built.root, &built.blocks[0].1).unwrap();
         assert_eq!(m.name.as_deref(), Some("a.txt"));
@@ -449,7 +499,7 @@ mod tests {
 
     #[test]
     fn empty_file_has_an_empty_manifest() {
-        let built = build(Some("empty"), 1 << 20, &[], 1 << 20, None, false);
+        let built = build(Some("empty"), 1 << 20, &[], 1 << 20, None, false, &[]);
         let m = Manifest::parse(built.root, &built.blocks[0].1).unwrap();
         assert_eq!(m.size, 0);
         assert!(m.entries().is_empty());
@@ -459,7 +509,7 @@ mod tests {
     fn large_lists_become_trees_within_the_block_size() {
         for (n, max_block) in [(1000, 4096), (20_000, 4096), (5000, 65536)] {
             let c = chunks(n, 4096);
-            let built = build(Some("big"), 4096, &c, max_block, None, false);
+            let built = build(Some("big"), 4096, &c, max_block, None, false, &[]);
             assert!(built.blocks.len() > 1);
             assert!(built.blocks.iter().all(|(_, b)| b.len() <= max_block));
             assert_eq!(built.blocks.last().unwrap().0, built.root);
@@ -467,6 +517,58 @@ mod tests {
             flatten(&built, built.root, 0, &mut out);
             assert_eq!(out, c);
         }
+    }
+
+    #[test]
+    fn the_root_alone_carries_the_files_first_bytes_cut_to_its_block() {
+        let first: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+        // 1 MiB blocks: 16 KiB of head, in a root that is still one block.
+        let c = chunks(1, 40_000);
+        let built = build(Some("a"), 1 << 20, &c, 1 << 20, None, false, &first);
+        let m = Manifest::parse(built.root, &built.blocks[0].1).unwrap();
+        assert_eq!(m.head, first[..HEAD_MAX]);
+        // 4 KiB blocks: a tree, whose root's head is an eighth of a block
+        // and whose parts carry none; every block within the size.
+        let c = chunks(1000, 4096);
+        let built = build(Some("big"), 4096, &c, 4096, None, false, &first);
+        assert!(built.blocks.len() > 2);
+        assert!(built.blocks.iter().all(|(_, b)| b.len() <= 4096));
+        for (key, bytes) in &built.blocks {
+            let m = Manifest::parse(*key, bytes).unwrap();
+            match *key == built.root {
+                true => assert_eq!(m.head, first[..512]),
+                false => assert!(m.head.is_empty()),
+            }
+        }
+        let mut out = Vec::new();
+        flatten(&built, built.root, 0, &mut out);
+        assert_eq!(out, c);
+        // A file shorter than the head is all in it; no bytes, no field.
+        let built = build(None, 4096, &chunks(1, 10), 4096, None, false, &first[..10]);
+        let m = Manifest::parse(built.root, &built.blocks[0].1).unwrap();
+        assert_eq!(m.head, first[..10]);
+        let built = build(None, 4096, &chunks(3, 4096), 1 << 20, None, false, &[]);
+        assert!(!String::from_utf8_lossy(&built.blocks[0].1).contains("head"));
+    }
+
+    #[test]
+    fn a_head_longer_than_the_first_chunk_or_not_base64_is_refused() {
+        let one = format!(r#"[["{}",10]]"#, Id::ZERO);
+        let with = |head: &str| {
+            format!(
+                r#"{{"dhtfs":"manifest","v":1,"size":10,"chunk_size":4096,"chunks":{one},"head":"{head}"}}"#
+            )
+        };
+        let parse = |text: String| Manifest::parse(Id::ZERO, text.as_bytes());
+        assert_eq!(
+            parse(with("AAECAwQFBgcICQ==")).unwrap().head,
+            (0..10).collect::<Vec<u8>>()
+        );
+        // 11 bytes of head in a 10-byte file.
+        assert!(parse(with("AAECAwQFBgcICQo=")).is_err());
+        assert!(parse(with("not base64!")).is_err());
+        // Longer than any head, refused before decoding.
+        assert!(parse(with(&"A".repeat(HEAD_MAX * 2))).is_err());
     }
 
     #[test]

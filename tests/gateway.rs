@@ -2,8 +2,10 @@
 //! 5-node network are read through another node's gateway with the real
 //! curl (whole, HEAD, ranges, a resumed download, errors), a PNG and an HTML
 //! page are opened in headless Chromium and what it rendered is checked, a
-//! chunk gone from every node cuts the response short, and lying holders on
-//! 127.0.0.2 never get a wrong byte to the client.
+//! chunk gone from every node cuts the response short, a file within its
+//! root's head is served with its chunk gone while a root that lies about
+//! its head is cut after it, and lying holders on 127.0.0.2 never get a
+//! wrong byte to the client.
 
 mod common;
 
@@ -17,7 +19,9 @@ use common::metrics::metric;
 use common::process::run_to_end;
 use common::put::put_file;
 use common::{require_tool, TestNet};
+use dhtfs::files::{get, GetOptions};
 use dhtfs::id::Id;
+use dhtfs::manifest::{self, Entry};
 const CHROMIUM_INSTALL: &str = "apt-get install chromium";
 
 fn file_url(gateway: SocketAddr, root: &Id) -> String {
@@ -141,6 +145,9 @@ async fn range_requests_and_a_resumed_download() {
         ("0-0".to_string(), 0, 1),
         (format!("{last}-{last}"), last, size),
         ("4090-4105".to_string(), 4090, 4106),
+        // Across the end of the root's head (512 bytes with 4 KiB blocks)
+        // into the rest of the first chunk.
+        ("500-600".to_string(), 500, 601),
         ("4000-8200".to_string(), 4000, 8201),
         ("-10".to_string(), size - 10, size),
         ("8000-".to_string(), 8000, size),
@@ -166,7 +173,7 @@ async fn range_requests_and_a_resumed_download() {
     let other = fetch(&url, &["-r", "0-0", "-H", "If-Range: \"other\""]).await;
     assert_eq!(other.status, 200);
     assert!(other.body == data);
-    println!("gateway: 7 ranges and an unsatisfiable one matched the original");
+    println!("gateway: 8 ranges and an unsatisfiable one matched the original");
 
     // An interrupted download (curl gives up after a second at 100 KB/s,
     // after the burst the socket buffers let through) that `curl -C -` resumes.
@@ -246,6 +253,70 @@ async fn a_chunk_gone_from_every_node_cuts_the_response_short() {
         "gateway: a missing last chunk cut the body at {} bytes",
         got.body.len()
     );
+    net.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_within_its_roots_head_needs_no_chunk_and_a_lying_head_is_cut() {
+    let mut net = TestNet::start(5).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let gateway = net.nodes[3].gateway_addr.unwrap();
+    // 300 bytes in 4 KiB blocks: the root's head (512 bytes) holds it all.
+    let small = random_bytes(300, 46);
+    let root = put_file(
+        tmp.path(),
+        "s.bin",
+        &small,
+        4096,
+        7,
+        net.nodes[0].local_addr,
+    )
+    .await;
+    let chunk = Id::of_block(&small);
+    let mut deleted = 0;
+    for d in &net.nodes {
+        deleted += usize::from(d.store.delete(&chunk).unwrap());
+    }
+    assert!(deleted > 0, "the chunk was stored somewhere");
+    let got = fetch(&file_url(gateway, &root), &[]).await;
+    assert_eq!(got.status, 200);
+    assert!(got.body == small, "the root alone served the file");
+
+    // A root whose head is not how its first chunk starts: the head goes
+    // out (it is what the verified root says), then the response is cut
+    // where the first chunk fails the check, and `get` refuses the file.
+    let data = random_bytes(3 * 4096, 47);
+    let chunks: Vec<Entry> = data
+        .chunks(4096)
+        .map(|c| Entry::plain(Id::of_block(c), c.len() as u64))
+        .collect();
+    let mut lie = data[..4096].to_vec();
+    lie[10] ^= 0xff;
+    let built = manifest::build(Some("lie.bin"), 4096, &chunks, 4096, None, false, &lie);
+    for d in &net.nodes {
+        for c in data.chunks(4096) {
+            d.store.put_verified(&Id::of_block(c), c).unwrap();
+        }
+        for (key, bytes) in &built.blocks {
+            d.store.put_verified(key, bytes).unwrap();
+        }
+    }
+    let got = fetch(&file_url(gateway, &built.root), &[]).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.curl_exit, Some(18), "curl saw a short body (exit 18)");
+    assert!(got.body == lie[..512], "the head, and nothing after it");
+    let out = tmp.path().join("lie.out");
+    let err = get(&GetOptions {
+        bootstrap: vec![net.nodes[1].local_addr],
+        quiet: true,
+        ..GetOptions::new(built.root, out.clone())
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("does not start with the 512 bytes"), "{err}");
+    assert!(!out.exists());
+    println!("gateway: a 300-byte file served with its chunk gone; a lying head cut after 512 bytes; get refused it: {err}");
     net.stop_all().await;
 }
 

@@ -33,6 +33,22 @@ pub struct Resolved {
     pub chunks: Vec<Entry>,
     /// Whether the entries name stripes (an erasure-coded file).
     pub stripes: bool,
+    /// The root manifest's copy of the file's first bytes (maybe none):
+    /// verified with the root, and checked against the first chunk.
+    pub head: bytes::Bytes,
+}
+
+/// Whether chunk `index`'s verified, opened bytes `data` agree with the
+/// root's `head`: the first chunk must start with it. A reader may have
+/// handed the head out already, so a root that lies about it is refused.
+pub fn check_head(head: &[u8], index: usize, data: &[u8]) -> Result<(), String> {
+    match index == 0 && !data.starts_with(head) {
+        true => Err(format!(
+            "it does not start with the {} bytes its root manifest copies (the manifest is inconsistent)",
+            head.len()
+        )),
+        false => Ok(()),
+    }
 }
 
 /// The largest block that can hold chunk `entry` of a file in
@@ -177,8 +193,9 @@ where
             FilesError::RootNotFound(root)
         }
     })?;
-    let top = open_root(&file, &bytes)?;
+    let mut top = open_root(&file, &bytes)?;
     check(&top)?;
+    let head = bytes::Bytes::from(std::mem::take(&mut top.head));
     let (name, claimed, chunk_size, stripes) =
         (top.name.clone(), top.size, top.chunk_size, top.stripes);
     let chunks = expand(root, top, |key| {
@@ -200,6 +217,7 @@ where
         chunk_size,
         chunks,
         stripes,
+        head,
     })
 }
 
@@ -338,5 +356,29 @@ fn open_part(key: Id, seal_key: Option<&SealKey>, bytes: &[u8]) -> Result<Manife
         }
     };
     check_sealing(key, &m, seal_key.is_some())?;
+    if !m.head.is_empty() {
+        return Err(manifest::ManifestError::Inconsistent {
+            key,
+            why: "a manifest part carries a head: only a root does".into(),
+        }
+        .into());
+    }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_first_chunk_answers_to_the_head() {
+        assert!(check_head(b"abc", 0, b"abcdef").is_ok());
+        assert!(check_head(b"", 0, b"abcdef").is_ok());
+        // A whole file within its head.
+        assert!(check_head(b"abc", 0, b"abc").is_ok());
+        assert!(check_head(b"abd", 0, b"abcdef").is_err());
+        // Longer than the chunk: it cannot start with it.
+        assert!(check_head(b"abcdefg", 0, b"abcdef").is_err());
+        assert!(check_head(b"xyz", 1, b"abcdef").is_ok());
+    }
 }

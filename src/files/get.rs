@@ -10,10 +10,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::task::JoinSet;
 
 use super::direct::{Output, Wrote};
-use super::fetch::{block_len, fetch_block, open_chunk, resolve, Fetcher, MAX_BLOCK};
+use super::fetch::{block_len, check_head, fetch_block, open_chunk, resolve, Fetcher, MAX_BLOCK};
 use super::file_ref::FileRef;
 use super::progress::{Counters, Progress};
 use super::session::Session;
@@ -101,16 +102,26 @@ pub async fn get(opts: &GetOptions) -> Result<GetReport, FilesError> {
 async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesError> {
     // One transfer: a liar or slow peer met on one block is avoided for all.
     let transfer = Arc::new(Transfer::new());
-    let (chunks, chunk_size, stripes) = match (&opts.hashfile, opts.root) {
+    let (chunks, chunk_size, stripes, head) = match (&opts.hashfile, opts.root) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path).map_err(io(path))?;
-            (manifest::parse_hashfile(&text)?, MAX_BLOCK, false)
+            (
+                manifest::parse_hashfile(&text)?,
+                MAX_BLOCK,
+                false,
+                Bytes::new(),
+            )
         }
         (None, Some(root)) => {
             let counters = Counters::default();
             let fetch = |key| fetch_block(&session.node, key, MAX_BLOCK, &transfer, &counters);
             let resolved = resolve(root, fetch, |top| check_disk_room(&opts.out, top.size)).await?;
-            (resolved.chunks, resolved.chunk_size, resolved.stripes)
+            (
+                resolved.chunks,
+                resolved.chunk_size,
+                resolved.stripes,
+                resolved.head,
+            )
         }
         (None, None) => return Err(FilesError::RootNotFound(Id::ZERO)),
     };
@@ -196,7 +207,7 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
     let fetched = fetch_all(
         session,
         opts,
-        (todo, chunk_size, stripes),
+        (todo, chunk_size, stripes, head),
         &file,
         &counters,
         &transfer,
@@ -229,7 +240,7 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
 async fn fetch_all(
     session: &Session,
     opts: &GetOptions,
-    (todo, chunk_size, stripes): (Vec<Want>, u64, bool),
+    (todo, chunk_size, stripes, head): (Vec<Want>, u64, bool, Bytes),
     file: &Arc<Output>,
     counters: &Arc<Counters>,
     transfer: &Arc<Transfer>,
@@ -259,7 +270,7 @@ async fn fetch_all(
                 transfer: transfer.clone(),
                 counters: counters.clone(),
             };
-            let (file, counters) = (file.clone(), counters.clone());
+            let (file, counters, head) = (file.clone(), counters.clone(), head.clone());
             running.spawn(async move {
                 let key = want.entry.0;
                 let data = fetcher.chunk(&want.entry, chunk_size, stripes).await;
@@ -272,6 +283,7 @@ async fn fetch_all(
                 let written = tokio::task::spawn_blocking(move || {
                     // Opened (a sealed chunk) off the runtime, beside the write.
                     let data = open_chunk(&entry, chunk_size, data).map_err(Err)?;
+                    check_head(&head, want.index, &data).map_err(Err)?;
                     offsets
                         .iter()
                         .try_for_each(|&o| {
@@ -499,7 +511,7 @@ mod tests {
         // the last of each level) is the same block.
         let chunk = Entry::plain(Id::of_block(b"zeros"), 4096);
         let chunks = vec![chunk; 20_000];
-        let built = build(None, 4096, &chunks, 4096, None, false);
+        let built = build(None, 4096, &chunks, 4096, None, false, &[]);
         let blocks: HashMap<Id, Vec<u8>> = built.blocks.iter().cloned().collect();
         assert!(
             blocks.len() < 20,
@@ -525,6 +537,7 @@ mod tests {
             chunk_size: 4096,
             stripes: false,
             body: Body::Parts(entries),
+            head: Vec::new(),
         };
         let bytes = m.encode();
         (Id::of_block(&bytes), bytes)
@@ -538,6 +551,7 @@ mod tests {
             chunk_size: 4096,
             stripes: false,
             body: Body::Chunks(vec![Entry::plain(Id::of_block(b"c"), 4096)]),
+            head: Vec::new(),
         }
         .encode();
         let mut blocks = HashMap::new();
@@ -558,6 +572,24 @@ mod tests {
     }
 
     #[test]
+    fn a_part_that_carries_a_head_is_refused() {
+        let leaf = Manifest {
+            name: None,
+            size: 4096,
+            chunk_size: 4096,
+            stripes: false,
+            body: Body::Chunks(vec![Entry::plain(Id::of_block(b"c"), 4096)]),
+            head: b"only a root has one".to_vec(),
+        }
+        .encode();
+        let leaf_key = Id::of_block(&leaf);
+        let (root, root_bytes) = parts_block(&[(leaf_key, 4096)]);
+        let blocks = HashMap::from([(leaf_key, leaf), (root, root_bytes)]);
+        let err = expand_from(root, &blocks, &AtomicUsize::new(0)).unwrap_err();
+        assert!(err.to_string().contains("only a root does"), "{err}");
+    }
+
+    #[test]
     fn a_part_that_disagrees_with_its_parent_is_refused() {
         let leaf = Manifest {
             name: None,
@@ -565,6 +597,7 @@ mod tests {
             chunk_size: 4096,
             stripes: false,
             body: Body::Chunks(vec![Entry::plain(Id::of_block(b"c"), 4096); 2]),
+            head: Vec::new(),
         }
         .encode();
         let leaf_key = Id::of_block(&leaf);

@@ -94,6 +94,9 @@ struct Plan {
     chunks: Vec<Entry>,
     offsets: HashMap<Id, Located>,
     size: u64,
+    /// The file's first bytes as read and hashed into its first chunk: the
+    /// root manifest's head (see `manifest.rs`).
+    head: Vec<u8>,
 }
 
 /// Chunks sealed and hashed at once, one per core (at most 8): sealing is
@@ -160,6 +163,7 @@ fn plan(
         chunks: Vec::new(),
         offsets: HashMap::new(),
         size: 0,
+        head: Vec::new(),
     };
     let mut at_end = false;
     while !at_end {
@@ -175,6 +179,9 @@ fn plan(
             }
         }
         let chunks: Vec<&[u8]> = bufs.iter().zip(&lens).map(|(b, &n)| &b[..n]).collect();
+        if let (0, Some(first)) = (plan.size, chunks.first()) {
+            plan.head = first[..first.len().min(manifest::HEAD_MAX)].to_vec();
+        }
         for (chunk, (key, seal_key)) in chunks.iter().zip(key_chunks(&chunks, seal, chunk_size)) {
             let filled = chunk.len() as u64;
             plan.offsets.entry(key).or_insert(Located {
@@ -333,6 +340,7 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
         block_size as usize,
         opts.seal.as_ref(),
         ec.is_some(),
+        &plan.head,
     );
     for (key, bytes) in &built.blocks {
         source.add(*key, bytes.clone());

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::stream::{self, Stream, StreamExt};
 use tokio::task::JoinHandle;
 
-use super::fetch::{open_chunk, Fetcher};
+use super::fetch::{check_head, open_chunk, Fetcher};
 use crate::id::Id;
 use crate::manifest::Entry;
 use crate::seal::SealKey;
@@ -111,15 +111,20 @@ impl Drop for Ahead {
 /// ahead; the first error ends the stream. The first piece is fetched alone,
 /// so that its lookup and transfer do not share the links and the cores with
 /// the read-ahead: the first byte leaves one chunk's fetch after the start.
+/// The first chunk must start with `head`, the root's copy of the file's
+/// first bytes, which the reader may have handed out already.
 pub fn read_pieces(
     fetcher: Fetcher,
     pieces: Vec<Piece>,
     window: usize,
+    head: Bytes,
 ) -> impl Stream<Item = Result<Bytes, ChunkFailed>> + Send + 'static {
     let mut pieces = pieces.into_iter();
-    let first = pieces.next().map(|p| fetch_piece(fetcher.clone(), p));
+    let first = pieces
+        .next()
+        .map(|p| fetch_piece(fetcher.clone(), p, head.clone()));
     let rest = stream::iter(pieces)
-        .map(move |p| fetch_piece(fetcher.clone(), p))
+        .map(move |p| fetch_piece(fetcher.clone(), p, head.clone()))
         .buffered(window.max(1));
     let mut failed = false;
     stream::iter(first)
@@ -133,8 +138,9 @@ pub fn read_pieces(
         })
 }
 
-/// Starts fetching one piece: its chunk, verified, cut to the piece.
-fn fetch_piece(fetcher: Fetcher, p: Piece) -> Ahead {
+/// Starts fetching one piece: its chunk, verified (the first against
+/// `head`), cut to the piece.
+fn fetch_piece(fetcher: Fetcher, p: Piece, head: Bytes) -> Ahead {
     Ahead(tokio::spawn(async move {
         let failed = |why: String| ChunkFailed {
             index: p.index,
@@ -154,6 +160,7 @@ fn fetch_piece(fetcher: Fetcher, p: Piece) -> Ahead {
                 .unwrap_or_else(|e| Err(e.to_string())),
         }
         .map_err(failed)?;
+        check_head(&head, p.index, &data).map_err(failed)?;
         Ok(Bytes::from(data).slice(p.from as usize..p.to as usize))
     }))
 }

@@ -123,8 +123,19 @@ async fn serve_file(
 
     let (metrics, counters) = (gw.metrics.clone(), fetcher.counters.clone());
     let mut first = true;
-    let wanted = pieces(&file.chunks, (file.chunk_size, file.stripes), start, end);
-    let body = read_pieces(fetcher, wanted, gw.read_ahead).map(
+    // The root's copy of the file's first bytes goes out at once, verified
+    // with the root; the chunks' pieces follow it (a file within its head
+    // needs no chunk at all).
+    let head_end = (file.head.len() as u64).min(end);
+    let early = (start < head_end).then(|| Ok(file.head.slice(start as usize..head_end as usize)));
+    let wanted = pieces(
+        &file.chunks,
+        (file.chunk_size, file.stripes),
+        start.max(head_end),
+        end,
+    );
+    let rest = read_pieces(fetcher, wanted, gw.read_ahead, file.head.clone());
+    let body = futures::stream::iter(early).chain(rest).map(
         move |piece| {
             // The request's slot is held for as long as its body streams.
             let _held = &permit;

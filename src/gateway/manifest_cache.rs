@@ -2,7 +2,7 @@
 //! list, kept after its first request so that the next ones for it (a video
 //! player seeking sends one range request per seek) start on the chunks at
 //! once, with no manifest lookup. Bounded by bytes, each entry charged for
-//! its chunk list; the least recently used entries go first. What a root
+//! its chunk list and head; the least recently used entries go first. What a root
 //! names never changes and every block of its tree was verified against its
 //! key, so an entry is never stale and nobody can poison it. Pure: no clock
 //! and no I/O; recency is the order of use.
@@ -21,7 +21,7 @@ const ENTRY_OVERHEAD: u64 = 160;
 pub fn charge(file: &Resolved) -> u64 {
     let chunks = file.chunks.len() as u64 * std::mem::size_of::<Entry>() as u64;
     let name = file.name.as_ref().map_or(0, |n| n.len() as u64);
-    ENTRY_OVERHEAD + chunks + name
+    ENTRY_OVERHEAD + chunks + name + file.head.len() as u64
 }
 
 struct Slot {
@@ -132,6 +132,7 @@ mod tests {
             chunk_size: 4096,
             chunks,
             stripes: false,
+            head: Default::default(),
         };
         (FileRef::Plain(Id::of_block(&[seed])), Arc::new(resolved))
     }
