@@ -122,6 +122,11 @@ impl<A: Copy + Eq + Hash> PeerMarks<A> {
         self.slow.insert(peer)
     }
 
+    /// Whether any peer is marked slow.
+    pub fn any_slow(&self) -> bool {
+        !self.slow.is_empty()
+    }
+
     /// Whether `peer` was caught lying.
     pub fn is_liar(&self, peer: &A) -> bool {
         self.liars.contains(peer)
@@ -218,8 +223,10 @@ mod tests {
     #[test]
     fn liars_are_dropped_slow_peers_go_last_and_me_never_comes() {
         let mut m = PeerMarks::new(8);
+        assert!(!m.any_slow());
         assert!(m.slow(2));
         assert!(!m.slow(2));
+        assert!(m.any_slow());
         assert!(m.liar(4));
         assert!(!m.slow(4), "a liar is not merely slow");
         assert_eq!(m.order([1, 2, 3, 4, 5, 3, 0], Some(0)), vec![1, 3, 5, 2]);

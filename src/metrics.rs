@@ -231,6 +231,7 @@ struct Engine {
     requests_refused_paced: IntCounter,
     fetch_hedged: IntCounter,
     fetch_slow_peers: IntCounter,
+    fetch_backoffs: IntCounter,
     fetch_rejected: IntCounter,
     files: IntCounterVec,
     lookups_bounded: IntCounterVec,
@@ -259,6 +260,7 @@ impl Engine {
             requests_refused_paced: m.counter("dhtfs_requests_refused_paced_total", "DHT requests of ours refused as busy: too many already waiting for one peer.")?,
             fetch_hedged: m.counter("dhtfs_fetch_hedged_total", "Block fetches of ours started because an earlier ask for the same block fell far behind (hedges).")?,
             fetch_slow_peers: m.counter("dhtfs_fetch_slow_peers_total", "Peers a transfer of ours marked slow: they fell far behind and another holder's copy won.")?,
+            fetch_backoffs: m.counter("dhtfs_fetch_backoffs_total", "Waits of our block fetches before another lookup round, after a round that found no copy.")?,
             fetch_rejected: m.counter("dhtfs_fetch_rejected_total", "Block copies we fetched whose bytes did not match the key (the sender is avoided).")?,
             files: m.counter_vec("dhtfs_files_total", "Files this node read for someone (op=read: gateway responses with content) or pinned to the end (op=pin), by kind (sealed: by capability; plain: by root). Puts run in the client and are not seen here.", &["op", "kind"])?,
             lookups_bounded: m.counter_vec("dhtfs_lookups_bounded_total", "Lookups ended early by a bound (deadline|requests).", &["bound"])?,
@@ -337,6 +339,7 @@ impl Engine {
         );
         sync(&self.fetch_hedged, Stats::get(&s.fetch_hedged));
         sync(&self.fetch_slow_peers, Stats::get(&s.fetch_slow_peers));
+        sync(&self.fetch_backoffs, Stats::get(&s.fetch_backoffs));
         sync(&self.fetch_rejected, Stats::get(&s.fetch_rejected));
         for (op, kind, counter) in [
             ("read", "sealed", &s.files_read_sealed),

@@ -76,6 +76,8 @@ pub struct Stats {
     pub fetch_hedged: AtomicU64,
     /// Peers a transfer of ours marked slow (they lost a hedged race).
     pub fetch_slow_peers: AtomicU64,
+    /// Waits before another lookup round, after one that found nothing.
+    pub fetch_backoffs: AtomicU64,
     /// Block copies we fetched whose bytes did not match the key.
     pub fetch_rejected: AtomicU64,
     /// Files this node read for someone, by kind: gateway responses with

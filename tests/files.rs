@@ -260,6 +260,36 @@ async fn a_trickler_asked_first_is_hedged_past_then_avoided() {
     net.stop_all().await;
 }
 
+/// A block whose one holder this transfer marked slow is still fetched
+/// from it, with no failed round's backoff: the lookup that kept the slow
+/// peer out found no holder, and the next, believing it, runs at once (at
+/// 1% loss a get waited 200 ms so on a chunk whose every holder had met a
+/// retransmission stall).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_held_only_by_slow_peers_is_fetched_without_a_backoff() {
+    let net = TestNet::start_with(6, |c| {
+        c.republish_interval_secs = 0;
+        c.handoff = false;
+    })
+    .await;
+    let data = vec![5u8; 200_000];
+    let key = Id::of_block(&data);
+    net.nodes[3].store.put_verified(&key, &data).unwrap();
+    let holder = net.nodes[3].local_addr;
+    let transfer = Transfer::new();
+    assert!(transfer.mark_slow(holder));
+    let got = net.nodes[1]
+        .node
+        .fetch_verified(key, 1 << 20, &transfer)
+        .await
+        .expect("the slow holder's copy");
+    assert_eq!(got.data, data);
+    assert_eq!(got.from, holder);
+    assert_eq!(got.tally.backoffs, 0, "{:?}", got.tally);
+    let mut net = net;
+    net.stop_all().await;
+}
+
 /// A get's end game reaches fetches already running: a trickler is asked
 /// first for a block of up to 16 MiB, whose hedge waits four times the
 /// first-rate estimate (over 8 s on loopback) until the transfer enters

@@ -238,6 +238,7 @@ pub async fn fetch_block(
     Counters::add(&counters.rejected, tally.rejected);
     Counters::add(&counters.retries, tally.retries);
     Counters::add(&counters.hedged, tally.hedged);
+    Counters::add(&counters.backoffs, tally.backoffs);
     let fetched = fetched?;
     counters.peer(fetched.from);
     Ok(fetched.data)

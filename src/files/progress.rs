@@ -19,6 +19,8 @@ pub struct Counters {
     pub rejected: AtomicU64,
     /// Asks started because an earlier ask for the same block fell far behind.
     pub hedged: AtomicU64,
+    /// Waits before another lookup round, after one that found nothing.
+    pub backoffs: AtomicU64,
     peers: Mutex<HashSet<SocketAddr>>,
 }
 
@@ -128,7 +130,7 @@ impl Progress {
         let c = &self.counters;
         let elapsed = self.started.elapsed();
         format!(
-            "{}: {} in {} chunks, {:.2} s, {}, {} retries, {} hedged, {} bad chunks rejected, {} peers",
+            "{}: {} in {} chunks, {:.2} s, {}, {} retries, {} hedged, {} backoffs, {} bad chunks rejected, {} peers",
             self.verb,
             mib(self.total_bytes),
             self.total_chunks,
@@ -136,6 +138,7 @@ impl Progress {
             rate(self.total_bytes, elapsed),
             Counters::get(&c.retries),
             Counters::get(&c.hedged),
+            Counters::get(&c.backoffs),
             Counters::get(&c.rejected),
             c.peers()
         )

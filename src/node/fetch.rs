@@ -58,6 +58,13 @@ impl Transfer {
         }
     }
 
+    /// `peer` fell far behind: it is tried last, and kept out of lookups
+    /// while the block may be had elsewhere, for the rest of the transfer.
+    /// True when it was not known as slow.
+    pub fn mark_slow(&self, peer: SocketAddr) -> bool {
+        lock(&self.marks).slow(peer)
+    }
+
     /// Every fetch of the transfer has started: the links have room, so a
     /// fetch running past the usual time is hedged at once (libtorrent's
     /// end game), running ones included.
@@ -76,6 +83,8 @@ pub struct Tally {
     pub retries: u64,
     /// Asks started because an earlier one fell far behind.
     pub hedged: u64,
+    /// Waits before another round, after one that found nothing.
+    pub backoffs: u64,
 }
 
 /// A verified block and where it came from.
@@ -131,7 +140,8 @@ impl Node {
     /// must not end every lookup at itself; in the transfer's end game its
     /// first new candidate is asked as soon as it is found. Lookups neither
     /// ask nor believe the transfer's liars, nor its slow peers until a
-    /// lookup found nobody new. Rounds repeat while they unmask liars (a
+    /// lookup found nobody new, or no holder (then the next lookup runs at
+    /// once). Rounds repeat while they unmask liars (a
     /// liar a fetch sharing the transfer caught a moment before counts),
     /// with a short backoff otherwise; after a round that found nothing, peers that timed out or
     /// broke off are asked again, as a busy honest holder may.
@@ -184,6 +194,8 @@ impl Node {
         // hedges' lookups would skip a slow but honest holder until the
         // rounds ran out (CI saw a get fail so).
         let mut believe_slow = false;
+        // Whether the running lookup keeps slow peers out.
+        let mut skipping_slow = false;
         // Asks `peer` beside the asks running.
         macro_rules! hedge_to {
             ($peer:expr) => {{
@@ -210,6 +222,8 @@ impl Node {
                 }
                 if failed_rounds > 0 {
                     let backoff = Duration::from_millis(200 * u64::from(failed_rounds));
+                    tally.backoffs += 1;
+                    Stats::inc(&self.inner.stats.fetch_backoffs);
                     clock.sleep(backoff).await;
                     believe_slow = true;
                     for peer in broke.drain() {
@@ -219,6 +233,7 @@ impl Node {
                 caught = false;
                 rounds += 1;
                 lookup = Some(self.holder_lookup(key, transfer, &tried, !believe_slow));
+                skipping_slow = !believe_slow && lock(&transfer.marks).any_slow();
                 hedge_lookup = false;
                 newest = clock.now_ms();
             }
@@ -283,6 +298,14 @@ impl Node {
                     if found.holders.is_empty() && !peer_said {
                         last = no_holder_found(&found);
                     }
+                    // The lookup kept the slow peers out and found no holder:
+                    // they may be the only ones. Look again believing them,
+                    // at once, rather than a failed round's backoff later
+                    // (at 1% loss, a get whose every holder of one chunk had
+                    // met a retransmission stall waited so).
+                    let look_again = std::mem::take(&mut skipping_slow)
+                        && found.holders.is_empty()
+                        && !believe_slow;
                     let candidates = found.holders.iter().chain(&found.closest).map(|c| c.addr);
                     let marks = lock(&transfer.marks);
                     // The lookup neither asked nor believed the liars known
@@ -301,6 +324,12 @@ impl Node {
                         }
                     }
                     believe_slow |= queue.len() == queued;
+                    if look_again && rounds < MAX_ROUNDS {
+                        believe_slow = true;
+                        rounds += 1;
+                        lookup = Some(self.holder_lookup(key, transfer, &tried, false));
+                        hedge_lookup = false;
+                    }
                     if std::mem::take(&mut hedge_lookup)
                         && ended
                         && !running.is_empty()
@@ -322,6 +351,7 @@ impl Node {
                         None => {
                             rounds += 1;
                             lookup = Some(self.holder_lookup(key, transfer, &tried, !believe_slow));
+                            skipping_slow = !believe_slow && lock(&transfer.marks).any_slow();
                             hedge_lookup = true;
                         }
                     }
@@ -357,7 +387,7 @@ impl Node {
 
     /// `peer` fell far behind on `key`: it is tried last from now on.
     fn mark_slow(&self, transfer: &Transfer, peer: SocketAddr, key: Id) {
-        if lock(&transfer.marks).slow(peer) {
+        if transfer.mark_slow(peer) {
             Stats::inc(&self.inner.stats.fetch_slow_peers);
             tracing::debug!(peer = %peer, key = %key, "peer fell far behind; trying it last from now on");
         }
