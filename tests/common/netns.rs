@@ -209,26 +209,43 @@ impl TestNetns {
         self.bridge.is_empty()
     }
 
-    fn shape(&self, ns: &str, shape: Shape) {
-        if shape.loss_percent > 0 {
-            let nft = |args: &[&str]| {
-                let mut all = vec!["netns", "exec", ns, "nft"];
-                all.extend_from_slice(args);
-                run("ip", &all);
-            };
-            nft(&["add", "table", "inet", "loss"]);
-            nft(&[
-                "add",
-                "chain",
-                "inet",
-                "loss",
-                "out",
-                "{ type filter hook output priority 0; }",
-            ]);
-            let rule = format!("numgen random mod 100 < {} drop", shape.loss_percent);
+    /// Every host's outgoing packets from now on lost at `percent`% (0:
+    /// none), the rest of the shape as it was: the same nodes, placement
+    /// and links measured with and without loss.
+    pub fn set_loss(&self, percent: u32) {
+        for host in &self.hosts {
+            Self::loss(&host.ns, percent);
+        }
+    }
+
+    fn loss(ns: &str, percent: u32) {
+        let nft = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", ns, "nft"];
+            all.extend_from_slice(args);
+            run("ip", &all);
+        };
+        // Adding a table or chain that exists changes nothing.
+        nft(&["add", "table", "inet", "loss"]);
+        nft(&[
+            "add",
+            "chain",
+            "inet",
+            "loss",
+            "out",
+            "{ type filter hook output priority 0; }",
+        ]);
+        nft(&["flush", "chain", "inet", "loss", "out"]);
+        if percent > 0 {
+            let rule = format!("numgen random mod 100 < {percent} drop");
             let mut args = vec!["add", "rule", "inet", "loss", "out"];
             args.extend(rule.split(' '));
             nft(&args);
+        }
+    }
+
+    fn shape(&self, ns: &str, shape: Shape) {
+        if shape.loss_percent > 0 {
+            Self::loss(ns, shape.loss_percent);
         }
         if shape.mbit > 0 {
             let rate = format!("{}mbit", shape.mbit);
