@@ -3,7 +3,7 @@
 //! curl (whole, HEAD, ranges, a resumed download, errors), a PNG and an HTML
 //! page are opened in headless Chromium and what it rendered is checked, a
 //! chunk gone from every node cuts the response short, a file within its
-//! root's head is served with its chunk gone while a root that lies about
+//! root's head is served (and got) with its chunk gone while a root that lies about
 //! its head is cut after it, and lying holders on 127.0.0.2 never get a
 //! wrong byte to the client.
 
@@ -281,6 +281,16 @@ async fn a_file_within_its_roots_head_needs_no_chunk_and_a_lying_head_is_cut() {
     let got = fetch(&file_url(gateway, &root), &[]).await;
     assert_eq!(got.status, 200);
     assert!(got.body == small, "the root alone served the file");
+    let out = tmp.path().join("s.out");
+    let report = get(&GetOptions {
+        bootstrap: vec![net.nodes[2].local_addr],
+        quiet: true,
+        ..GetOptions::new(root, out.clone())
+    })
+    .await
+    .expect("get from the root alone");
+    assert_eq!(std::fs::read(&out).unwrap(), small);
+    assert_eq!(report.fetched, 0, "no chunk fetched: {}", report.summary);
 
     // A root whose head is not how its first chunk starts: the head goes
     // out (it is what the verified root says), then the response is cut
@@ -316,7 +326,7 @@ async fn a_file_within_its_roots_head_needs_no_chunk_and_a_lying_head_is_cut() {
     .to_string();
     assert!(err.contains("does not start with the 512 bytes"), "{err}");
     assert!(!out.exists());
-    println!("gateway: a 300-byte file served with its chunk gone; a lying head cut after 512 bytes; get refused it: {err}");
+    println!("gateway and get: a 300-byte file read with its chunk gone; a lying head cut after 512 bytes; get refused it: {err}");
     net.stop_all().await;
 }
 
