@@ -28,6 +28,14 @@ fn file_url(gateway: SocketAddr, root: &Id) -> String {
     format!("http://{gateway}/file/{root}")
 }
 
+/// Deletes block `key` from every node of `net`; how many held it.
+fn delete_everywhere(net: &TestNet, key: &Id) -> usize {
+    net.nodes
+        .iter()
+        .filter(|d| d.store.delete(key).unwrap_or(false))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_read_through_another_nodes_gateway_with_curl() {
     let mut net = TestNet::start(5).await;
@@ -234,10 +242,7 @@ async fn a_chunk_gone_from_every_node_cuts_the_response_short() {
         net.nodes[0].local_addr,
     )
     .await;
-    let last = Id::of_block(&data[2 * 4096..]);
-    for d in &net.nodes {
-        let _ = d.store.delete(&last);
-    }
+    delete_everywhere(&net, &Id::of_block(&data[2 * 4096..]));
     let gateway = net.nodes[2].gateway_addr.unwrap();
     let got = fetch(&file_url(gateway, &root), &[]).await;
     assert_eq!(got.status, 200);
@@ -272,11 +277,7 @@ async fn a_file_within_its_roots_head_needs_no_chunk_and_a_lying_head_is_cut() {
         net.nodes[0].local_addr,
     )
     .await;
-    let chunk = Id::of_block(&small);
-    let mut deleted = 0;
-    for d in &net.nodes {
-        deleted += usize::from(d.store.delete(&chunk).unwrap());
-    }
+    let deleted = delete_everywhere(&net, &Id::of_block(&small));
     assert!(deleted > 0, "the chunk was stored somewhere");
     let got = fetch(&file_url(gateway, &root), &[]).await;
     assert_eq!(got.status, 200);

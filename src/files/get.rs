@@ -549,17 +549,22 @@ mod tests {
         (Id::of_block(&bytes), bytes)
     }
 
-    #[test]
-    fn a_tree_deeper_than_the_limit_is_refused() {
-        let leaf = Manifest {
+    /// A leaf manifest of one 4 KiB chunk, carrying `head`.
+    fn one_chunk_leaf(head: Vec<u8>) -> Vec<u8> {
+        Manifest {
             name: None,
             size: 4096,
             chunk_size: 4096,
             stripes: false,
             body: Body::Chunks(vec![Entry::plain(Id::of_block(b"c"), 4096)]),
-            head: Vec::new(),
+            head,
         }
-        .encode();
+        .encode()
+    }
+
+    #[test]
+    fn a_tree_deeper_than_the_limit_is_refused() {
+        let leaf = one_chunk_leaf(Vec::new());
         let mut blocks = HashMap::new();
         let mut key = Id::of_block(&leaf);
         blocks.insert(key, leaf);
@@ -579,15 +584,7 @@ mod tests {
 
     #[test]
     fn a_part_that_carries_a_head_is_refused() {
-        let leaf = Manifest {
-            name: None,
-            size: 4096,
-            chunk_size: 4096,
-            stripes: false,
-            body: Body::Chunks(vec![Entry::plain(Id::of_block(b"c"), 4096)]),
-            head: b"only a root has one".to_vec(),
-        }
-        .encode();
+        let leaf = one_chunk_leaf(b"only a root has one".to_vec());
         let leaf_key = Id::of_block(&leaf);
         let (root, root_bytes) = parts_block(&[(leaf_key, 4096)]);
         let blocks = HashMap::from([(leaf_key, leaf), (root, root_bytes)]);
