@@ -92,6 +92,19 @@ pub fn fsync_small_rate(dir: &Path, count: usize) -> f64 {
     rate
 }
 
+/// CPU seconds this process has used, user and system, all threads.
+fn cpu_seconds() -> f64 {
+    // SAFETY: rusage is plain integers (all zeros is a valid value), and
+    // getrusage fills the struct it is given.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
 /// MiB/s of one transfer's put and get, and of a get into memory run first.
 pub struct Rates {
     pub put: f64,
@@ -128,9 +141,15 @@ pub async fn transfer(
         redundancy: ec.map_or(Redundancy::Replicas, Redundancy::Coded),
         ..PutOptions::new(file.to_path_buf())
     };
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_seconds());
     let report = put(&opts).await.expect("put");
-    let put_rate = mib as f64 / started.elapsed().as_secs_f64();
+    let put_secs = started.elapsed().as_secs_f64();
+    let put_rate = mib as f64 / put_secs;
+    // Every node and the client run in this process: its CPU is the put's.
+    eprintln!(
+        "compare: put: {mib} MiB in {put_secs:.2} s, {:.2} s of CPU",
+        cpu_seconds() - cpu
+    );
     let mut get_to_memory = None;
     if let Some(shm) = memory_dir().filter(|_| to_memory) {
         let out = shm.join(format!("dhtfs-bench-{}", std::process::id()));
@@ -151,9 +170,13 @@ pub async fn transfer(
         quiet: true,
         ..GetOptions::new(report.file, out.clone())
     };
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_seconds());
     let got = get(&gopts).await.expect("get");
-    eprintln!("compare: {}", got.summary);
+    eprintln!(
+        "compare: {}, {:.2} s of CPU",
+        got.summary,
+        cpu_seconds() - cpu
+    );
     let get_rate = mib as f64 / started.elapsed().as_secs_f64();
     let len = std::fs::metadata(&out).expect("output").len();
     assert_eq!(len, (mib << 20) as u64, "the whole file came back");
