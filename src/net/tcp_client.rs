@@ -150,8 +150,20 @@ impl TcpClient {
             }
             other => FetchError::Frame(other.to_string()),
         })?;
-        let mut data = vec![0u8; len as usize];
-        self.timed(conn.read_exact(&mut data)).await?.map_err(io)?;
+        // Read into the buffer's spare room, not zeroed first (a megabyte
+        // a chunk, on every fetch).
+        let want = len as usize;
+        let mut data: Vec<u8> = Vec::with_capacity(want);
+        let body = async {
+            while data.len() < want {
+                let mut rest = (&mut conn).take((want - data.len()) as u64);
+                if rest.read_buf(&mut data).await? == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                }
+            }
+            Ok(())
+        };
+        self.timed(body).await?.map_err(io)?;
         Stats::add(
             &self.stats.tcp_bytes_received,
             data.len() as u64 + HEADER_LEN as u64,
