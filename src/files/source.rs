@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::id::Id;
 use crate::seal::{self, SealKey};
-use crate::store::{BlockStore, PutOutcome, StoreError};
+use crate::store::{resident, BlockStore, PutOutcome, Serving, StoreError, SEND_FROM_CACHE_AT};
 
 /// Sealed blocks kept after sealing, so that the replicas pulling one chunk
 /// about together cost one sealing, not one each: a put has 16 chunks in
@@ -30,7 +30,7 @@ pub struct Located {
 
 /// Chunks of one file, by key, and extra blocks held in memory.
 pub struct FileSource {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     chunks: HashMap<Id, Located>,
     extra: Mutex<HashMap<Id, Arc<Vec<u8>>>>,
@@ -41,7 +41,7 @@ impl FileSource {
     /// Serves `chunks` (key → where, how sealed) out of `file`.
     pub fn new(file: File, path: PathBuf, chunks: HashMap<Id, Located>) -> FileSource {
         FileSource {
-            file,
+            file: Arc::new(file),
             path,
             chunks,
             extra: Mutex::new(HashMap::new()),
@@ -115,6 +115,25 @@ impl BlockStore for FileSource {
         Ok(extra.get(key).map(|d| d.as_ref().clone()))
     }
 
+    /// A plain chunk at least `SEND_FROM_CACHE_AT` long whose bytes are all
+    /// in the page cache (as after the put read them to hash them) goes as
+    /// its range of the file, for the kernel to send to each replica.
+    fn serving(&self, key: &Id) -> Result<Option<Serving>, StoreError> {
+        if let Some(at) = self.chunks.get(key) {
+            if at.seal.is_none()
+                && at.size >= SEND_FROM_CACHE_AT
+                && resident(&self.file, at.offset, at.size)
+            {
+                return Ok(Some(Serving::File {
+                    file: self.file.clone(),
+                    at: at.offset,
+                    len: at.size,
+                }));
+            }
+        }
+        Ok(self.get_for_serving(key)?.map(Serving::Bytes))
+    }
+
     fn put_verified(&self, _: &Id, _: &[u8]) -> Result<PutOutcome, StoreError> {
         Err(read_only())
     }
@@ -142,5 +161,51 @@ impl BlockStore for NoBlocks {
 
     fn check_room(&self, _: u64) -> Result<(), StoreError> {
         Err(read_only())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_plain_chunk_goes_as_its_range_of_the_file_and_a_sealed_or_short_one_as_bytes() {
+        let mut file = tempfile::NamedTempFile::new_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 253) as u8).collect();
+        file.write_all(&data).unwrap();
+        let plain = |offset, size| Located {
+            offset,
+            size,
+            seal: None,
+            chunk_size: 1 << 20,
+        };
+        let (big, short, sealed) = (Id([1; 32]), Id([2; 32]), Id([3; 32]));
+        let chunks = HashMap::from([
+            (big, plain(1 << 20, 1 << 20)),
+            (short, plain(5, 1000)),
+            (
+                sealed,
+                Located {
+                    seal: Some(SealKey([9; 32])),
+                    ..plain(2 << 20, 1 << 20)
+                },
+            ),
+        ]);
+        let path = file.path().to_path_buf();
+        let source = FileSource::new(File::open(&path).unwrap(), path, chunks);
+        match source.serving(&big).unwrap().unwrap() {
+            Serving::File { at, len, .. } => assert_eq!((at, len), (1 << 20, 1 << 20)),
+            other => panic!("a cached plain chunk is sent from the file: {other:?}"),
+        }
+        match source.serving(&short).unwrap().unwrap() {
+            Serving::Bytes(b) => assert!(b == data[5..1005]),
+            other => panic!("a short chunk is copied: {other:?}"),
+        }
+        match source.serving(&sealed).unwrap().unwrap() {
+            Serving::Bytes(b) => assert_ne!(b[..64], data[2 << 20..(2 << 20) + 64], "sealed"),
+            other => panic!("a sealed chunk is sealed in memory: {other:?}"),
+        }
+        assert!(source.serving(&Id([4; 32])).unwrap().is_none());
     }
 }

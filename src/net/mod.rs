@@ -4,6 +4,7 @@
 pub mod bind;
 pub mod connect;
 pub mod per_ip;
+pub mod send_file;
 pub mod tcp_client;
 pub mod tcp_server;
 pub mod udp;

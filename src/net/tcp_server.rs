@@ -13,8 +13,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 use super::per_ip::PerIp;
+use super::send_file::send_file;
 use crate::stats::Stats;
-use crate::store::BlockStore;
+use crate::store::{BlockStore, Serving};
 use crate::wire::block_frame::{encode_header, parse_key_line, KeyLine, MAX_KEY_LINE};
 
 /// Bounds on the block server.
@@ -154,8 +155,8 @@ async fn serve_connection(
             return;
         };
         let source = blocks.clone();
-        let data = match tokio::task::spawn_blocking(move || source.get_for_serving(&key)).await {
-            Ok(Ok(Some(data))) => data,
+        let block = match tokio::task::spawn_blocking(move || source.serving(&key)).await {
+            Ok(Ok(Some(block))) => block,
             Ok(Ok(None)) => {
                 // Absent: close without a byte, as the original does.
                 Stats::inc(&stats.tcp_blocks_absent);
@@ -167,17 +168,20 @@ async fn serve_connection(
             }
             Err(_) => return,
         };
-        let Ok(len) = u32::try_from(data.len()) else {
+        let Ok(len) = u32::try_from(block.len()) else {
             return;
         };
         let write = async {
             stream.write_all(&encode_header(len)).await?;
-            stream.write_all(&data).await?;
+            match &block {
+                Serving::Bytes(data) => stream.write_all(data).await?,
+                Serving::File { file, at, len } => send_file(&stream, file, *at, *len).await?,
+            }
             stream.flush().await
         };
         match tokio::time::timeout(limits.write_timeout, write).await {
             Ok(Ok(())) => {
-                Stats::add(&stats.tcp_bytes_sent, data.len() as u64 + 5);
+                Stats::add(&stats.tcp_bytes_sent, block.len() + 5);
                 Stats::inc(&stats.tcp_blocks_served);
             }
             _ => return,

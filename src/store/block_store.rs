@@ -1,7 +1,7 @@
 //! What the protocol engine sees of the store: [`BlockStore`] for [`Store`].
 
 use super::types::PendingPut;
-use super::{BlockStore, Origin, PutOutcome, Refresh, Store, StoreError};
+use super::{BlockStore, Origin, PutOutcome, Refresh, Serving, Store, StoreError};
 use crate::id::Id;
 
 impl BlockStore for Store {
@@ -15,6 +15,10 @@ impl BlockStore for Store {
 
     fn get_for_serving(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError> {
         Store::get_for_serving(self, key)
+    }
+
+    fn serving(&self, key: &Id) -> Result<Option<Serving>, StoreError> {
+        Store::serving(self, key)
     }
 
     /// The engine stores what another node's store_value sent: a replica.

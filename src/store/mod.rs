@@ -65,6 +65,7 @@ mod in_flight;
 mod index;
 mod migrate;
 mod open;
+mod page_cache;
 mod pins;
 pub mod pressure;
 mod progress;
@@ -84,6 +85,8 @@ mod tests_records;
 mod tests_repair;
 #[cfg(test)]
 mod tests_segments;
+#[cfg(test)]
+mod tests_serving;
 #[cfg(test)]
 mod tests_space;
 #[cfg(test)]
@@ -105,9 +108,12 @@ pub use compact::{Compacted, SegmentUse};
 pub use error::StoreError;
 pub use free_space::{disk_space, DiskSpace};
 pub use migrate::SCHEMA_VERSION;
+pub use page_cache::{resident, SEND_FROM_CACHE_AT};
 pub use pins::PinInfo;
 pub use records::{copies_of, BlockRecord, Origin, Refresh};
-pub use types::{AuditReport, BlockMeta, BlockStore, PutOutcome, RepairReport, StoreConfig};
+pub use types::{
+    AuditReport, BlockMeta, BlockStore, PutOutcome, RepairReport, Serving, StoreConfig,
+};
 pub use write::PutItem;
 
 use free_space::DiskFloor;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use super::files;
 use super::index::{IndexEntry, Location};
-use super::{BlockMeta, Store, StoreError};
+use super::page_cache::SEND_FROM_CACHE_AT;
+use super::{BlockMeta, Serving, Store, StoreError};
 use crate::id::Id;
 
 impl Store {
@@ -19,6 +20,37 @@ impl Store {
     /// reader, which avoids this node, and found by Verify).
     pub fn get_for_serving(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError> {
         self.read(key, false)
+    }
+
+    /// What the block server sends: a large block whose bytes are all in the
+    /// page cache as its range of a segment or its block file, for the
+    /// kernel to send; any other as [`Store::get_for_serving`] reads it.
+    pub fn serving(&self, key: &Id) -> Result<Option<Serving>, StoreError> {
+        if let Some(entry) = self.entry(key)?.filter(|e| e.size >= SEND_FROM_CACHE_AT) {
+            let found = match entry.location {
+                Location::Segment(place) => match u32::try_from(entry.size) {
+                    Ok(len) => self
+                        .inner
+                        .segments
+                        .resident_block(place, key, len)?
+                        .map(|file| (file, place.at)),
+                    Err(_) => None,
+                },
+                Location::File => {
+                    resident_file(&files::block_path(&self.inner.dir, key), entry.size)
+                        .map(|file| (file, 0))
+                }
+                Location::Inline => None,
+            };
+            if let Some((file, at)) = found {
+                return Ok(Some(Serving::File {
+                    file,
+                    at,
+                    len: entry.size,
+                }));
+            }
+        }
+        Ok(self.get_for_serving(key)?.map(Serving::Bytes))
     }
 
     fn read(&self, key: &Id, check_hash: bool) -> Result<Option<Vec<u8>>, StoreError> {
@@ -196,4 +228,12 @@ impl Store {
             )
         })
     }
+}
+
+/// The block file at `path` when it is `size` bytes long and all in the page
+/// cache; `None` otherwise (the ordinary read then finds out why).
+fn resident_file(path: &std::path::Path, size: u64) -> Option<std::sync::Arc<std::fs::File>> {
+    let file = std::fs::File::open(path).ok()?;
+    let whole = file.metadata().ok()?.len() == size;
+    (whole && super::page_cache::resident(&file, 0, size)).then(|| std::sync::Arc::new(file))
 }

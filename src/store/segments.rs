@@ -301,6 +301,31 @@ impl Segments {
         Ok(Some(out))
     }
 
+    /// The file holding the `len` bytes at `place` when the record there is
+    /// block `key`'s and its bytes are all in the page cache now (for the
+    /// kernel to send them from there); `None` otherwise, when the caller
+    /// reads them the ordinary way.
+    pub fn resident_block(
+        &self,
+        place: Place,
+        key: &Id,
+        len: u32,
+    ) -> Result<Option<Arc<File>>, StoreError> {
+        let path = self.dir.join(name(place.seg));
+        let file = self.reader(place.seg, &path)?;
+        let Some(header_at) = place.at.checked_sub(RECORD_HEADER_LEN) else {
+            return Ok(None);
+        };
+        let mut header = [0u8; RECORD_HEADER_LEN as usize];
+        if file.read_exact_at(&mut header, header_at).is_err()
+            || header != record_header(key, len)
+            || !super::page_cache::resident(&file, place.at, u64::from(len))
+        {
+            return Ok(None);
+        }
+        Ok(Some(file))
+    }
+
     /// The `len` bytes at `place`.
     #[cfg(test)]
     pub fn read(&self, place: Place, len: u32) -> Result<Vec<u8>, StoreError> {

@@ -150,6 +150,35 @@ impl BlockMeta {
     }
 }
 
+/// A block as the block server sends it.
+#[derive(Debug)]
+pub enum Serving {
+    /// Its bytes, in memory.
+    Bytes(Vec<u8>),
+    /// `len` bytes of `file` from `at`, all in the page cache when looked
+    /// at: sent by the kernel (sendfile), not copied through this process.
+    File {
+        file: std::sync::Arc<std::fs::File>,
+        at: u64,
+        len: u64,
+    },
+}
+
+impl Serving {
+    /// The block's length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Serving::Bytes(data) => data.len() as u64,
+            Serving::File { len, .. } => *len,
+        }
+    }
+
+    /// True for an empty block.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What the protocol engine needs from block storage (also implemented later by an
 /// in-memory store for simulation).
 /// A put handed to a store's writer, resolved once it is durable.
@@ -165,6 +194,13 @@ pub trait BlockStore: Send + Sync + 'static {
     /// store may skip hashing here.
     fn get_for_serving(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(key)
+    }
+    /// What the block server sends for `key`: its bytes as
+    /// [`get_for_serving`](Self::get_for_serving) gives them, or, from a
+    /// store that can tell its bytes are in the page cache, where they lie
+    /// in a file, for the kernel to send.
+    fn serving(&self, key: &Id) -> Result<Option<Serving>, StoreError> {
+        Ok(self.get_for_serving(key)?.map(Serving::Bytes))
     }
     /// Stores `data` under `key` after checking that it hashes to `key`.
     fn put_verified(&self, key: &Id, data: &[u8]) -> Result<PutOutcome, StoreError>;
