@@ -230,6 +230,7 @@ struct Engine {
     requests_paced: IntCounter,
     requests_refused_paced: IntCounter,
     fetch_hedged: IntCounter,
+    tcp_blocks_sendfile: IntCounter,
     fetch_slow_peers: IntCounter,
     fetch_backoffs: IntCounter,
     fetch_rejected: IntCounter,
@@ -258,6 +259,7 @@ impl Engine {
             requests_limited: m.counter("dhtfs_requests_limited_total", "DHT requests dropped by the per-source rate limit.")?,
             requests_paced: m.counter("dhtfs_requests_paced_total", "DHT requests of ours that waited their turn (or a store slot) to keep within a peer's budget.")?,
             requests_refused_paced: m.counter("dhtfs_requests_refused_paced_total", "DHT requests of ours refused as busy: too many already waiting for one peer.")?,
+            tcp_blocks_sendfile: m.counter("dhtfs_tcp_blocks_sendfile_total", "Blocks served over TCP that the kernel sent straight from the page cache (sendfile); the rest were read into memory first.")?,
             fetch_hedged: m.counter("dhtfs_fetch_hedged_total", "Block fetches of ours started because an earlier ask for the same block fell far behind (hedges).")?,
             fetch_slow_peers: m.counter("dhtfs_fetch_slow_peers_total", "Peers a transfer of ours marked slow: they fell far behind and another holder's copy won.")?,
             fetch_backoffs: m.counter("dhtfs_fetch_backoffs_total", "Waits of our block fetches before another lookup round, after a round that found no copy.")?,
@@ -338,6 +340,10 @@ impl Engine {
             Stats::get(&s.requests_refused_paced),
         );
         sync(&self.fetch_hedged, Stats::get(&s.fetch_hedged));
+        sync(
+            &self.tcp_blocks_sendfile,
+            Stats::get(&s.tcp_blocks_sendfile),
+        );
         sync(&self.fetch_slow_peers, Stats::get(&s.fetch_slow_peers));
         sync(&self.fetch_backoffs, Stats::get(&s.fetch_backoffs));
         sync(&self.fetch_rejected, Stats::get(&s.fetch_rejected));

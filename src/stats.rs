@@ -92,6 +92,9 @@ pub struct Stats {
     pub tcp_connections_refused: AtomicU64,
     /// TCP block requests served and answered "absent" (closed).
     pub tcp_blocks_served: AtomicU64,
+    /// Of those served, the ones the kernel sent from the page cache
+    /// (sendfile); the rest were read into memory first.
+    pub tcp_blocks_sendfile: AtomicU64,
     pub tcp_blocks_absent: AtomicU64,
     /// TCP key lines that were too long or not a key.
     pub tcp_bad_requests: AtomicU64,

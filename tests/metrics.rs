@@ -69,7 +69,7 @@ async fn transfer_totals_add_up_and_promtool_is_clean() {
     // Moved over TCP: two pulls and one get.
     let moved = 3.0 * data.len() as f64;
 
-    let mut tcp_sent = 0.0;
+    let (mut tcp_sent, mut served, mut sendfile) = (0.0, 0.0, 0.0);
     for d in &net.nodes {
         let text = http_get(d.metrics_addr, "/metrics").await;
         promtool_check(&promtool, &text);
@@ -77,6 +77,8 @@ async fn transfer_totals_add_up_and_promtool_is_clean() {
             &text,
             r#"dhtfs_transfer_bytes_total{direction="sent",protocol="tcp"}"#,
         );
+        served += sample(&text, r#"dhtfs_tcp_block_requests_total{outcome="served"}"#);
+        sendfile += sample(&text, "dhtfs_tcp_blocks_sendfile_total");
         for name in [
             "dhtfs_dht_request_duration_seconds_bucket",
             "dhtfs_lookup_hops_bucket",
@@ -98,6 +100,13 @@ async fn transfer_totals_add_up_and_promtool_is_clean() {
     }
     println!("metrics: tcp bytes sent across 3 nodes {tcp_sent}, block bytes moved {moved}");
     assert!(tcp_sent >= moved, "sent {tcp_sent} < moved {moved}");
+    // Each of the three was just written, so in the page cache: the kernel
+    // sent it (sendfile), none was read into memory first.
+    assert_eq!(
+        (served, sendfile),
+        (3.0, 3.0),
+        "served, and of them sent by the kernel"
+    );
 
     // Requests are counted on both sides.
     let text = http_get(net.nodes[0].metrics_addr, "/metrics").await;

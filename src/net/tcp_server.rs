@@ -183,6 +183,9 @@ async fn serve_connection(
             Ok(Ok(())) => {
                 Stats::add(&stats.tcp_bytes_sent, block.len() + 5);
                 Stats::inc(&stats.tcp_blocks_served);
+                if matches!(block, Serving::File { .. }) {
+                    Stats::inc(&stats.tcp_blocks_sendfile);
+                }
             }
             _ => return,
         }
