@@ -292,6 +292,16 @@ impl Node {
                             peer_said = true;
                         }
                     }
+                    // The ask that set the hedge clock ended without the
+                    // block (a hedge to a node that does not hold it answers
+                    // at once): the clock goes back to the newest ask still
+                    // running, so one far behind is hedged again now, not a
+                    // whole delay later for every such node queued.
+                    if began == newest {
+                        if let Some(since) = started.iter().map(|s| s.1).max() {
+                            newest = since;
+                        }
+                    }
                 }
                 Some(found) = async { lookup.as_mut()?.await.into() }, if lookup.is_some() => {
                     lookup = None;
