@@ -193,7 +193,13 @@ mod tests {
             ),
         ]);
         let path = file.path().to_path_buf();
-        let source = FileSource::new(File::open(&path).unwrap(), path, chunks);
+        let opened = File::open(&path).unwrap();
+        assert!(
+            crate::store::can_tell(&opened),
+            "{}",
+            crate::store::NEEDS_CACHESTAT
+        );
+        let source = FileSource::new(opened, path, chunks);
         match source.serving(&big).unwrap().unwrap() {
             Serving::File { at, len, .. } => assert_eq!((at, len), (1 << 20, 1 << 20)),
             other => panic!("a cached plain chunk is sent from the file: {other:?}"),

@@ -108,7 +108,9 @@ pub use compact::{Compacted, SegmentUse};
 pub use error::StoreError;
 pub use free_space::{disk_space, DiskSpace};
 pub use migrate::SCHEMA_VERSION;
-pub use page_cache::{resident, SEND_FROM_CACHE_AT};
+#[cfg(test)]
+pub(crate) use page_cache::NEEDS_CACHESTAT;
+pub use page_cache::{can_tell, resident, SEND_FROM_CACHE_AT};
 pub use pins::PinInfo;
 pub use records::{copies_of, BlockRecord, Origin, Refresh};
 pub use types::{

@@ -12,8 +12,43 @@ pub const SEND_FROM_CACHE_AT: u64 = 64 << 10;
 /// True when every page of the `len` bytes of `file` from `at` is in the page
 /// cache (dirty ones included); false when one is not, when the range runs
 /// past the file's end, or when the kernel cannot tell (before 6.5).
-#[cfg(target_os = "linux")]
 pub fn resident(file: &File, at: u64, len: u64) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let page = page_size();
+    let Some(end) = at.checked_add(len) else {
+        return false;
+    };
+    let pages = end.div_ceil(page) - at / page;
+    cached_pages(file, at, len).is_some_and(|cached| cached >= pages)
+}
+
+/// Whether this kernel answers cachestat for `file` (Linux 6.5 and later,
+/// unless a seccomp filter refuses it): where it does not, every block is
+/// read into memory before it is sent.
+pub fn can_tell(file: &File) -> bool {
+    cached_pages(file, 0, 1).is_some()
+}
+
+#[cfg(target_os = "linux")]
+fn page_size() -> u64 {
+    // SAFETY: sysconf takes a constant and returns a number.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as u64,
+        _ => 4096,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn page_size() -> u64 {
+    4096
+}
+
+/// Pages of the `len` bytes of `file` from `at` in the page cache now, as
+/// cachestat(2) counts them; `None` when the call fails.
+#[cfg(target_os = "linux")]
+fn cached_pages(file: &File, at: u64, len: u64) -> Option<u64> {
     use std::os::fd::AsRawFd;
 
     /// `struct cachestat_range` of <linux/mman.h>.
@@ -36,18 +71,6 @@ pub fn resident(file: &File, at: u64, len: u64) -> bool {
     /// does not name it yet).
     const SYS_CACHESTAT: libc::c_long = 451;
 
-    if len == 0 {
-        return true;
-    }
-    // SAFETY: sysconf takes a constant and returns a number.
-    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-        p if p > 0 => p as u64,
-        _ => return false,
-    };
-    let Some(end) = at.checked_add(len) else {
-        return false;
-    };
-    let pages = end.div_ceil(page) - at / page;
     let range = Range { off: at, len };
     let mut stat = Stat::default();
     // SAFETY: cachestat reads `range` and writes `stat`, both live for the
@@ -61,13 +84,18 @@ pub fn resident(file: &File, at: u64, len: u64) -> bool {
             0u32,
         )
     };
-    rc == 0 && stat.nr_cache >= pages
+    (rc == 0).then_some(stat.nr_cache)
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn resident(_file: &File, _at: u64, _len: u64) -> bool {
-    false
+fn cached_pages(_file: &File, _at: u64, _len: u64) -> Option<u64> {
+    None
 }
+
+/// What a test of the sendfile path says on a kernel without cachestat.
+#[cfg(test)]
+pub(crate) const NEEDS_CACHESTAT: &str = "this kernel does not answer cachestat (Linux 6.5 and \
+     later): blocks are never sent from the page cache here, so this path cannot be tested";
 
 #[cfg(test)]
 mod tests {
@@ -82,6 +110,7 @@ mod tests {
         let mut f = File::create(&path).unwrap();
         f.write_all(&vec![7u8; 300_000]).unwrap();
         let f = File::open(&path).unwrap();
+        assert!(can_tell(&f), "{NEEDS_CACHESTAT}");
         assert!(resident(&f, 0, 300_000), "a file just written is cached");
         assert!(resident(&f, 5000, 100_000), "so is any range inside it");
         assert!(

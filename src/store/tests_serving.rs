@@ -43,6 +43,11 @@ fn a_large_block_in_the_page_cache_is_served_as_its_range_of_a_segment() {
             .put_as(&Id::of_block(data), data, Origin::Pinned)
             .unwrap();
     }
+    let (segment, _) = store.bytes_on_disk(&Id::of_block(&large)).unwrap().unwrap();
+    assert!(
+        can_tell(&std::fs::File::open(segment).unwrap()),
+        "{NEEDS_CACHESTAT}"
+    );
     let served = store.serving(&Id::of_block(&large)).unwrap().unwrap();
     assert!(
         matches!(served, Serving::File { len, .. } if len == 1 << 20),
