@@ -12,21 +12,22 @@ use crate::id::Id;
 impl Store {
     /// The block's bytes, checked against its key, or `None` if not held.
     pub fn get(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError> {
-        self.read(key, true)
+        self.read(key, self.entry(key)?, true)
     }
 
     /// The block's bytes for sending to a peer: checked for size, not hashed,
     /// since every reader hashes what it receives (rot is then refused by the
     /// reader, which avoids this node, and found by Verify).
     pub fn get_for_serving(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError> {
-        self.read(key, false)
+        self.read(key, self.entry(key)?, false)
     }
 
     /// What the block server sends: a large block whose bytes are all in the
     /// page cache as its range of a segment or its block file, for the
     /// kernel to send; any other as [`Store::get_for_serving`] reads it.
     pub fn serving(&self, key: &Id) -> Result<Option<Serving>, StoreError> {
-        if let Some(entry) = self.entry(key)?.filter(|e| e.size >= SEND_FROM_CACHE_AT) {
+        let entry = self.entry(key)?;
+        if let Some(entry) = entry.filter(|e| e.size >= SEND_FROM_CACHE_AT) {
             let found = match entry.location {
                 Location::Segment(place) => match u32::try_from(entry.size) {
                     Ok(len) => self
@@ -50,16 +51,25 @@ impl Store {
                 }));
             }
         }
-        Ok(self.get_for_serving(key)?.map(Serving::Bytes))
+        // The entry just read is the read's first: no second index lookup.
+        Ok(self.read(key, entry, false)?.map(Serving::Bytes))
     }
 
-    fn read(&self, key: &Id, check_hash: bool) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The block's bytes, starting from `first`, its index entry as just
+    /// read (`None`: not held).
+    fn read(
+        &self,
+        key: &Id,
+        first: Option<IndexEntry>,
+        check_hash: bool,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         // Compaction may move a small block between reading its entry and
         // its bytes: then its old place reads as another record, or its old
         // segment is gone, and the entry has changed. Read again from it.
         let mut tries = 0;
+        let mut next = first;
         loop {
-            let Some(entry) = self.entry(key)? else {
+            let Some(entry) = next else {
                 return Ok(None);
             };
             let moved = |read_entry: &IndexEntry| -> Result<bool, StoreError> {
@@ -71,6 +81,7 @@ impl Store {
                 other if tries < 3 && moved(&entry)? => {
                     drop(other);
                     tries += 1;
+                    next = self.entry(key)?;
                 }
                 other => return other,
             }
