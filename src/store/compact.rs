@@ -155,7 +155,9 @@ impl Store {
                 return Ok(done);
             }
         }
-        // Proof before removal: nothing points into it any more.
+        // Proof before removal: nothing points into it any more, and no put
+        // has written a record to it that it has yet to index.
+        let _no_staging = inner.staging.write().unwrap_or_else(|p| p.into_inner());
         if !self.entries_in(seg)?.is_empty() {
             return Ok(done);
         }

@@ -148,6 +148,10 @@ struct Inner {
     reserved: Mutex<u64>,
     locks: Vec<Mutex<()>>,
     in_flight: InFlight,
+    /// Read-held by a batch of puts from its first append to its index
+    /// transaction; write-held by compaction while it proves a segment
+    /// unreferenced and removes it (so no record not yet indexed goes).
+    staging: std::sync::RwLock<()>,
     floor: DiskFloor,
     /// Where concurrent writers share their flushes.
     commit: GroupCommit,

@@ -138,6 +138,7 @@ impl Store {
             reserved: Mutex::new(0),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             in_flight: InFlight::default(),
+            staging: std::sync::RwLock::new(()),
             floor,
             commit: GroupCommit::default(),
             segments,

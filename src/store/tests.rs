@@ -477,3 +477,41 @@ fn store_serves_as_a_block_store() {
     store.flush().unwrap();
     assert_eq!(store.block_count(), 1);
 }
+
+#[test]
+fn a_batch_indexes_each_block_once_and_a_key_twice_in_it_keeps_the_pin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inline_max = StoreConfig::default().inline_max;
+    let (small, large, bad) = (block(100, 1), block(inline_max + 1, 2), block(100, 3));
+    let (ks, kl) = (Id::of_block(&small), Id::of_block(&large));
+    let item = |key: Id, data, origin, copies| write::PutItem {
+        key,
+        data,
+        origin,
+        copies,
+    };
+    {
+        let store = open(tmp.path());
+        let results = store.put_many(&[
+            item(ks, &small, Origin::Replica, 3),
+            item(kl, &large, Origin::Replica, 0),
+            item(ks, &small, Origin::Pinned, 5),
+            item(ks, &bad, Origin::Pinned, 0),
+        ]);
+        assert_eq!(results[0].as_ref().unwrap(), &PutOutcome::Stored);
+        assert_eq!(results[1].as_ref().unwrap(), &PutOutcome::Stored);
+        assert_eq!(results[2].as_ref().unwrap(), &PutOutcome::AlreadyHad);
+        assert!(matches!(results[3], Err(StoreError::HashMismatch { .. })));
+        assert_eq!(store.block_count(), 2);
+        assert_eq!(store.bytes_stored(), (small.len() + large.len()) as u64);
+    }
+    // What the batch said is what a reopen finds.
+    let store = open(tmp.path());
+    assert_eq!(store.block_count(), 2);
+    let record = store.record(&ks).unwrap().unwrap();
+    assert_eq!(record.origin, Origin::Pinned);
+    assert_eq!(record.copies, 5);
+    assert_eq!(store.record(&kl).unwrap().unwrap().origin, Origin::Replica);
+    assert_eq!(store.get(&ks).unwrap().as_deref(), Some(&small[..]));
+    assert_eq!(store.get(&kl).unwrap().as_deref(), Some(&large[..]));
+}

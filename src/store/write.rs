@@ -8,6 +8,7 @@ use super::charge::charge;
 use super::files;
 use super::in_flight::Marked;
 use super::index::{IndexEntry, Location};
+use super::segments::Place;
 use super::space::Reservation;
 use super::{lock, now_secs, BlockRecord, Origin, PutOutcome, Store, StoreError, LOCK_STRIPES};
 use crate::id::Id;
@@ -22,11 +23,17 @@ pub struct PutItem<'a> {
     pub copies: u8,
 }
 
-/// A put written but not yet durable: what its flush settles.
+/// A put whose bytes are written, not yet indexed nor durable: what the
+/// batch's one index transaction and its flush settle.
 struct Staged<'a> {
     key: Id,
     /// Its block file, when not in a segment.
     file: Option<std::path::PathBuf>,
+    /// Its record in a segment, when in one.
+    place: Option<Place>,
+    /// Its index entry, encoded, and its record.
+    entry: Vec<u8>,
+    record: BlockRecord,
     size: u64,
     cost: u64,
     /// Its space and its place among the keys in flight, held to the flush.
@@ -97,6 +104,9 @@ impl Store {
         stripes.dedup();
         let _key_locks: Vec<_> = stripes.iter().map(|&s| lock(&inner.locks[s])).collect();
         let mut staged: Vec<Staged<'_>> = Vec::new();
+        // Held from the first byte written to the index transaction, so that
+        // compaction removes no segment holding records not yet indexed.
+        let staging = inner.staging.read().unwrap_or_else(|p| p.into_inner());
         let mut results: Vec<Result<PutOutcome, StoreError>> = items
             .iter()
             .map(|item| self.stage(item, &mut staged))
@@ -104,17 +114,32 @@ impl Store {
         if staged.is_empty() {
             return results;
         }
-        if let Err(e) = self.sync() {
-            for s in &staged {
-                self.take_back(&s.key, s.file.as_deref());
-            }
-            // A key staged here and asked for again in the batch is no more
-            // durable than its first put.
+        // One transaction indexes the whole batch: sled rolls its log buffer
+        // twice for every transaction (two log writes, each waited for on
+        // its I/O thread), which cost more than the rest of a small put.
+        // A key staged here and asked for again in the batch is no more
+        // durable than its first put: each fails with it.
+        let fail = |results: &mut Vec<Result<PutOutcome, StoreError>>, e: sled::Error| {
             for (i, item) in items.iter().enumerate() {
                 if results[i].is_ok() && staged.iter().any(|s| s.key == item.key) {
                     results[i] = Err(StoreError::db(&inner.db_path, e.clone()));
                 }
             }
+        };
+        if let Err(e) = self.insert_entries(&staged) {
+            for s in &staged {
+                self.undo_bytes(s);
+            }
+            drop(staging);
+            fail(&mut results, e);
+            return results;
+        }
+        drop(staging);
+        if let Err(e) = self.sync() {
+            for s in &staged {
+                self.take_back(&s.key, s.file.as_deref());
+            }
+            fail(&mut results, e);
             return results;
         }
         for s in &staged {
@@ -141,6 +166,14 @@ impl Store {
         if actual != *key {
             return Err(StoreError::HashMismatch { key: *key, actual });
         }
+        if let Some(first) = staged.iter_mut().find(|s| s.key == *key) {
+            // Twice in one batch: written once, with what both asked for.
+            if item.origin == Origin::Pinned {
+                first.record.origin = Origin::Pinned;
+            }
+            first.record.copies = BlockRecord::merge_copies(first.record.copies, item.copies);
+            return Ok(PutOutcome::AlreadyHad);
+        }
         if let Some(entry) = self.entry(key)? {
             self.refresh_record(key, &entry, item.origin, Some(item.copies))?;
             return Ok(PutOutcome::AlreadyHad);
@@ -155,45 +188,42 @@ impl Store {
         let record = BlockRecord {
             copies: item.copies,
             ..BlockRecord::new(item.origin, now)
+        };
+        let (location, place, file) = if small {
+            let place = inner.segments.append(key, data)?;
+            (Location::Segment(place), Some(place), None)
+        } else {
+            let path = files::write_block(&inner.dir, key, data)?;
+            (Location::File, None, Some(path))
+        };
+        let entry = IndexEntry {
+            size,
+            location,
+            stored_at: now,
         }
         .encode();
-        let file = if small {
-            // Appended, then indexed; both durable at the flush.
-            let place = inner.segments.append(key, data)?;
-            let entry = IndexEntry {
-                size,
-                location: Location::Segment(place),
-                stored_at: now,
-            }
-            .encode();
-            if let Err(e) = self.insert_entry(key, &entry, &record) {
-                inner.segments.punch(place, size);
-                return Err(e);
-            }
-            None
-        } else {
-            let entry = IndexEntry {
-                size,
-                location: Location::File,
-                stored_at: now,
-            }
-            .encode();
-            let path = files::write_block(&inner.dir, key, data)?;
-            if let Err(e) = self.insert_entry(key, &entry, &record) {
-                let _ = files::remove_block(&path);
-                return Err(e);
-            }
-            Some(path)
-        };
         staged.push(Staged {
             key: *key,
             file,
+            place,
+            entry,
+            record,
             size,
             cost,
             _reservation: reservation,
             _in_flight: in_flight,
         });
         Ok(PutOutcome::Stored)
+    }
+
+    /// Gives back the bytes of a staged put that was never indexed.
+    fn undo_bytes(&self, s: &Staged<'_>) {
+        if let Some(place) = s.place {
+            self.inner.segments.punch(place, s.size);
+        }
+        if let Some(path) = &s.file {
+            let _ = files::remove_block(path);
+        }
     }
 
     /// Undoes a put whose flush failed: its entry goes (whether or not some of
@@ -216,22 +246,22 @@ impl Store {
         }
     }
 
-    /// Inserts an index entry and its record in one transaction: both or
-    /// neither.
-    fn insert_entry(&self, key: &Id, entry: &[u8], record: &[u8]) -> Result<(), StoreError> {
+    /// Inserts the index entry and record of every staged put in one
+    /// transaction: all or none.
+    fn insert_entries(&self, staged: &[Staged<'_>]) -> Result<(), sled::Error> {
         use sled::transaction::{TransactionError, Transactional};
         let trees = &self.inner.trees;
         (&trees.index, &trees.records)
             .transaction(|(index, records)| {
-                index.insert(&key.0[..], entry)?;
-                records.insert(&key.0[..], record)?;
+                for s in staged {
+                    index.insert(&s.key.0[..], &s.entry[..])?;
+                    records.insert(&s.key.0[..], &s.record.encode()[..])?;
+                }
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {
-                TransactionError::Storage(e) => StoreError::db(&self.inner.db_path, e),
-                TransactionError::Abort(()) => {
-                    StoreError::corrupt(&self.inner.db_path, "put aborted")
-                }
+                TransactionError::Storage(e) => e,
+                TransactionError::Abort(()) => sled::Error::Unsupported("put aborted".into()),
             })
     }
 
