@@ -538,7 +538,8 @@ async fn acknowledged_blocks_survive_sigkill() {
     let mut peer = Peer::start(&mut rng).await;
     let mut magic_next: u64 = rng.gen_range(1..1u64 << 31);
     let mut saved: HashMap<Key, SavedInfo> = HashMap::new();
-    let mut listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    // A port no one else is handed meanwhile: the node comes back on it.
+    let mut listen: SocketAddr = common::addr_for_restarts();
     let (mut total_sent, mut total_answers, mut total_busy) = (0, 0, 0);
     let mut entries_dropped = 0;
     let mut strays_removed = 0;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::fetch::tcp_fetch;
-use common::{test_config, TestNet};
+use common::{addr_for_restarts, test_config, TestNet};
 use dhtfs::daemon::Daemon;
 use dhtfs::id::Id;
 use dhtfs::lookup::LookupKind;
@@ -60,7 +60,8 @@ async fn check_block(net: &TestNet, key: &Id, data: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_nodes_route_store_and_survive_restart() {
-    let mut net = TestNet::start(NODES).await;
+    // Ports no one else is handed meanwhile: each node comes back on its own.
+    let mut net = TestNet::start_with(NODES, |cfg| cfg.listen = addr_for_restarts()).await;
     let keys: Vec<Id> = (0..50).map(|_| Id::random()).collect();
     check_lookups(&net, &keys, "before restart").await;
 

@@ -368,3 +368,65 @@ fn the_active_segment_is_never_compacted() {
     assert_eq!(done, Compacted::default());
     assert_eq!(store.get(&Id::of_block(&data)).unwrap(), Some(data));
 }
+
+#[test]
+fn compaction_running_beside_batches_of_puts_loses_none_of_them() {
+    // Each batch fills several segments, so segments seal under batches
+    // that have appended records and not yet indexed them (the middle ones
+    // hold nothing else), while compaction takes every sealed segment it
+    // sees: none of those records may go.
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        segment_bytes: 256 << 10,
+        ..StoreConfig::default()
+    };
+    let store = std::sync::Arc::new(
+        when_unlocked(|| Store::open(tmp.path(), cfg.clone()))
+            .unwrap()
+            .0,
+    );
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let compactor = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut removed = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for u in store.segment_use().unwrap().iter().filter(|u| !u.active) {
+                    removed +=
+                        u64::from(store.compact_segment(u.seg, &mut |_| true).unwrap().removed);
+                }
+            }
+            removed
+        })
+    };
+    let mut stored = Vec::new();
+    for round in 0..150u64 {
+        let blocks: Vec<Vec<u8>> = (0..64)
+            .map(|i| block(16 << 10, 90_000 + round * 64 + i))
+            .collect();
+        let items: Vec<write::PutItem<'_>> = blocks
+            .iter()
+            .map(|data| write::PutItem {
+                key: Id::of_block(data),
+                data,
+                origin: Origin::Replica,
+                copies: 0,
+            })
+            .collect();
+        for r in store.put_many(&items) {
+            assert_eq!(r.unwrap(), PutOutcome::Stored);
+        }
+        stored.extend(blocks);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let removed = compactor.join().unwrap();
+    assert!(removed > 10, "compaction removed only {removed} segments");
+    for (i, data) in stored.iter().enumerate() {
+        assert_eq!(
+            store.get(&Id::of_block(data)).unwrap().as_deref(),
+            Some(&data[..]),
+            "block {i} of {}, acknowledged as stored",
+            stored.len()
+        );
+    }
+}

@@ -55,6 +55,31 @@ pub fn test_config(dir: PathBuf) -> Config {
     }
 }
 
+/// A loopback address whose port lies below the kernel's ephemeral range
+/// and is free for TCP and UDP now. A node stopped and started again on it
+/// then cannot find its port taken meanwhile by an outgoing connection or
+/// by another test's bind to port 0, which the ephemeral range serves.
+pub fn addr_for_restarts() -> std::net::SocketAddr {
+    use rand::Rng;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let from = low.saturating_sub(12_000).max(1024);
+    assert!(
+        from < low,
+        "no ports below the ephemeral range (from {low})"
+    );
+    for _ in 0..1000 {
+        let addr =
+            std::net::SocketAddr::from(([127, 0, 0, 1], rand::thread_rng().gen_range(from..low)));
+        if std::net::TcpListener::bind(addr).is_ok() && std::net::UdpSocket::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free loopback port between {from} and {low}");
+}
+
 /// N real nodes in this process.
 pub struct TestNet {
     pub dir: tempfile::TempDir,
