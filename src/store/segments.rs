@@ -4,7 +4,8 @@
 //!
 //! Durability: [`Segments::sync`] makes every append before it durable and
 //! returns the point it reached (the active segment and its length), which
-//! the store records in sled in the same flush as the index entries. A
+//! the store records in sled with the next flush's index entries (sled is
+//! flushed before the segment's fsync, see `durability.rs`). A
 //! segment is fsynced when a newer one takes over (sealed), so every segment
 //! before the recorded one is durable whole. At open, only what lies past
 //! the recorded point is read: its whole records are kept, and the first
@@ -247,6 +248,16 @@ impl Segments {
             }
         }
         Ok(Synced { seg: id, len })
+    }
+
+    /// The point the last [`Segments::sync`] made durable (or a roll, or the
+    /// open): never past what is durable.
+    pub fn synced(&self) -> Synced {
+        let active = lock(&self.active);
+        Synced {
+            seg: active.id,
+            len: active.synced,
+        }
     }
 
     /// Gives the disk back the whole filesystem blocks inside the record of
