@@ -10,7 +10,8 @@
 //! DHTFS_BENCH_BIG_BLOCKS (64) 1 MiB blocks, DHTFS_BENCH_PUTS_PER_CLIENT (10)
 //! PutBlocks per client per run, DHTFS_BENCH_RUNS (3) runs of every figure.
 //! DHTFS_BENCH_ONLY=lookups,large,putblock,store runs only those parts
-//! (putblock-lone: PutBlock on a lone node only, for profiling).
+//! (putblock-lone: PutBlock on a lone node only; large-plain: the large
+//! file's plain replicated put and get only; both for profiling).
 //!
 //! What is measured how:
 //! - lookups: a network of in-process dhtfs nodes on 127.0.0.1, warm (every
@@ -64,7 +65,7 @@ fn main() {
     if sizes.wants("lookups") {
         lookups(&sizes, tmp.path(), &rt, &mut rows, &step);
     }
-    if sizes.wants("large") {
+    if sizes.wants("large") || sizes.wants("large-plain") {
         large_file(&sizes, tmp.path(), &rt, &mut rows, &step);
     }
     if sizes.wants("putblock") || sizes.wants("putblock-lone") {
@@ -189,6 +190,7 @@ fn large_file(
     let (mut sealed_puts, mut sealed_gets) = (Vec::new(), Vec::new());
     let (mut ec_puts, mut ec_gets) = (Vec::new(), Vec::new());
     let code = dhtfs::erasure::Code::new(bulk::EC_CODE.0, bulk::EC_CODE.1).expect("a code");
+    let plain_only = !sizes.wants("large");
     for run in 0..sizes.runs {
         let dir = tmp.join(format!("bulk{run}"));
         let rates = rt.block_on(bulk::transfer(&dir, &file, mib, None, None, true));
@@ -196,6 +198,9 @@ fn large_file(
         gets.push(rates.get);
         memory_gets.extend(rates.get_to_memory);
         let _ = std::fs::remove_dir_all(&dir);
+        if plain_only {
+            continue;
+        }
         let dir = tmp.join(format!("ec{run}"));
         let rates = rt.block_on(bulk::transfer(&dir, &file, mib, None, Some(code), false));
         ec_puts.push(rates.put);
@@ -276,6 +281,9 @@ fn large_file(
         )
         .vs("sha256, one core", sha),
     );
+    if plain_only {
+        return;
+    }
     rows.push(Row::new("seal 1 MiB chunks, one core", seal, "MiB/s").vs("sha256, one core", sha));
     let (k, n) = bulk::EC_CODE;
     rows.push(
