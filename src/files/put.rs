@@ -90,14 +90,22 @@ pub struct PutReport {
     pub summary: String,
 }
 
+/// What planning the file found, once it has read all of it.
 struct Plan {
     chunks: Vec<Entry>,
-    offsets: HashMap<Id, Located>,
     size: u64,
     /// The file's first bytes as read and hashed into its first chunk: the
     /// root manifest's head (see `manifest.rs`).
     head: Vec<u8>,
 }
+
+/// One chunk planned: its place in the file's list of chunks, its block
+/// key, and its bytes' length.
+type Planned = (usize, Id, u64);
+
+/// Batches of planned chunks the transfer may be behind the plan by: a
+/// batch is one chunk per planner, so this is a few MiB read ahead.
+const PLANNED_AHEAD: usize = 4;
 
 /// Chunks sealed and hashed at once, one per core (at most 8): sealing is
 /// three passes over each byte (the keyed hash, the cipher, the block's
@@ -149,19 +157,21 @@ fn key_chunks(
     })
 }
 
-/// Reads the file in chunks of `chunk_size` bytes, seals each under `seal`
-/// (if any), hashes each block, and remembers where each chunk lives.
+/// Reads `file` in chunks of `chunk_size` bytes, seals each under `seal`
+/// (if any) and hashes each block, handing each batch to `planned` (where
+/// each chunk is, for the nodes to pull it at once) as soon as it is keyed;
+/// stops early when `planned` says no more are wanted.
 fn plan(
+    file: &std::fs::File,
     path: &std::path::Path,
     chunk_size: u64,
     seal: Option<&Secret>,
-) -> Result<(std::fs::File, Plan), FilesError> {
-    let file = std::fs::File::open(path).map_err(io(path))?;
-    let mut reader = std::io::BufReader::with_capacity(chunk_size as usize, &file);
+    mut planned: impl FnMut(Vec<(Id, Located)>, usize) -> bool,
+) -> Result<Plan, FilesError> {
+    let mut reader = std::io::BufReader::with_capacity(chunk_size as usize, file);
     let mut bufs = vec![vec![0u8; chunk_size as usize]; planners()];
     let mut plan = Plan {
         chunks: Vec::new(),
-        offsets: HashMap::new(),
         size: 0,
         head: Vec::new(),
     };
@@ -182,20 +192,27 @@ fn plan(
         if let (0, Some(first)) = (plan.size, chunks.first()) {
             plan.head = first[..first.len().min(manifest::HEAD_MAX)].to_vec();
         }
+        let first_index = plan.chunks.len();
+        let mut batch = Vec::with_capacity(chunks.len());
         for (chunk, (key, seal_key)) in chunks.iter().zip(key_chunks(&chunks, seal, chunk_size)) {
             let filled = chunk.len() as u64;
-            plan.offsets.entry(key).or_insert(Located {
-                offset: plan.size,
-                size: filled,
-                seal: seal_key,
-                chunk_size,
-            });
+            batch.push((
+                key,
+                Located {
+                    offset: plan.size,
+                    size: filled,
+                    seal: seal_key,
+                    chunk_size,
+                },
+            ));
             plan.chunks.push(Entry(key, filled, seal_key));
             plan.size += filled;
         }
+        if !batch.is_empty() && !planned(batch, first_index) {
+            break;
+        }
     }
-    drop(reader);
-    Ok((file, plan))
+    Ok(plan)
 }
 
 /// Stores a file; the root key names it in the network.
@@ -210,42 +227,60 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
         Some(_) => block_size - seal::TAG_LEN as u64,
         None => block_size,
     };
-    let (path, secret) = (opts.file.clone(), opts.seal.clone());
-    let (file, plan) =
-        tokio::task::spawn_blocking(move || plan(&path, chunk_size, secret.as_ref()))
-            .await
-            .map_err(|e| FilesError::Io {
-                path: opts.file.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })??;
-    let name = opts
-        .file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned());
-    let source = Arc::new(FileSource::new(
-        file,
-        opts.file.clone(),
-        plan.offsets.clone(),
-    ));
+    let path = opts.file.clone();
+    let file = std::fs::File::open(&path).map_err(io(&path))?;
+    let file_len = file.metadata().map_err(io(&path))?.len();
+    let reader = file.try_clone().map_err(io(&path))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let source = Arc::new(FileSource::new(file, path.clone(), HashMap::new()));
+    // The file is planned (read, sealed, hashed) on the blocking pool while
+    // the nodes pull the chunks planned so far: the transfer does not wait
+    // for the last chunk's hash to send the first.
+    let (to_store, mut planned) = tokio::sync::mpsc::channel::<Vec<Planned>>(PLANNED_AHEAD);
+    let planning = {
+        let (source, secret) = (source.clone(), opts.seal.clone());
+        tokio::task::spawn_blocking(move || {
+            plan(
+                &reader,
+                &path,
+                chunk_size,
+                secret.as_ref(),
+                |batch, first| {
+                    let mut sent = Vec::with_capacity(batch.len());
+                    for (i, (key, at)) in batch.into_iter().enumerate() {
+                        source.locate(key, at);
+                        sent.push((first + i, key, at.size));
+                    }
+                    to_store.blocking_send(sent).is_ok()
+                },
+            )
+        })
+    };
     let replicas = opts.replicas.max(1);
     let session = Session::start(&opts.bootstrap, source.clone(), replicas.max(7)).await?;
+    let mut early: Vec<Planned> = Vec::new();
     // By default, one wide lookup counts the nodes a chunk's shards would
     // spread over; a small file or network is replicated instead.
-    let seen = match (
-        redundancy::needs_count(opts.redundancy, plan.size),
-        plan.chunks.first(),
-    ) {
+    let code = redundancy::needs_count(opts.redundancy, file_len);
+    let first = match code {
+        Some(_) => {
+            early.extend(planned.recv().await.unwrap_or_default());
+            early.first().map(|p| p.1)
+        }
+        None => None,
+    };
+    let seen = match (code, first) {
         (Some(code), Some(first)) => Some(
             session
                 .node
-                .lookup_wide(first.0, code.n())
+                .lookup_wide(first, code.n())
                 .await
                 .closest
                 .len(),
         ),
         _ => None,
     };
-    let chosen = redundancy::choose(opts.redundancy, plan.size, seen);
+    let chosen = redundancy::choose(opts.redundancy, file_len, seen);
     // A small file replicated is what anyone expects; a large one on a
     // small network is worth a word.
     if let (
@@ -262,28 +297,19 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
         Chosen::Replicas { .. } => None,
     };
 
-    let mut distinct: Vec<(usize, Id)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (i, Entry(key, _, _)) in plan.chunks.iter().enumerate() {
-        if seen.insert(*key) {
-            distinct.push((i, *key));
-        }
-    }
-    let progress = Progress::start("put", plan.size, plan.chunks.len() as u64, opts.quiet);
+    let progress = Progress::start("put", file_len, file_len.div_ceil(chunk_size), opts.quiet);
     let counters = progress.counters.clone();
-    let sizes: HashMap<Id, u64> = plan.chunks.iter().map(|e| (e.0, e.1)).collect();
     let mut failed = Vec::new();
     let mut under = 0;
     // Chunks first, many at a time; the manifest only once they are all in.
-    let entries = match ec {
+    let stored = match ec {
         None => {
             let results = store_all(
                 &session.node,
-                &distinct,
+                (early, &mut planned),
                 replicas,
                 opts.parallel.max(1),
                 &counters,
-                &sizes,
             )
             .await;
             for (index, key, outcome) in results {
@@ -293,9 +319,23 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
                     Err(why) => failed.push((index, key, why)),
                 }
             }
-            plan.chunks.clone()
+            None
         }
         Some(code) => {
+            // A striped put takes the whole plan first.
+            let mut all = early;
+            while let Some(batch) = planned.recv().await {
+                all.extend(batch);
+            }
+            let mut distinct: Vec<(usize, Id)> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            let mut sizes: HashMap<Id, u64> = HashMap::new();
+            for (index, key, size) in all {
+                if seen.insert(key) {
+                    distinct.push((index, key));
+                    sizes.insert(key, size);
+                }
+            }
             let how = super::put_striped::Striping {
                 code,
                 shard_copies: opts.shard_copies.clamp(1, replicas),
@@ -321,10 +361,19 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
                     Err(why) => failed.push((index, key, why)),
                 }
             }
-            plan.chunks
-                .iter()
-                .map(|e| Entry(stripe_of.get(&e.0).copied().unwrap_or(Id::ZERO), e.1, e.2))
-                .collect()
+            Some(stripe_of)
+        }
+    };
+    drop(planned);
+    let planned = planning.await.map_err(|e| FilesError::Io {
+        path: opts.file.clone(),
+        source: std::io::Error::other(e.to_string()),
+    });
+    let plan = match planned {
+        Ok(Ok(plan)) => plan,
+        Ok(Err(e)) | Err(e) => {
+            session.close().await;
+            return Err(e);
         }
     };
     if !failed.is_empty() {
@@ -332,6 +381,14 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
         failed.sort_by_key(|f| f.0);
         return Err(FilesError::StoreFailed(failed));
     }
+    let entries: Vec<Entry> = match &stored {
+        None => plan.chunks.clone(),
+        Some(stripe_of) => plan
+            .chunks
+            .iter()
+            .map(|e| Entry(stripe_of.get(&e.0).copied().unwrap_or(Id::ZERO), e.1, e.2))
+            .collect(),
+    };
     // Manifest blocks are no larger than a chunk, so small chunk sizes make trees.
     let built = manifest::build(
         name.as_deref(),
@@ -382,24 +439,30 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
     })
 }
 
+/// Stores each distinct chunk as the plan hands it over (`early` first,
+/// then what comes from `planned` until the plan is done), `parallel` at
+/// a time, each on `replicas` nodes.
 async fn store_all(
     node: &Node,
-    distinct: &[(usize, Id)],
+    (early, planned): (Vec<Planned>, &mut tokio::sync::mpsc::Receiver<Vec<Planned>>),
     replicas: usize,
     parallel: usize,
     counters: &Arc<Counters>,
-    sizes: &HashMap<Id, u64>,
 ) -> Vec<(usize, Id, Result<usize, String>)> {
     let mut out = Vec::new();
     let mut running = JoinSet::new();
-    let mut queue = distinct.iter().copied();
+    let mut queue: std::collections::VecDeque<Planned> = early.into();
+    let mut seen = std::collections::HashSet::new();
+    let mut planning = true;
     loop {
         while running.len() < parallel {
-            let Some((index, key)) = queue.next() else {
+            let Some((index, key, size)) = queue.pop_front() else {
                 break;
             };
+            if !seen.insert(key) {
+                continue;
+            }
             let (node, counters) = (node.clone(), counters.clone());
-            let size = sizes.get(&key).copied().unwrap_or(0);
             running.spawn(async move {
                 let r = store_block(&node, key, (replicas, 0), &counters).await;
                 if r.is_ok() {
@@ -409,10 +472,19 @@ async fn store_all(
                 (index, key, r)
             });
         }
-        match running.join_next().await {
-            Some(Ok(r)) => out.push(r),
-            Some(Err(e)) => tracing::warn!(error = %e, "store task failed"),
-            None => break,
+        if running.is_empty() && queue.is_empty() && !planning {
+            break;
+        }
+        tokio::select! {
+            batch = planned.recv(), if planning && queue.is_empty() => match batch {
+                Some(batch) => queue.extend(batch),
+                None => planning = false,
+            },
+            joined = running.join_next(), if !running.is_empty() => match joined {
+                Some(Ok(r)) => out.push(r),
+                Some(Err(e)) => tracing::warn!(error = %e, "store task failed"),
+                None => {}
+            },
         }
     }
     out
@@ -497,5 +569,68 @@ async fn store_with_retry(
         }
         retries += 1;
         tokio::time::sleep(Duration::from_millis(100 * retries)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_of(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn the_plan_hands_over_every_chunk_in_order_as_it_keys_them() {
+        let chunk = 4096u64;
+        // Nine and a half chunks, the fourth a repeat of the first.
+        let mut bytes: Vec<u8> = (0..chunk * 19 / 2).map(|i| (i * 31 % 251) as u8).collect();
+        let first = bytes[..chunk as usize].to_vec();
+        bytes[3 * chunk as usize..4 * chunk as usize].copy_from_slice(&first);
+        let (_dir, path) = file_of(&bytes);
+        let file = std::fs::File::open(&path).unwrap();
+        let mut handed: Vec<(usize, Id, Located)> = Vec::new();
+        let plan = plan(&file, &path, chunk, None, |batch, first| {
+            for (i, (key, at)) in batch.into_iter().enumerate() {
+                handed.push((first + i, key, at));
+            }
+            true
+        })
+        .unwrap();
+        assert_eq!(plan.size, bytes.len() as u64);
+        assert_eq!(plan.chunks.len(), 10);
+        assert_eq!(handed.len(), 10, "every chunk handed over once");
+        for (n, (index, key, at)) in handed.iter().enumerate() {
+            assert_eq!(*index, n);
+            let start = n as u64 * chunk;
+            let end = (start + chunk).min(bytes.len() as u64);
+            assert_eq!((at.offset, at.size), (start, end - start));
+            assert_eq!(*key, Id::of_block(&bytes[start as usize..end as usize]));
+            assert_eq!(plan.chunks[n].0, *key);
+        }
+        assert_eq!(handed[3].1, handed[0].1, "a repeated chunk keeps its key");
+        assert_eq!(plan.head, bytes[..manifest::HEAD_MAX.min(chunk as usize)]);
+    }
+
+    #[test]
+    fn the_plan_stops_reading_once_nobody_wants_more() {
+        let chunk = 4096u64;
+        let bytes = vec![5u8; chunk as usize * 64];
+        let (_dir, path) = file_of(&bytes);
+        let file = std::fs::File::open(&path).unwrap();
+        let mut batches = 0;
+        let plan = plan(&file, &path, chunk, None, |_, _| {
+            batches += 1;
+            false
+        })
+        .unwrap();
+        assert_eq!(batches, 1);
+        assert!(
+            plan.chunks.len() <= planners(),
+            "read no further than one batch"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::id::Id;
 use crate::seal::{self, SealKey};
@@ -32,7 +32,7 @@ pub struct Located {
 pub struct FileSource {
     file: Arc<File>,
     path: PathBuf,
-    chunks: HashMap<Id, Located>,
+    chunks: RwLock<HashMap<Id, Located>>,
     extra: Mutex<HashMap<Id, Arc<Vec<u8>>>>,
     sealed: Mutex<VecDeque<(Id, Arc<Vec<u8>>)>>,
 }
@@ -43,10 +43,23 @@ impl FileSource {
         FileSource {
             file: Arc::new(file),
             path,
-            chunks,
+            chunks: RwLock::new(chunks),
             extra: Mutex::new(HashMap::new()),
             sealed: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Serves one more chunk of the file: a put hands each over as soon as
+    /// it is planned, while the nodes pull the earlier ones.
+    pub fn locate(&self, key: Id, at: Located) {
+        let mut chunks = self.chunks.write().unwrap_or_else(|p| p.into_inner());
+        chunks.entry(key).or_insert(at);
+    }
+
+    /// Where chunk `key` is in the file, if it is one.
+    fn chunk(&self, key: &Id) -> Option<Located> {
+        let chunks = self.chunks.read().unwrap_or_else(|p| p.into_inner());
+        chunks.get(key).copied()
     }
 
     fn kept(&self, key: &Id) -> Option<Arc<Vec<u8>>> {
@@ -87,11 +100,11 @@ fn read_only() -> StoreError {
 
 impl BlockStore for FileSource {
     fn contains(&self, key: &Id) -> bool {
-        self.chunks.contains_key(key) || self.extra.lock().is_ok_and(|e| e.contains_key(key))
+        self.chunk(key).is_some() || self.extra.lock().is_ok_and(|e| e.contains_key(key))
     }
 
     fn get(&self, key: &Id) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(at) = self.chunks.get(key) {
+        if let Some(at) = self.chunk(key) {
             if let Some(block) = at.seal.and_then(|_| self.kept(key)) {
                 return Ok(Some(block.as_ref().clone()));
             }
@@ -119,7 +132,7 @@ impl BlockStore for FileSource {
     /// in the page cache (as after the put read them to hash them) goes as
     /// its range of the file, for the kernel to send to each replica.
     fn serving(&self, key: &Id) -> Result<Option<Serving>, StoreError> {
-        if let Some(at) = self.chunks.get(key) {
+        if let Some(at) = self.chunk(key) {
             if at.seal.is_none()
                 && at.size >= SEND_FROM_CACHE_AT
                 && resident(&self.file, at.offset, at.size)
