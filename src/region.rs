@@ -35,6 +35,20 @@ pub struct Region {
     pub nodes: Vec<Contact>,
 }
 
+impl Region {
+    /// Whether `id` shares the region's prefix: a node with it belongs in
+    /// `nodes`, a key with it is covered (`first..=end` is the prefix).
+    pub fn spans(&self, id: &Id) -> bool {
+        self.first <= *id && *id <= self.end
+    }
+
+    /// Whether the region is one key only (its lookup found fewer than k
+    /// nodes sharing a prefix with it).
+    pub fn is_one_key(&self) -> bool {
+        self.first == self.end
+    }
+}
+
 /// The region that `closest` covers: a lookup's answer for `start` (ourselves
 /// included when we are a holder), asked for `width` nodes. An answer of
 /// fewer than `width` is the whole network and covers every key.
@@ -147,6 +161,35 @@ mod tests {
         let mut b = [0u8; ID_LEN];
         rng.fill_bytes(&mut b);
         Id(b)
+    }
+
+    #[test]
+    fn a_region_spans_exactly_the_ids_of_its_prefix() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let start = random_id(&mut rng);
+        // 40 nodes: the answer of 21 makes a region of some prefix.
+        let ids: Vec<Id> = (0..40).map(|_| random_id(&mut rng)).collect();
+        let mut all = contacts(&ids);
+        all.sort_by_key(|c| start.distance(&c.id));
+        let region = region_of(&start, &all[..21], 7, 21);
+        assert!(!region.is_one_key());
+        let len = start
+            .distance(&region.first)
+            .leading_zeros()
+            .min(start.distance(&region.end).leading_zeros());
+        for c in &all {
+            let shares = start.distance(&c.id).leading_zeros() >= len;
+            assert_eq!(region.spans(&c.id), shares, "{:?}", c.id);
+        }
+        for n in &region.nodes {
+            assert!(region.spans(&n.id));
+        }
+        let one = Region {
+            first: start,
+            end: start,
+            nodes: Vec::new(),
+        };
+        assert!(one.is_one_key() && one.spans(&start));
     }
 
     fn contacts(ids: &[Id]) -> Vec<Contact> {
