@@ -49,6 +49,42 @@ impl Region {
     }
 }
 
+/// Regions a client keeps while it places many keys (a put's chunks and
+/// shards): the region spanning a key names the closest nodes of every key
+/// in it, so one lookup serves all the keys it spans while it is fresh.
+#[derive(Clone, Debug, Default)]
+pub struct Regions {
+    /// Each region, with when it was looked up (ms).
+    kept: Vec<(Region, u64)>,
+}
+
+/// Regions kept at most: the oldest goes first.
+pub const REGIONS_KEPT: usize = 256;
+
+impl Regions {
+    /// The region spanning `key` looked up less than `ttl_ms` before `now`.
+    pub fn covering(&self, key: &Id, now: u64, ttl_ms: u64) -> Option<&Region> {
+        self.kept
+            .iter()
+            .find(|(r, at)| r.spans(key) && now.saturating_sub(*at) < ttl_ms)
+            .map(|(r, _)| r)
+    }
+
+    /// Keeps `region`, looked up at `now`, in place of any it overlaps; a
+    /// region of one key serves no other and is not kept.
+    pub fn keep(&mut self, region: Region, now: u64) {
+        if region.is_one_key() {
+            return;
+        }
+        self.kept
+            .retain(|(r, _)| r.end < region.first || region.end < r.first);
+        if self.kept.len() >= REGIONS_KEPT {
+            self.kept.remove(0);
+        }
+        self.kept.push((region, now));
+    }
+}
+
 /// The region that `closest` covers: a lookup's answer for `start` (ourselves
 /// included when we are a holder), asked for `width` nodes. An answer of
 /// fewer than `width` is the whole network and covers every key.
@@ -190,6 +226,38 @@ mod tests {
             nodes: Vec::new(),
         };
         assert!(one.is_one_key() && one.spans(&start));
+    }
+
+    #[test]
+    fn kept_regions_serve_the_keys_they_span_while_fresh() {
+        let mut rng = StdRng::seed_from_u64(12);
+        let ids: Vec<Id> = (0..40).map(|_| random_id(&mut rng)).collect();
+        let start = random_id(&mut rng);
+        let mut all = contacts(&ids);
+        all.sort_by_key(|c| start.distance(&c.id));
+        let region = region_of(&start, &all[..21], 7, 21);
+        let mut kept = Regions::default();
+        kept.keep(region.clone(), 1_000);
+        assert_eq!(kept.covering(&start, 1_500, 60_000), Some(&region));
+        assert_eq!(kept.covering(&region.end, 1_500, 60_000), Some(&region));
+        assert_eq!(kept.covering(&start, 61_000, 60_000), None, "stale");
+        let outside = Id(region.end.0.map(|b| !b));
+        assert!(!region.spans(&outside));
+        assert_eq!(kept.covering(&outside, 1_500, 60_000), None);
+        // A newer look at the same prefix replaces the old one.
+        kept.keep(region.clone(), 2_000);
+        assert_eq!(kept.kept.len(), 1);
+        assert_eq!(kept.covering(&start, 61_500, 60_000), Some(&region));
+        // One key alone is not kept.
+        kept.keep(
+            Region {
+                first: outside,
+                end: outside,
+                nodes: all[..7].to_vec(),
+            },
+            2_000,
+        );
+        assert_eq!(kept.covering(&outside, 2_000, 60_000), None);
     }
 
     fn contacts(ids: &[Id]) -> Vec<Contact> {

@@ -318,8 +318,32 @@ async fn the_gateway_and_pin_read_erasure_coded_files() {
         redundancy: dhtfs::files::Redundancy::Coded(CODE.parse().unwrap()),
         ..PutOptions::new(path)
     };
+    let find_nodes = |net: &common::TestNet| -> u64 {
+        use dhtfs::stats::Outcome;
+        use dhtfs::wire::message::RequestType;
+        net.nodes
+            .iter()
+            .map(|d| {
+                d.node
+                    .stats()
+                    .served
+                    .get(RequestType::FindNode, Outcome::Ok)
+            })
+            .sum()
+    };
+    let before = find_nodes(&net);
     let report = put(&opts).await.expect("put --ec");
     let cap = report.file.to_string();
+    // 4 chunks of 8 shards, each to be kept on 1 node: a lookup a shard
+    // hears from at least its 3 closest (the copy and 2 spares), 96 find_nodes
+    // or more (173 measured, the client's join included); a lookup a region,
+    // where one region spans these 8 nodes, about 65.
+    let asked = find_nodes(&net) - before;
+    let shards = report.chunks.len() as u64 * 8;
+    assert!(
+        asked < 3 * shards,
+        "{asked} find_node requests for {shards} shards: a lookup a shard"
+    );
 
     let gateway = net.nodes[5].gateway_addr.expect("a gateway");
     let url = format!("http://{gateway}/file/{cap}");

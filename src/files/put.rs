@@ -99,6 +99,11 @@ struct Plan {
     head: Vec<u8>,
 }
 
+/// The regions a put places its blocks in (see `Node::closest_in_region`):
+/// a lookup a region of the keyspace rather than one a block, which for an
+/// erasure-coded file's n shards a chunk was most of its requests.
+pub(super) type Placement = Arc<tokio::sync::Mutex<crate::region::Regions>>;
+
 /// One chunk planned: its place in the file's list of chunks, its block
 /// key, and its bytes' length.
 type Planned = (usize, Id, u64);
@@ -301,15 +306,16 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
     let counters = progress.counters.clone();
     let mut failed = Vec::new();
     let mut under = 0;
+    let placement = Placement::default();
     // Chunks first, many at a time; the manifest only once they are all in.
     let stored = match ec {
         None => {
             let results = store_all(
                 &session.node,
                 (early, &mut planned),
-                replicas,
-                opts.parallel.max(1),
+                (replicas, opts.parallel.max(1)),
                 &counters,
+                &placement,
             )
             .await;
             for (index, key, outcome) in results {
@@ -347,7 +353,7 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
                 &source,
                 &distinct,
                 &how,
-                &counters,
+                (&counters, &placement),
                 &sizes,
             )
             .await;
@@ -403,7 +409,7 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
         source.add(*key, bytes.clone());
     }
     for (key, _) in &built.blocks {
-        match store_block(&session.node, *key, (replicas, 0), &counters).await {
+        match store_block(&session.node, *key, (replicas, 0), &counters, &placement).await {
             Ok(saved) if saved < replicas => under += 1,
             Ok(_) => {}
             Err(why) => failed.push((usize::MAX, *key, format!("manifest block: {why}"))),
@@ -445,9 +451,9 @@ pub async fn put(opts: &PutOptions) -> Result<PutReport, FilesError> {
 async fn store_all(
     node: &Node,
     (early, planned): (Vec<Planned>, &mut tokio::sync::mpsc::Receiver<Vec<Planned>>),
-    replicas: usize,
-    parallel: usize,
+    (replicas, parallel): (usize, usize),
     counters: &Arc<Counters>,
+    placement: &Placement,
 ) -> Vec<(usize, Id, Result<usize, String>)> {
     let mut out = Vec::new();
     let mut running = JoinSet::new();
@@ -462,9 +468,9 @@ async fn store_all(
             if !seen.insert(key) {
                 continue;
             }
-            let (node, counters) = (node.clone(), counters.clone());
+            let (node, counters, placement) = (node.clone(), counters.clone(), placement.clone());
             running.spawn(async move {
-                let r = store_block(&node, key, (replicas, 0), &counters).await;
+                let r = store_block(&node, key, (replicas, 0), &counters, &placement).await;
                 if r.is_ok() {
                     Counters::add(&counters.bytes, size);
                     Counters::add(&counters.chunks, 1);
@@ -498,16 +504,15 @@ pub(super) async fn store_block(
     key: Id,
     (replicas, copies): (usize, u8),
     counters: &Counters,
+    placement: &Placement,
 ) -> Result<usize, String> {
     // A block kept on fewer nodes than K (a shard) needs only its closest
-    // few, and a narrower lookup asks about half as many nodes.
-    let candidates = match copies {
-        0 => node.find_closest(key).await,
-        c => {
-            node.find_closest_n(key, usize::from(c) + NARROW_SPARE)
-                .await
-        }
+    // few and a spare or two; the rest its K closest.
+    let want = match copies {
+        0 => node.config().lookup.k,
+        c => usize::from(c) + NARROW_SPARE,
     };
+    let candidates = node.closest_in_region(key, want, placement).await;
     if candidates.is_empty() {
         return Err("the lookup found no nodes".into());
     }

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::progress::Counters;
-use super::put::store_block;
+use super::put::{store_block, Placement};
 use super::source::FileSource;
 use crate::erasure::Code;
 use crate::id::Id;
@@ -43,7 +43,7 @@ pub async fn store_striped(
     source: &Arc<FileSource>,
     distinct: &[(usize, Id)],
     how: &Striping,
-    counters: &Arc<Counters>,
+    (counters, placement): (&Arc<Counters>, &Placement),
     sizes: &HashMap<Id, u64>,
 ) -> Vec<StripeResult> {
     // A stripe in flight holds n/k of its chunk in memory and n stores: a
@@ -63,10 +63,10 @@ pub async fn store_striped(
             };
             let (node, source, counters, how) =
                 (node.clone(), source.clone(), counters.clone(), *how);
-            let slots = slots.clone();
+            let (slots, placement) = (slots.clone(), placement.clone());
             let size = sizes.get(&key).copied().unwrap_or(0);
             running.spawn(async move {
-                let r = store_one(&node, &source, key, &how, (&counters, &slots)).await;
+                let r = store_one(&node, &source, key, &how, (&counters, &slots, &placement)).await;
                 if r.is_ok() {
                     Counters::add(&counters.bytes, size);
                     Counters::add(&counters.chunks, 1);
@@ -89,7 +89,7 @@ async fn store_one(
     source: &Arc<FileSource>,
     key: Id,
     how: &Striping,
-    (counters, slots): (&Arc<Counters>, &Arc<Semaphore>),
+    (counters, slots, placement): (&Arc<Counters>, &Arc<Semaphore>, &Placement),
 ) -> Result<(Id, usize), String> {
     let (src, code) = (source.clone(), how.code);
     let copies = u8::try_from(how.shard_copies).unwrap_or(u8::MAX);
@@ -112,7 +112,7 @@ async fn store_one(
         source.add(*id, shard);
     }
     source.add(stripe_key, stripe_bytes);
-    let result = store_blocks(node, &stripe, stripe_key, how, (counters, slots)).await;
+    let result = store_blocks(node, &stripe, stripe_key, how, (counters, slots, placement)).await;
     for id in &stripe.shards {
         source.remove(id);
     }
@@ -127,16 +127,17 @@ async fn store_blocks(
     stripe: &Stripe,
     stripe_key: Id,
     how: &Striping,
-    (counters, slots): (&Arc<Counters>, &Arc<Semaphore>),
+    (counters, slots, placement): (&Arc<Counters>, &Arc<Semaphore>, &Placement),
 ) -> Result<usize, String> {
     let copies = stripe.copies;
     let mut running = JoinSet::new();
     for (position, &id) in stripe.shards.iter().enumerate() {
         let (node, counters, slots) = (node.clone(), counters.clone(), slots.clone());
+        let placement = placement.clone();
         let want = how.shard_copies;
         running.spawn(async move {
             let _slot = slots.acquire_owned().await;
-            let r = store_block(&node, id, (want, copies), &counters).await;
+            let r = store_block(&node, id, (want, copies), &counters, &placement).await;
             (position, r)
         });
     }
@@ -149,7 +150,15 @@ async fn store_blocks(
             Err(why) => return Err(format!("shard {position}: {why}")),
         }
     }
-    match store_block(node, stripe_key, (how.stripe_copies, 0), counters).await {
+    match store_block(
+        node,
+        stripe_key,
+        (how.stripe_copies, 0),
+        counters,
+        placement,
+    )
+    .await
+    {
         Ok(saved) if saved < how.stripe_copies => short += 1,
         Ok(_) => {}
         Err(why) => return Err(format!("stripe {stripe_key}: {why}")),

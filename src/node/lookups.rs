@@ -10,6 +10,10 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use super::Node;
+
+/// A region a put places keys in is looked up again after this long, so
+/// that nodes joined or gone since count.
+const PLACEMENT_REGION_TTL_MS: u64 = 60_000;
 use crate::contact::Contact;
 use crate::id::Id;
 use crate::lookup::{Bound, Lookup, LookupKind, LookupResult};
@@ -111,6 +115,37 @@ impl Node {
                 return (region, requests);
             }
             width *= 2;
+        }
+    }
+
+    /// The `n` (at most K) closest nodes of `key` for placing it, from the
+    /// region spanning it: found in `regions` while fresh, else looked up
+    /// (`lookup_region`) and kept there, so that a put of many keys (an
+    /// erasure-coded file has n shards a chunk) pays a lookup a region, not
+    /// a key. The spread rule, when on, picks among the region's nodes as
+    /// it would among a lookup's. Misses wait for each other: the second
+    /// finds the first's region.
+    pub async fn closest_in_region(
+        &self,
+        key: Id,
+        n: usize,
+        regions: &tokio::sync::Mutex<crate::region::Regions>,
+    ) -> Vec<Contact> {
+        let mut kept = regions.lock().await;
+        let now = self.inner.clock.now_ms();
+        let region = match kept.covering(&key, now, PLACEMENT_REGION_TTL_MS) {
+            Some(region) => region.clone(),
+            None => {
+                let (region, _) = self.lookup_region(key).await;
+                kept.keep(region.clone(), now);
+                region
+            }
+        };
+        drop(kept);
+        let spread = self.inner.cfg.lookup.spread;
+        match spread.per_prefix {
+            0 => crate::region::closest_of(&key, &region.nodes, n),
+            _ => spread.closest_of(&key, &region.nodes, n),
         }
     }
 
