@@ -28,8 +28,8 @@ use crate::seal::{self, Capability, Secret};
 pub const MIN_CHUNK: u64 = 4 << 10;
 pub const MAX_CHUNK: u64 = 1 << 20;
 
-/// Candidates beyond a shard's copies that its narrow lookup confirms, to
-/// move on to when the closest fails.
+/// Candidates beyond a shard's copies, taken from its region, to move on to
+/// when the closest fails.
 const NARROW_SPARE: usize = 2;
 
 /// What to put and how.

@@ -64,18 +64,6 @@ impl Node {
             .await
     }
 
-    /// The `width` live nodes closest to `target`, by a find_node lookup that
-    /// ends once those are confirmed rather than K: a shard kept on one
-    /// node needs its closest few, and a lookup per shard is what an
-    /// erasure-coded put spends its requests on.
-    pub async fn find_closest_n(&self, target: Id, width: usize) -> Vec<Contact> {
-        let mut cfg = self.inner.cfg.lookup.clone();
-        cfg.k = width.clamp(1, cfg.k);
-        self.lookup_with(target, LookupKind::FindNode, &HashSet::new(), cfg)
-            .await
-            .closest
-    }
-
     /// The keyspace region around `key` and every node in it (see
     /// `region.rs`): a lookup for 3K nodes, widened twice at most (to 6K, then
     /// 12K) while the answer covers `key` alone, as when the side of the
