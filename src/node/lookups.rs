@@ -10,15 +10,15 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use super::Node;
-
-/// A region a put places keys in is looked up again after this long, so
-/// that nodes joined or gone since count.
-const PLACEMENT_REGION_TTL_MS: u64 = 60_000;
 use crate::contact::Contact;
 use crate::id::Id;
 use crate::lookup::{Bound, Lookup, LookupKind, LookupResult};
 use crate::stats::Stats;
 use crate::wire::message::FindValueResult;
+
+/// A region a put places keys in is looked up again after this long, so
+/// that nodes joined or gone since count.
+const PLACEMENT_REGION_TTL_MS: u64 = 60_000;
 
 /// What replicating one block achieved.
 #[derive(Debug, Clone, Default)]
