@@ -92,8 +92,9 @@ pub fn fsync_small_rate(dir: &Path, count: usize) -> f64 {
     rate
 }
 
-/// CPU seconds this process has used, user and system, all threads.
-fn cpu_seconds() -> f64 {
+/// CPU seconds this process has used in user space and in the kernel, all
+/// threads.
+fn cpu_split() -> (f64, f64) {
     // SAFETY: rusage is plain integers (all zeros is a valid value), and
     // getrusage fills the struct it is given.
     let u = unsafe {
@@ -102,7 +103,7 @@ fn cpu_seconds() -> f64 {
         u
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(u.ru_utime) + secs(u.ru_stime)
+    (secs(u.ru_utime), secs(u.ru_stime))
 }
 
 /// MiB/s of one transfer's put and get, and of a get into memory run first.
@@ -141,14 +142,15 @@ pub async fn transfer(
         redundancy: ec.map_or(Redundancy::Replicas, Redundancy::Coded),
         ..PutOptions::new(file.to_path_buf())
     };
-    let (started, cpu) = (Instant::now(), cpu_seconds());
+    let (started, (user, sys)) = (Instant::now(), cpu_split());
     let report = put(&opts).await.expect("put");
     let put_secs = started.elapsed().as_secs_f64();
     let put_rate = mib as f64 / put_secs;
     // Every node and the client run in this process: its CPU is the put's.
+    let (user, sys) = (cpu_split().0 - user, cpu_split().1 - sys);
     eprintln!(
-        "compare: put: {mib} MiB in {put_secs:.2} s, {:.2} s of CPU",
-        cpu_seconds() - cpu
+        "compare: put: {mib} MiB in {put_secs:.2} s, {:.2} s of CPU ({user:.2} user, {sys:.2} kernel)",
+        user + sys
     );
     let mut get_to_memory = None;
     if let Some(shm) = memory_dir().filter(|_| to_memory) {
@@ -170,12 +172,13 @@ pub async fn transfer(
         quiet: true,
         ..GetOptions::new(report.file, out.clone())
     };
-    let (started, cpu) = (Instant::now(), cpu_seconds());
+    let (started, (user, sys)) = (Instant::now(), cpu_split());
     let got = get(&gopts).await.expect("get");
+    let (user, sys) = (cpu_split().0 - user, cpu_split().1 - sys);
     eprintln!(
-        "compare: {}, {:.2} s of CPU",
+        "compare: {}, {:.2} s of CPU ({user:.2} user, {sys:.2} kernel)",
         got.summary,
-        cpu_seconds() - cpu
+        user + sys
     );
     let get_rate = mib as f64 / started.elapsed().as_secs_f64();
     let len = std::fs::metadata(&out).expect("output").len();
