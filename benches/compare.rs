@@ -43,6 +43,11 @@ mod mainline_net;
 mod small;
 
 use std::path::Path;
+
+/// The binary's allocator (see src/main.rs): the nodes and clients in this
+/// process are measured as the binary runs them.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::time::Instant;
 
 use rand::{RngCore, SeedableRng};
