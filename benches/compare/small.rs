@@ -182,6 +182,23 @@ pub fn child(what: &str) -> (f64, f64) {
     panic!("child {what}: the store's lock was never released");
 }
 
+/// Runs this bench's binary as a child that opens the store in `dir` and is
+/// SIGKILLed while it holds it open, as a node crashes: the next open of
+/// `dir` finds no clean stop, in a process of its own.
+pub fn crash_open(dir: &Path) {
+    let exe = std::env::current_exe().expect("own binary");
+    let status = Command::new(&exe)
+        .env(CHILD, format!("killed-open {}", dir.display()))
+        .status()
+        .expect("run child");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the child was killed: {status}"
+    );
+}
+
 /// In the child: does `what` and prints "child MS RSS_KIB".
 pub fn run_child(what: &str) {
     let open = |dir: &str| {
@@ -209,11 +226,12 @@ pub fn run_child(what: &str) {
     let (took, rss) = if let Some(dir) = what.strip_prefix("open ") {
         // After a clean stop: the summary `close` left is trusted.
         timed_open(dir)
-    } else if let Some(dir) = what.strip_prefix("open-crashed ") {
-        // After a crash: an open that was never closed leaves no summary,
-        // so the next one checks every block.
-        drop(open(dir));
-        timed_open(dir)
+    } else if let Some(dir) = what.strip_prefix("killed-open ") {
+        // A crash: the store is open, and the process dies at once.
+        let _store = open(dir);
+        // SAFETY: kill on this process's own pid; nothing runs after it.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        unreachable!("SIGKILL ends the process");
     } else if what == "idle" {
         let tmp = tempfile::tempdir().expect("temp dir");
         let rt = tokio::runtime::Runtime::new().expect("runtime");

@@ -187,12 +187,28 @@ impl Store {
 
 /// Gives the heap the scan grew back to the system: reading every inline
 /// block through sled leaves tens of MiB free but held (measured: 95 MiB RSS
-/// after a scan of 100k blocks of 4 KiB).
+/// after a scan of 100k blocks of 4 KiB), and jemalloc, the binary's
+/// allocator, keeps freed pages some seconds for reuse (measured: 39 MiB
+/// RSS after a crash open of 100k blocks, 21 MiB once purged).
 fn release_scan_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the system.
     unsafe {
         libc::malloc_trim(0);
+    }
+    /// jemalloc's `MALLCTL_ARENAS_ALL`: the command applies to every arena.
+    const ALL_ARENAS: &std::ffi::CStr = c"arena.4096.purge";
+    // SAFETY: a purge takes no old or new value, so null pointers and a
+    // zero length are what it expects; with jemalloc not the allocator in
+    // use, it purges an allocator that holds nothing.
+    unsafe {
+        tikv_jemalloc_sys::mallctl(
+            ALL_ARENAS.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
     }
 }
 
