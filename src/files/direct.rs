@@ -222,9 +222,9 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), vec![7u8; ALIGN]);
     }
 
-    #[test]
-    fn aligned_chunks_go_direct_and_the_rest_buffered_and_all_read_back() {
-        // Beside the checkout, on a disk (tmpfs would refuse O_DIRECT).
+    /// A part file open to read and write, beside the checkout: on a disk,
+    /// where tmpfs would not bypass the page cache.
+    fn part_on_disk() -> (tempfile::TempDir, std::path::PathBuf, File) {
         let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
         let path = dir.path().join("out.part");
         let file = std::fs::OpenOptions::new()
@@ -234,6 +234,12 @@ mod tests {
             .truncate(false)
             .open(&path)
             .unwrap();
+        (dir, path, file)
+    }
+
+    #[test]
+    fn aligned_chunks_go_direct_and_the_rest_buffered_and_all_read_back() {
+        let (_dir, path, file) = part_on_disk();
         let size = 3 * 65_536 + 100;
         file.set_len(size as u64).unwrap();
         let out = Output::new(file, &path);
@@ -254,15 +260,7 @@ mod tests {
 
     #[test]
     fn aligned_and_unaligned_addresses_both_write_direct_and_read_back() {
-        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
-        let path = dir.path().join("out.part");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .unwrap();
+        let (_dir, path, file) = part_on_disk();
         let out = Output::new(file, &path);
         // One page more than two chunks, so that a chunk can start on an
         // aligned address and another one byte past one.
