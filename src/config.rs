@@ -512,6 +512,7 @@ impl Config {
                     per_prefix: self.prefix_limit_result,
                     apply_to_local: self.limit_local_addrs,
                 },
+                wait_slow_below: 0,
             },
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             store_timeout: Duration::from_millis(self.store_timeout_ms),

@@ -57,6 +57,11 @@ pub struct LookupConfig {
     pub deadline_ms: u64,
     /// How the k closest spread over network prefixes.
     pub spread: Spread,
+    /// Slow peers hold up the end only while the answer would be shorter
+    /// than this without them; 0 is taken as k. A region's wide lookup asks
+    /// for more nodes than a small network has, and would otherwise wait
+    /// out each dead peer's whole timeout (seconds, on every put and get).
+    pub wait_slow_below: usize,
 }
 
 impl Default for LookupConfig {
@@ -71,6 +76,7 @@ impl Default for LookupConfig {
             max_requests: 300,
             deadline_ms: 10_000,
             spread: Spread::OFF,
+            wait_slow_below: 0,
         }
     }
 }
@@ -126,6 +132,8 @@ pub struct Lookup {
     target: Id,
     kind: LookupKind,
     k: usize,
+    /// See [`LookupConfig::wait_slow_below`]; at most k.
+    wait_slow_below: usize,
     alpha: usize,
     max_requests: usize,
     deadline: u64,
@@ -168,6 +176,10 @@ impl Lookup {
             max_requests: cfg.max_requests.max(1),
             deadline: now.saturating_add(cfg.deadline_ms),
             spread: cfg.spread,
+            wait_slow_below: match cfg.wait_slow_below {
+                0 => cfg.k.max(1),
+                n => n.min(cfg.k.max(1)),
+            },
             candidates: BTreeMap::new(),
             addrs: HashMap::new(),
             holders: Vec::new(),
@@ -460,14 +472,14 @@ impl Lookup {
         // answered, none of them knows anyone closer. Stragglers farther out
         // may still be in flight; as in Kademlia, they are not waited for.
         // Slow peers count as failed here, unless without them the result
-        // would be short: then they are waited for.
+        // would be short (under `wait_slow_below`): then they are waited for.
         let window: Vec<State> = self
             .window(is_live, self.k)
             .iter()
             .map(|d| self.candidates[d].state)
             .collect();
         let answered = window.iter().all(|s| *s == State::Succeeded);
-        let settled = answered && (window.len() >= self.k || self.slow == 0);
+        let settled = answered && (window.len() >= self.wait_slow_below || self.slow == 0);
         self.finished = found || settled;
         // Out of requests with none left to wait for: end with what we have.
         let spent = self.contacted >= self.max_requests && self.in_flight == 0 && self.slow == 0;

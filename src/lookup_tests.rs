@@ -303,6 +303,39 @@ fn slow_peers_free_their_slot_and_do_not_hold_up_the_end() {
 }
 
 #[test]
+fn a_wide_lookup_short_of_its_width_does_not_wait_for_a_slow_peer_past_enough() {
+    // A region's lookup: 6 wanted, 3 live nodes and one gone quiet. With
+    // `wait_slow_below` 2, the 3 answers are enough and the slow one is
+    // not waited for; without it, the lookup waits out its timeout.
+    let wide = |wait_slow_below| {
+        let cfg = LookupConfig {
+            k: 6,
+            alpha: 4,
+            wait_slow_below,
+            ..LookupConfig::default()
+        };
+        let mut l = Lookup::new(
+            TARGET,
+            LookupKind::FindNode,
+            cfg,
+            None,
+            vec![at(1), at(2), at(3), at(4)],
+            0,
+        );
+        assert_eq!(ns(&l.next_peers()), vec![1, 2, 3, 4]);
+        l.on_slow(&at(1).id);
+        for n in 2..=4 {
+            ok(&mut l, n, &[]);
+        }
+        l
+    };
+    let l = wide(2);
+    assert!(l.is_finished(), "3 answers of at least 2: done");
+    assert_eq!(ns(&l.result().closest), vec![2, 3, 4]);
+    assert!(!wide(0).is_finished(), "0 is k: short of 6, it waits");
+}
+
+#[test]
 fn a_slow_peer_is_waited_for_when_the_result_would_be_short_and_may_answer_late() {
     let mut l = lookup(LookupKind::FindNode, 3, 3, None, &[1, 2]);
     assert_eq!(ns(&l.next_peers()), vec![1, 2]);
