@@ -547,3 +547,61 @@ async fn an_interrupted_get_of_an_erasure_coded_file_resumes() {
     assert_eq!((again.reused, again.fetched), (chunks - 1, 1));
     assert!(std::fs::read(&out2).unwrap() == data, "other bytes");
 }
+
+/// An erasure-coded get asks each shard of the closest nodes of its key's
+/// region, as the put placed it, rather than looking every shard up: fewer
+/// find_value requests than blocks fetched, where a lookup a block sends
+/// each block's closest nodes one or more (236 for 40 blocks, measured).
+/// The file still reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_coded_get_looks_up_regions_not_every_shard() {
+    use dhtfs::files::{get, put, GetOptions, PutOptions, Redundancy};
+    use dhtfs::stats::Outcome;
+    use dhtfs::wire::message::RequestType;
+
+    let net = common::TestNet::start(8).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let chunks = 8;
+    let data = random_bytes(chunks * (64 << 10), 31);
+    let path = tmp.path().join("g.bin");
+    std::fs::write(&path, &data).unwrap();
+    let code: dhtfs::erasure::Code = CODE.parse().unwrap();
+    let report = put(&PutOptions {
+        bootstrap: vec![net.nodes[0].local_addr],
+        quiet: true,
+        chunk_size: 64 << 10,
+        redundancy: Redundancy::Coded(code),
+        ..PutOptions::new(path)
+    })
+    .await
+    .expect("put --ec");
+    assert_eq!(report.chunks.len(), chunks);
+    let find_values = || -> u64 {
+        net.nodes
+            .iter()
+            .map(|d| {
+                let served = &d.node.stats().served;
+                served.get(RequestType::FindValue, Outcome::Ok)
+                    + served.get(RequestType::FindValue, Outcome::Error)
+            })
+            .sum()
+    };
+    let before = find_values();
+    let out = tmp.path().join("g.out");
+    get(&GetOptions {
+        bootstrap: vec![net.nodes[6].local_addr],
+        quiet: true,
+        ..GetOptions::new(report.file, out.clone())
+    })
+    .await
+    .expect("get");
+    assert!(std::fs::read(&out).unwrap() == data, "other bytes");
+    let asked = find_values() - before;
+    eprintln!("{asked} find_value requests");
+    // Each chunk: its stripe block and at least k shards.
+    let blocks = chunks as u64 * (1 + code.k() as u64);
+    assert!(
+        asked < blocks,
+        "{asked} find_value requests for at least {blocks} blocks: a lookup a block"
+    );
+}

@@ -26,6 +26,10 @@ use crate::node::Transfer;
 use crate::seal;
 use crate::stripe::{Stripe, MAX_STRIPE_BLOCK};
 
+/// A file of this many chunks or more is fetched by region (see
+/// `Transfer::ask_by_region`); an erasure-coded one always, since each of
+/// its chunks is n shards.
+const BY_REGION_FROM: usize = 16;
 /// A striped file's chunks in flight are this share of `parallel`.
 const STRIPED_SHARE: usize = 4;
 
@@ -125,6 +129,10 @@ async fn run(session: &Session, opts: &GetOptions) -> Result<GetReport, FilesErr
         }
         (None, None) => return Err(FilesError::RootNotFound(Id::ZERO)),
     };
+    // Many blocks: one lookup a region of the keyspace, not one a block.
+    if stripes || chunks.len() >= BY_REGION_FROM {
+        transfer.ask_by_region();
+    }
     if let Some(e) = chunks.iter().find(|e| block_len(e, chunk_size) > MAX_BLOCK) {
         return Err(manifest::ManifestError::Inconsistent {
             key: e.0,

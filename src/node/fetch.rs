@@ -30,6 +30,9 @@ const MAX_IN_FLIGHT: usize = 3;
 /// One ask never runs longer than this (ms), however it trickles: the
 /// block client's timeouts bound each read, not a whole block.
 const ASK_MAX_MS: u64 = 30_000;
+/// A transfer that asks by region asks this many of a key's closest nodes
+/// before it looks the key up: a put placed the block on the closest.
+const SEEDS: usize = 2;
 
 /// What the fetches of one transfer (a file, a pin, a scrub pass) share:
 /// the peers caught lying or being slow, and how long fetches take.
@@ -40,6 +43,9 @@ pub struct Transfer {
     /// Set once the transfer has nothing left to start: from then on its
     /// fetches hedge at the usual time, not far behind it.
     endgame: tokio::sync::watch::Sender<bool>,
+    /// Set for a transfer of many blocks: the regions of the keyspace its
+    /// blocks' closest nodes were found in (see `ask_by_region`).
+    regions: std::sync::OnceLock<tokio::sync::Mutex<crate::region::Regions>>,
 }
 
 impl Default for Transfer {
@@ -55,7 +61,19 @@ impl Transfer {
             marks: Mutex::new(PeerMarks::new(MAX_MARKED)),
             timer: Mutex::new(HedgeTimer::new()),
             endgame: tokio::sync::watch::Sender::new(false),
+            regions: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on each block is asked first of the closest nodes of its
+    /// key, found in the region of the keyspace that spans it (looked up
+    /// once a region and kept a while, `Node::closest_in_region`), and
+    /// looked up on its own only when none of those has it. For transfers
+    /// of many blocks: a find_value lookup a block was most of their
+    /// requests (an erasure-coded chunk is n shards), and a region's lookup
+    /// costs more than one block's.
+    pub fn ask_by_region(&self) {
+        let _ = self.regions.set(Default::default());
     }
 
     /// `peer` fell far behind: it is tried last, and kept out of lookups
@@ -178,6 +196,12 @@ impl Node {
         // Asks running, with when each started (ms).
         let mut started: Vec<(SocketAddr, u64)> = Vec::new();
         let mut lookup: Option<BoxFuture<LookupResult>> = None;
+        // Asking by region: the key's closest nodes first, as a put placed
+        // it; a lookup only once they have all failed to deliver it.
+        if let Some(regions) = transfer.regions.get() {
+            let seeds = self.closest_in_region(key, SEEDS, regions).await;
+            queue.extend(lock(&transfer.marks).order(seeds.iter().map(|c| c.addr), Some(me)));
+        }
         // Whether the lookup running was a hedge (nobody was left to hedge
         // to): in the end game its first new candidate is then asked as
         // soon as it is found, not a whole hedge delay later. Not before:
