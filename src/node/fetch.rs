@@ -197,10 +197,17 @@ impl Node {
         let mut started: Vec<(SocketAddr, u64)> = Vec::new();
         let mut lookup: Option<BoxFuture<LookupResult>> = None;
         // Asking by region: the key's closest nodes first, as a put placed
-        // it; a lookup only once they have all failed to deliver it.
+        // it; a lookup only once they have all failed to deliver it. The
+        // transfer's liars and slow peers are left to the lookups' rules.
         if let Some(regions) = transfer.regions.get() {
             let seeds = self.closest_in_region(key, SEEDS, regions).await;
-            queue.extend(lock(&transfer.marks).order(seeds.iter().map(|c| c.addr), Some(me)));
+            let avoided = lock(&transfer.marks).avoided();
+            queue.extend(
+                seeds
+                    .iter()
+                    .map(|c| c.addr)
+                    .filter(|a| *a != me && !avoided.contains(a)),
+            );
         }
         // Whether the lookup running was a hedge (nobody was left to hedge
         // to): in the end game its first new candidate is then asked as
