@@ -33,6 +33,21 @@ const TRANSFER: Duration = Duration::from_secs(180);
 /// Longest the repair may take to bring the chunk back.
 const REPAIR_WITHIN: Duration = Duration::from_secs(180);
 
+/// Requests of `kind` the nodes of `net` served, with any of `outcomes`.
+fn served(
+    net: &common::TestNet,
+    kind: dhtfs::wire::message::RequestType,
+    outcomes: &[dhtfs::stats::Outcome],
+) -> u64 {
+    net.nodes
+        .iter()
+        .map(|d| {
+            let served = &d.node.stats().served;
+            outcomes.iter().map(|&o| served.get(kind, o)).sum::<u64>()
+        })
+        .sum()
+}
+
 /// Every block `admin`'s node holds.
 async fn held(admin: SocketAddr) -> Vec<pb::Block> {
     let mut c = client(admin).await;
@@ -321,15 +336,7 @@ async fn the_gateway_and_pin_read_erasure_coded_files() {
     let find_nodes = |net: &common::TestNet| -> u64 {
         use dhtfs::stats::Outcome;
         use dhtfs::wire::message::RequestType;
-        net.nodes
-            .iter()
-            .map(|d| {
-                d.node
-                    .stats()
-                    .served
-                    .get(RequestType::FindNode, Outcome::Ok)
-            })
-            .sum()
+        served(net, RequestType::FindNode, &[Outcome::Ok])
     };
     let before = find_nodes(&net);
     let report = put(&opts).await.expect("put --ec");
@@ -576,16 +583,7 @@ async fn an_erasure_coded_get_looks_up_regions_not_every_shard() {
     .await
     .expect("put --ec");
     assert_eq!(report.chunks.len(), chunks);
-    let find_values = || -> u64 {
-        net.nodes
-            .iter()
-            .map(|d| {
-                let served = &d.node.stats().served;
-                served.get(RequestType::FindValue, Outcome::Ok)
-                    + served.get(RequestType::FindValue, Outcome::Error)
-            })
-            .sum()
-    };
+    let find_values = || served(&net, RequestType::FindValue, &[Outcome::Ok, Outcome::Error]);
     let before = find_values();
     let out = tmp.path().join("g.out");
     get(&GetOptions {
